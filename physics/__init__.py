@@ -1,0 +1,1 @@
+"""Physics-prior adapters: heat, wave and Poisson operators on token grids."""

@@ -1,0 +1,12 @@
+"""qiadapters: parameter-efficient fine-tuning with quantum-inspired (Hamming-weight) adapters.
+
+The physics-prior family lives in the sibling top-level package :mod:`physics`; this package
+never imports it at import time.
+"""
+from ._version import __version__
+from .circuits import (FBS, GATES, LAYOUTS, RBS, Circuit, block_dim, compound,
+                       compound_by_minors, hamming_basis, max_qubits)
+from .circuits import pennylane
+
+__all__ = ["__version__", "Circuit", "RBS", "FBS", "GATES", "LAYOUTS", "hamming_basis",
+           "block_dim", "max_qubits", "compound", "compound_by_minors", "pennylane"]

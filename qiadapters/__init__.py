@@ -10,3 +10,7 @@ from .circuits import pennylane
 
 __all__ = ["__version__", "Circuit", "RBS", "FBS", "GATES", "LAYOUTS", "hamming_basis",
            "block_dim", "max_qubits", "compound", "compound_by_minors", "pennylane"]
+from .adapters import HammingAdapter, HammingConfig
+from .model import AdapterModel, get_adapter_model
+
+__all__ += ["HammingAdapter", "HammingConfig", "AdapterModel", "get_adapter_model"]

@@ -1,0 +1,84 @@
+"""Configuration of the Hamming (quantum-inspired) adapter family."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
+
+from ... import _checks
+from ...circuits import GATES, LAYOUTS
+from ..base import AdapterConfig
+from .parametrizations import PARAMETRIZATIONS
+
+#: Blocks per layer when neither ``blocks`` nor ``block_size`` is given (the paper's GLUE setting).
+DEFAULT_BLOCKS = 3
+#: Sides on which ``D`` can act: after the base layer (the paper) or before it (as OFT does).
+SIDES = ("output", "input")
+#: Upper bound for the weights named in ``orders`` before ``n`` is known.
+_MAX_ORDER = 64
+
+
+def check_orders(orders) -> tuple[int, ...]:
+    """Distinct Hamming weights ``>= 1``, sorted (weight 0 is a constant 1x1 block)."""
+    ks = _checks.orders("orders", orders, _MAX_ORDER)
+    if ks[0] < 1:
+        raise ValueError(f"orders={orders!r} contains 0; the weight-0 block is the constant "
+                         f"[1], so valid orders are integers 1..n (e.g. (1, 2))")
+    return ks
+
+
+@dataclass
+class HammingConfig(AdapterConfig):
+    """Hamming-weight adapter: ``y = (x W0^T) D + b`` with ``D`` block-diagonal orthogonal.
+
+    Example::
+
+        cfg = HammingConfig(target_modules=["query", "value"], orders=(1, 2), blocks=3,
+                            modules_to_save=["classifier"])
+    """
+
+    orders: tuple[int, ...] = field(default=(1, 2), metadata={"help": (
+        "Hamming weights k of the blocks of D: each block holds C(n,k) x C(n,k) compound "
+        "blocks for every k.  (1,) is OFT-like; (1, 2) is the paper's default.")})
+    blocks: Optional[int] = field(default=None, metadata={"help": (
+        f"Number r of blocks per layer (block size floor(d / r)).  Give blocks or block_size, "
+        f"not both; default {DEFAULT_BLOCKS} when neither is given.")})
+    block_size: Optional[int] = field(default=None, metadata={"help": (
+        "Dimension b of each block (r = floor(d / b) blocks).  Alternative to blocks.")})
+    n_qubits: Optional[int] = field(default=None, metadata={"help": (
+        "Qubits n per block; default the largest n with sum_k C(n,k) <= b (for the butterfly "
+        "circuit layout: the largest power of two).  The rest of each block is identity.")})
+    layout: str = field(default="pyramid", metadata={"help": (
+        f"Circuit layout for parametrization='circuit': one of {list(LAYOUTS)}.  Recorded "
+        f"but unused by the matrix parametrizations.")})
+    gate: str = field(default="rbs", metadata={"help": (
+        f"Two-qubit gate for parametrization='circuit': one of {list(GATES)} (FBS keeps "
+        f"block_k == C_k(block_1) for non-adjacent gates).")})
+    side: str = field(default="output", metadata={"help": (
+        "'output': y = (x W0^T) D + b (the paper; merged weight D^T W0).  'input': "
+        "y = (x D) W0^T + b (merged weight W0 D^T).")})
+    parametrization: str = field(default="cayley", metadata={"help": (
+        f"How the weight-1 block Q is parametrised: one of {list(PARAMETRIZATIONS)}.  "
+        f"'cayley' (default) and 'expm' use n(n-1)/2 values of a skew matrix per block; "
+        f"'circuit' uses a mirrored pair of circuits V(a) V(b)^T.")})
+    share_blocks: bool = field(default=False, metadata={"help": (
+        "Use one parameter set for all r blocks of a layer.")})
+
+    adapter_type: ClassVar[str] = "hamming"
+
+    def validate(self) -> None:
+        self.orders = check_orders(self.orders)
+        if self.blocks is not None and self.block_size is not None:
+            raise ValueError(f"give blocks or block_size, not both (got blocks={self.blocks}, "
+                             f"block_size={self.block_size})")
+        if self.blocks is not None:
+            _checks.integer("blocks", self.blocks, low=1)
+        if self.block_size is not None:
+            _checks.integer("block_size", self.block_size, low=1)
+        if self.n_qubits is not None:
+            _checks.integer("n_qubits", self.n_qubits, low=2)
+        _checks.choice("layout", self.layout, LAYOUTS)
+        _checks.choice("gate", self.gate, GATES)
+        _checks.choice("side", self.side, SIDES)
+        _checks.choice("parametrization", self.parametrization, PARAMETRIZATIONS)
+        if not isinstance(self.share_blocks, bool):
+            raise ValueError(f"share_blocks={self.share_blocks!r} must be True or False")

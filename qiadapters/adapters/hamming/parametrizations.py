@@ -1,0 +1,187 @@
+r"""Parametrizations of a Hamming adapter's blocks: parameters -> orthogonal Hamming blocks.
+
+Each parametrization is one small ``nn.Module`` holding the trainable parameters of the
+``r`` blocks of a :class:`~qiadapters.circuits.blockdiag.BlockLayout` and producing, in ONE
+method :meth:`Parametrization.blocks`, the list of weight-k blocks
+``[(r, C(n,k), C(n,k)) for k in orders]``.  Everything downstream (forward, merge, dense
+``D``) goes through that method, so a faster route (a compiled circuit op, a fused compound)
+replaces one method body.
+
+=============  ==========================================  ========================  ===========
+name           weight-1 block ``Q``                        parameters (per block)     at init
+=============  ==========================================  ========================  ===========
+``cayley``     :math:`(I - S)(I + S)^{-1}`, S skew          ``n(n-1)/2``               ``S = 0``
+``expm``       :math:`\exp(S)`, S skew                      ``n(n-1)/2``               ``S = 0``
+``circuit``    :math:`V(a) V(b)^T`, V a RBS/FBS circuit     ``2 * n_params(layout)``   ``a = b``
+=============  ==========================================  ========================  ===========
+
+All start at ``D = I``.  ``share_blocks=True`` keeps one parameter set for all ``r`` blocks.
+New parametrizations register in :data:`PARAMETRIZATIONS`.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ...circuits import Circuit, compound
+from ...circuits.blockdiag import BlockLayout, apply_blocks, dense
+
+
+class Parametrization(nn.Module):
+    """Base class: the parameters of ``r`` Hamming blocks laid out by ``block_layout``.
+
+    ``gate`` and ``layout`` name the circuit (used by circuit-based parametrizations; recorded
+    by the others); ``share_blocks`` makes all ``r`` blocks share one parameter set.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, block_layout: BlockLayout, *, gate: str = "rbs", layout: str = "pyramid",
+                 share_blocks: bool = False):
+        super().__init__()
+        self.block_layout = block_layout
+        self.gate = gate
+        self.layout = layout
+        self.share_blocks = bool(share_blocks)
+
+    @property
+    def copies(self) -> int:
+        """Number of independent parameter sets: 1 if shared, else ``r``."""
+        return 1 if self.share_blocks else self.block_layout.blocks
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        """The Hamming blocks ``[(r, C(n,k), C(n,k)) for k in orders]`` in ``dtype``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement blocks()")
+
+    def compute_dtype(self, dtype: torch.dtype | None) -> torch.dtype:
+        """float64 stays float64; everything else (fp16, bf16, fp32) is computed in float32."""
+        return torch.float64 if dtype == torch.float64 else torch.float32
+
+    def _per_block(self, t: torch.Tensor) -> torch.Tensor:
+        """Broadcast a shared ``(1, m, m)`` block to ``(r, m, m)``."""
+        return t.expand(self.block_layout.blocks, *t.shape[1:]) if self.share_blocks else t
+
+    def forward(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """``x D`` (``x D^T`` if ``transpose``) for ``x: (..., d)``."""
+        return apply_blocks(x, self.blocks(x.dtype), self.block_layout, transpose=transpose)
+
+    def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The dense ``d x d`` matrix ``D`` (tests and inspection only)."""
+        return dense(self.blocks(dtype), self.block_layout)
+
+    def extra_repr(self) -> str:
+        lay = self.block_layout
+        return (f"parametrization={self.name!r}, n={lay.n}, orders={lay.orders}, "
+                f"blocks={lay.blocks}, block_size={lay.block_size}, pad={lay.pad}, "
+                f"tail={lay.tail}, dim={lay.dim}, layout={self.layout!r}, gate={self.gate!r}, "
+                f"share_blocks={self.share_blocks}, params={self.n_params}")
+
+
+class SkewParametrization(Parametrization):
+    """A skew-symmetric ``S`` per block from its strict upper triangle (zero init), mapped to
+    an orthogonal ``Q`` by :meth:`orthogonal`; blocks are the compounds ``C_k(Q)``."""
+
+    def __init__(self, block_layout: BlockLayout, **options):
+        super().__init__(block_layout, **options)
+        n = block_layout.n
+        self.weight = nn.Parameter(torch.zeros(self.copies, n * (n - 1) // 2))
+        self.register_buffer("triu", torch.triu_indices(n, n, 1), persistent=False)
+
+    def skew(self, dtype: torch.dtype) -> torch.Tensor:
+        """``S: (copies, n, n)`` with ``S[i, j] = weight[(i, j)]`` for ``i < j``."""
+        n = self.block_layout.n
+        w = self.weight.to(dtype)
+        upper = w.new_zeros(self.copies, n, n)
+        rows = torch.arange(self.copies, device=w.device)[:, None]
+        upper = upper.index_put((rows, self.triu[0], self.triu[1]), w)
+        return upper - upper.transpose(-1, -2)
+
+    def orthogonal(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The weight-1 blocks ``Q: (copies, n, n)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement orthogonal()")
+
+    def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        Q = self.orthogonal(self.compute_dtype(dtype))
+        return [self._per_block(compound(Q, k)) for k in self.block_layout.orders]
+
+
+class Cayley(SkewParametrization):
+    r"""Cayley transform (the paper's choice): :math:`Q = (I - S)(I + S)^{-1}`.
+
+    ``I + S`` is always invertible for skew ``S`` (its eigenvalues are ``1 + i lambda``), so
+    ``Q`` is orthogonal with ``det Q = 1`` for every parameter value; ``S = 0`` gives ``Q = I``
+    and the map is a local diffeomorphism there (``dQ = -2 dS``), so every direction of
+    ``so(n)`` has a gradient at the identity.  Parameters: ``r * n(n-1)/2``.
+    """
+
+    name = "cayley"
+
+    def orthogonal(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        S = self.skew(self.compute_dtype(dtype))
+        eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+        # (I + S)^{-1} (I - S) equals (I - S)(I + S)^{-1}: the two factors commute.
+        return torch.linalg.solve(eye + S, eye - S)
+
+
+class Expm(SkewParametrization):
+    r"""Matrix exponential: :math:`Q = \exp(S)`.
+
+    The weight-k compound of :math:`\exp(S)` is the exponential of the fermionic hopping
+    Hamiltonian :math:`H = \sum_{i<j} S_{ij} (a_i^\dagger a_j - a_j^\dagger a_i)` restricted
+    to the weight-k sector, i.e. a continuous-time FBS circuit with hopping amplitudes ``S``.
+    Surjective onto ``SO(n)``; parameters ``r * n(n-1)/2``; ``S = 0`` gives ``Q = I``.
+    """
+
+    name = "expm"
+
+    def orthogonal(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.linalg.matrix_exp(self.skew(self.compute_dtype(dtype)))
+
+
+class CircuitPair(Parametrization):
+    r"""A layout's RBS/FBS circuit as a mirrored pair: :math:`U = V(a) V(b)^T`.
+
+    The weight-k block is ``V_k(a) V_k(b)^T`` with ``V_k`` the circuit's exact weight-k block
+    (:meth:`~qiadapters.Circuit.hamming_block`), so it is orthogonal for any gate and
+    connectivity (and equals ``C_k(U)`` whenever the circuit is compound-exact: FBS gates, or
+    nearest-neighbour RBS gates).
+
+    Why a pair: at all-zero angles a single circuit ``V(theta)`` is at a singular point --
+    only the ``n-1`` nearest-neighbour rotation directions have a gradient there.  Starting
+    from random ``a = b`` gives ``U = I`` exactly while the tangent map is generic, so the
+    training starts at the identity without the singularity.  Parameters:
+    ``2 * r * n_params(layout)``.
+    """
+
+    name = "circuit"
+
+    def __init__(self, block_layout: BlockLayout, **options):
+        super().__init__(block_layout, **options)
+        self.circuit = Circuit.from_layout(self.layout, block_layout.n, self.gate)
+        init = (torch.rand(self.copies, self.circuit.n_params) * 2 - 1) * math.pi
+        self.theta = nn.Parameter(init.clone())
+        self.theta_mirror = nn.Parameter(init.clone())
+
+    def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        dtype = self.compute_dtype(dtype)
+        a, b = self.theta.to(dtype), self.theta_mirror.to(dtype)
+        out = []
+        for k in self.block_layout.orders:
+            Va, Vb = self.circuit.hamming_block(a, k), self.circuit.hamming_block(b, k)
+            out.append(self._per_block(Va @ Vb.transpose(-1, -2)))
+        return out
+
+
+#: Registry of parametrizations by name.
+PARAMETRIZATIONS: dict[str, type[Parametrization]] = {
+    "cayley": Cayley,
+    "expm": Expm,
+    "circuit": CircuitPair,
+}

@@ -1,0 +1,248 @@
+"""``AdapterModel``: a model with named adapters injected, PEFT style.
+
+    >>> cfg = qiadapters.HammingConfig(target_modules=["query", "value"], blocks=3,
+    ...                                modules_to_save=["classifier"])
+    >>> am = qiadapters.get_adapter_model(model, cfg)
+    >>> am.print_trainable_parameters()
+    >>> loss = am(**batch).loss + am.aux_loss()
+    >>> am.save_pretrained("out")
+    >>> am2 = qiadapters.AdapterModel.from_pretrained(fresh_model, "out")
+    >>> plain = am2.merge_and_unload()
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..adapters.base import AdapterConfig, AdapterLayer
+from . import injection, io
+from .modules_to_save import ModulesToSave
+
+
+class AdapterModel(nn.Module):
+    """Wraps ``model`` (modified in place: targets are replaced by adapter layers).
+
+    Forwards exactly like ``model``; unknown attributes are looked up on ``model``.
+    Adapters are named; ``peft_config[name]`` is each one's config.
+    """
+
+    def __init__(self, model: nn.Module, config: AdapterConfig | None = None,
+                 adapter_name: str = "default"):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if isinstance(model, AdapterModel):
+            raise TypeError("model is already an AdapterModel; use add_adapter() on it")
+        self.base_model = model
+        self.peft_config: dict[str, AdapterConfig] = {}
+        self._active: list[str] = []
+        if config is not None:
+            self.add_adapter(adapter_name, config)
+            self.set_adapter(adapter_name)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model":
+                raise
+            return getattr(self.base_model, name)
+
+    def forward(self, *args, **kwargs):
+        return self.base_model(*args, **kwargs)
+
+    def get_base_model(self) -> nn.Module:
+        """The wrapped model (with its adapter layers in place)."""
+        return self.base_model
+
+    # ------------------------------------------------------------ adapters
+    def adapter_layers(self) -> Iterator[tuple[str, AdapterLayer]]:
+        """``(name, layer)`` for every adapter layer (including modules_to_save wrappers)."""
+        return injection.adapter_layers(self.base_model)
+
+    @property
+    def active_adapters(self) -> list[str]:
+        """Active adapter names, in the order they were added."""
+        return [a for a in self.peft_config if a in self._active]
+
+    @property
+    def active_adapter(self) -> str | None:
+        active = self.active_adapters
+        return active[0] if active else None
+
+    def _check_new(self, adapter_name: str) -> None:
+        injection.check_adapter_name(adapter_name)
+        if adapter_name in self.peft_config:
+            raise ValueError(f"adapter_name={adapter_name!r} already exists; existing: "
+                             f"{list(self.peft_config)}")
+
+    def add_adapter(self, adapter_name: str, config: AdapterConfig,
+                    trainable: bool = True) -> None:
+        """Inject another adapter (inactive until :meth:`set_adapter`)."""
+        self._check_new(adapter_name)
+        plan = injection.plan(self.base_model, config, adapter_name)
+        injection.apply(self.base_model, plan, self.active_adapters, trainable)
+        self.peft_config[adapter_name] = config
+
+    def set_adapter(self, adapter_names: str | Sequence[str]) -> None:
+        """Activate one adapter, or several (applied as a stack in the order added)."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        unknown = [a for a in names if a not in self.peft_config]
+        if unknown or not names:
+            raise ValueError(f"adapter_names={adapter_names!r} is not valid; existing "
+                             f"adapters: {list(self.peft_config)}")
+        for _, layer in self.adapter_layers():
+            layer.set_adapter(names)
+        self._active = names
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an adapter everywhere; layers left without adapters are unwrapped."""
+        if adapter_name not in self.peft_config:
+            raise ValueError(f"adapter_name={adapter_name!r} does not exist; existing: "
+                             f"{list(self.peft_config)}")
+        for name, layer in list(self.adapter_layers()):
+            if adapter_name in layer.adapter_names:
+                layer.delete_adapter(adapter_name)
+                if not layer.adapter_names:
+                    injection._replace(self.base_model, name, layer.unload())
+        del self.peft_config[adapter_name]
+        self._active = [a for a in self._active if a != adapter_name]
+
+    @contextlib.contextmanager
+    def disable_adapter(self):
+        """Context manager: run the base model alone (merged layers are unmerged first)."""
+        layers = [layer for _, layer in self.adapter_layers()]
+        previous = [layer.disable_adapters for layer in layers]
+        try:
+            for layer in layers:
+                layer.disable_adapters = True
+            yield
+        finally:
+            for layer, flag in zip(layers, previous):
+                layer.disable_adapters = flag
+
+    # ------------------------------------------------------------ losses and counts
+    def aux_loss(self) -> torch.Tensor:
+        """Sum of every adapter layer's auxiliary loss (0 for Hamming adapters)."""
+        losses = [layer.aux_loss() for _, layer in self.adapter_layers()]
+        if not losses:
+            ref = next(self.base_model.parameters(), None)
+            return torch.zeros((), device=None if ref is None else ref.device)
+        return torch.stack([l.to(losses[0].device) for l in losses]).sum()
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable, total)`` parameter counts."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.get_nb_trainable_parameters()
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
+              f"trainable%: {100 * trainable / max(total, 1):.4f}")
+
+    # ------------------------------------------------------------ merging
+    def _check_mergeable(self) -> None:
+        bad = [f"{n} ({type(l).__name__})" for n, l in self.adapter_layers() if not l.mergeable]
+        if bad:
+            raise TypeError(f"these adapter layers cannot be merged into the base weights: "
+                            f"{bad[:5]}; use unload() to remove them instead")
+
+    def merge_adapter(self, safe_merge: bool = False) -> None:
+        """Fold the active adapters into the base weights (undo with :meth:`unmerge_adapter`)."""
+        self._check_mergeable()
+        for _, layer in self.adapter_layers():
+            layer.merge(safe_merge=safe_merge)
+
+    def unmerge_adapter(self) -> None:
+        for _, layer in self.adapter_layers():
+            if layer.merged:
+                layer.unmerge()
+
+    def _unload(self, merge: bool) -> nn.Module:
+        if merge:
+            self._check_mergeable()
+        for name, layer in list(self.adapter_layers()):
+            injection._replace(self.base_model, name, layer.unload(merge=merge))
+        self.peft_config.clear()
+        self._active = []
+        return self.base_model
+
+    def merge_and_unload(self, safe_merge: bool = False) -> nn.Module:
+        """Merge the active adapters and return the plain base model (no adapter modules).
+
+        ``modules_to_save`` modules are replaced by the active adapter's trained copy.
+        """
+        self._check_mergeable()
+        for _, layer in self.adapter_layers():
+            if not layer.merged:
+                layer.merge(safe_merge=safe_merge)
+        return self._unload(merge=True)
+
+    def unload(self) -> nn.Module:
+        """Remove every adapter without merging; returns the original base model."""
+        return self._unload(merge=False)
+
+    # ------------------------------------------------------------ saving and loading
+    def save_pretrained(self, save_directory: str | os.PathLike,
+                        selected_adapters: Sequence[str] | None = None) -> None:
+        """Save adapters: ``"default"`` into ``save_directory``, any other adapter into
+        ``save_directory/<name>``.  Only adapter tensors (and modules_to_save copies)."""
+        names = list(self.peft_config) if selected_adapters is None else list(selected_adapters)
+        unknown = [a for a in names if a not in self.peft_config]
+        if unknown:
+            raise ValueError(f"selected_adapters={unknown} do not exist; existing: "
+                             f"{list(self.peft_config)}")
+        merged = [n for n, l in self.adapter_layers() if l.merged and not isinstance(l, ModulesToSave)]
+        if merged:
+            raise RuntimeError(f"layers {merged[:3]} are merged; call unmerge_adapter() "
+                               f"before save_pretrained() so the saved weights are the adapters'")
+        for name in names:
+            where = save_directory if name == "default" else os.path.join(save_directory, name)
+            io.save_adapter(where, self.peft_config[name],
+                            io.adapter_state_dict(self.base_model, name))
+
+    def load_adapter(self, directory: str | os.PathLike, adapter_name: str = "default",
+                     is_trainable: bool = False) -> None:
+        """Inject and load a saved adapter under ``adapter_name`` (not activated).
+
+        Everything (version, config, tensor names and shapes) is checked before the model is
+        modified.  ``is_trainable=False`` freezes the loaded adapter (inference).
+        """
+        self._check_new(adapter_name)
+        config, state = io.read_adapter(directory)
+        plan = injection.plan(self.base_model, config, adapter_name)
+        io.check_state(plan.expected_state(), state, directory)
+        with torch.no_grad():
+            for prefix, module in plan.modules():
+                own = module.state_dict()
+                for key, value in own.items():
+                    value.copy_(state[f"{prefix}.{key}"])
+        injection.apply(self.base_model, plan, self.active_adapters, trainable=is_trainable)
+        self.peft_config[adapter_name] = config
+
+    @classmethod
+    def from_pretrained(cls, model: nn.Module, directory: str | os.PathLike,
+                        adapter_name: str = "default", is_trainable: bool = False) -> "AdapterModel":
+        """Load a saved adapter onto ``model`` and activate it.
+
+        As in PEFT, ``is_trainable=False`` (the default) freezes the adapter and puts the
+        model in eval mode.
+        """
+        am = cls(model)
+        am.load_adapter(directory, adapter_name, is_trainable=is_trainable)
+        am.set_adapter(adapter_name)
+        if not is_trainable:
+            am.eval()
+        return am
+
+
+def get_adapter_model(model: nn.Module, config: AdapterConfig,
+                      adapter_name: str = "default") -> AdapterModel:
+    """Freeze ``model``, wrap the modules selected by ``config`` and return an
+    :class:`AdapterModel` with ``adapter_name`` active.  Validates before modifying."""
+    return AdapterModel(model, config, adapter_name)

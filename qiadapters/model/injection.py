@@ -1,0 +1,199 @@
+"""Finding target modules and wrapping them, in two phases.
+
+:func:`plan` validates everything and builds every new adapter's state without touching the
+model; :func:`apply` then swaps in the adapter layers.  A bad config (no match, a non-Linear
+target, a block size too small, ...) therefore fails before the model is modified.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ..adapters.base import AdapterConfig, AdapterLayer, AdapterParts, layer_class
+from .modules_to_save import ModulesToSave
+
+#: Module names treated as a model's output head by ``target_modules="all-linear"``.
+HEAD_NAMES = frozenset({"classifier", "score", "lm_head", "qa_outputs", "head", "cls"})
+
+
+def check_adapter_name(adapter_name) -> str:
+    if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
+        raise ValueError(f"adapter_name={adapter_name!r} must be a non-empty string without '.'")
+    return adapter_name
+
+
+def visible_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``named_modules`` without the insides of adapter layers (their base and adapters)."""
+    hidden: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(h + ".") for h in hidden):
+            continue
+        if isinstance(module, AdapterLayer):
+            hidden.append(name)
+        yield name, module
+
+
+def _base(module: nn.Module) -> nn.Module:
+    return module.base_layer if isinstance(module, AdapterLayer) else module
+
+
+def output_heads(model: nn.Module) -> set[str]:
+    """Names of the output head's ``nn.Linear`` modules (excluded by ``"all-linear"``)."""
+    modules = list(visible_modules(model))
+    linears = [n for n, m in modules if isinstance(_base(m), nn.Linear)]
+    heads = {n for n in linears if HEAD_NAMES & set(n.split("."))}
+    get_out = getattr(model, "get_output_embeddings", None)
+    if callable(get_out):
+        try:
+            out = get_out()
+        except (NotImplementedError, AttributeError):
+            out = None
+        heads |= {n for n, m in modules if out is not None and (m is out or _base(m) is out)}
+    if not heads and linears:
+        heads.add(linears[-1])
+    return heads
+
+
+def _suffix_match(name: str, keys) -> bool:
+    return any(name == k or name.endswith("." + k) for k in keys)
+
+
+def match_targets(model: nn.Module, target_modules) -> list[str]:
+    """Names of the modules selected by ``target_modules`` (see :class:`AdapterConfig`)."""
+    modules = [(n, m) for n, m in visible_modules(model) if n]
+    if target_modules == "all-linear":
+        heads = output_heads(model)
+        return [n for n, m in modules if isinstance(_base(m), nn.Linear) and n not in heads]
+    if isinstance(target_modules, str):
+        pattern = re.compile(target_modules)
+        return [n for n, _ in modules if pattern.fullmatch(n)]
+    return [n for n, _ in modules if _suffix_match(n, target_modules)]
+
+
+def _examples(model: nn.Module, limit: int = 8) -> list[str]:
+    names = [n for n, m in visible_modules(model) if n and isinstance(_base(m), nn.Linear)]
+    names = names or [n for n, _ in visible_modules(model) if n]
+    return names[:limit] + (["..."] if len(names) > limit else [])
+
+
+@dataclass
+class Plan:
+    """Everything :func:`apply` will do: ``(module name, current module, built state)``."""
+
+    adapter_name: str
+    config: AdapterConfig
+    layer_cls: type[AdapterLayer]
+    targets: list[tuple[str, nn.Module, AdapterParts]] = field(default_factory=list)
+    saves: list[tuple[str, nn.Module, AdapterParts]] = field(default_factory=list)
+
+    def entries(self) -> Iterator[tuple[str, nn.Module, AdapterParts, type[AdapterLayer]]]:
+        for name, module, parts in self.targets:
+            yield name, module, parts, self.layer_cls
+        for name, module, parts in self.saves:
+            yield name, module, parts, ModulesToSave
+
+    def expected_state(self) -> dict[str, torch.Size]:
+        """Saved-key -> shape of every tensor this adapter will hold (see :mod:`.io`)."""
+        out = {}
+        for name, _, parts, _ in self.entries():
+            for attr, module in parts.modules.items():
+                for key, value in module.state_dict().items():
+                    out[f"{name}.{attr}.{key}"] = value.shape
+        return out
+
+    def modules(self) -> Iterator[tuple[str, nn.Module]]:
+        """``(saved-key prefix, module)`` for every new adapter module."""
+        for name, _, parts, _ in self.entries():
+            for attr, module in parts.modules.items():
+                yield f"{name}.{attr}", module
+
+
+def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
+    """Validate ``config`` on ``model`` and build the new adapter's state; modifies nothing."""
+    if not isinstance(config, AdapterConfig):
+        raise TypeError(f"config must be an AdapterConfig (e.g. HammingConfig), got "
+                        f"{type(config).__name__}")
+    check_adapter_name(adapter_name)
+    layer_cls = layer_class(config)
+    result = Plan(adapter_name, config, layer_cls)
+    names = match_targets(model, config.target_modules)
+    if not names:
+        raise ValueError(f"target_modules={config.target_modules!r} matches no module of "
+                         f"{type(model).__name__}; some module names: {_examples(model)}")
+    saves = []
+    if config.modules_to_save:
+        saves = [n for n, _ in visible_modules(model) if n and _suffix_match(n, config.modules_to_save)]
+        if not saves:
+            raise ValueError(f"modules_to_save={config.modules_to_save!r} matches no module "
+                             f"of {type(model).__name__}; some module names: {_examples(model)}")
+        both = sorted(set(saves) & set(names))
+        if both:
+            raise ValueError(f"modules {both} are both targets and modules_to_save; a module "
+                             f"is either adapted or trained in full")
+    options = config.layer_options()
+    for kind, name in [("target", n) for n in names] + [("save", n) for n in saves]:
+        module = model.get_submodule(name)
+        cls = layer_cls if kind == "target" else ModulesToSave
+        if isinstance(module, AdapterLayer):
+            if type(module) is not cls:
+                raise ValueError(f"module {name!r} is already wrapped by "
+                                 f"{type(module).__name__}; it cannot also hold a "
+                                 f"{cls.__name__} adapter (one family per layer)")
+            if adapter_name in module.adapter_names:
+                raise ValueError(f"adapter_name={adapter_name!r} already exists on module "
+                                 f"{name!r}; existing: {module.adapter_names}")
+        try:
+            parts = cls.build(_base(module), **(options if kind == "target" else {}))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"module {name!r} ({type(_base(module)).__name__}): {e}") from None
+        (result.targets if kind == "target" else result.saves).append((name, module, parts))
+    return result
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def adapter_parameter_ids(model: nn.Module) -> set[int]:
+    """``id`` of every parameter held by an adapter (not by a base layer)."""
+    ids = set()
+    for m in model.modules():
+        if isinstance(m, AdapterLayer):
+            for attr in m.adapter_layer_names:
+                ids |= {id(p) for p in getattr(m, attr).parameters()}
+    return ids
+
+
+def apply(model: nn.Module, plan: Plan, active: list[str], trainable: bool = True) -> None:
+    """Attach the planned adapter, freeze every non-adapter parameter.
+
+    New adapter modules move to their base module's device and are trainable if
+    ``trainable``; new wrappers get ``active`` as their active adapters.
+    """
+    for name, module, parts, cls in plan.entries():
+        layer = module if isinstance(module, AdapterLayer) else cls.wrap(module)
+        ref = next(_base(module).parameters(), None)
+        for part in parts.modules.values():
+            if ref is not None:
+                part.to(device=ref.device)
+            part.requires_grad_(trainable)
+        layer.attach(plan.adapter_name, parts)
+        if layer is not module:
+            layer.set_adapter(active)
+            _replace(model, name, layer)
+    keep = adapter_parameter_ids(model)
+    for p in model.parameters():
+        if id(p) not in keep:
+            p.requires_grad_(False)
+
+
+def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:
+    for name, module in model.named_modules():
+        if isinstance(module, AdapterLayer):
+            yield name, module

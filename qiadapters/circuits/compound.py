@@ -12,7 +12,10 @@ gates) ``block_k = C_k(block_1)``.
 
 Routes (all exact, all differentiable, batched over leading dims):
 
-* ``k in (2, 3)``: *antisymmetrised outer products*.  For each row subset ``I = (a, b[, c])``
+* ``k = 2``: :class:`PairMinors`, every 2x2 minor ``U[a,c] U[b,d] - U[a,d] U[b,c]`` read off
+  the antisymmetric outer product of the row pair, with a backward that is one batched
+  matmul.
+* ``k = 3``: *antisymmetrised outer products*.  For each row subset ``I = (a, b[, c])``
   form ``T_I = U[a] ⊗ U[b] [⊗ U[c]]`` (``n^k`` entries) and read every minor as the signed sum
   ``det U_{I,J} = sum_sigma sgn(sigma) T_I[J_sigma]``.  The read is a gather with *unique*
   indices, so its backward is one scatter without accumulation (:class:`SignedGather`)
@@ -80,6 +83,32 @@ class SignedGather(torch.autograd.Function):
         return out.index_copy(-1, index, spread), None, None
 
 
+class PairMinors(torch.autograd.Function):
+    """All 2x2 minors of row pairs: ``out[..., x, y] = A[x,c] B[x,d] - A[x,d] B[x,c]``.
+
+    ``A, B: (..., m, n)`` (rows ``a_x`` and ``b_x`` of the matrix), ``upper: (C(n,2),)`` the
+    flat positions ``c*n + d`` (``c < d``) of the column pairs -> ``(..., m, C(n,2))``.
+    Forward: the antisymmetric outer product ``K_x = A_x B_x^T - B_x A_x^T`` read at ``upper``.
+    Backward is one dense contraction: with ``G_x`` scattered into an antisymmetric ``n x n``
+    matrix ``W_x``, ``dA_x = W_x B_x`` and ``dB_x = -W_x A_x`` (a single batched matmul).
+    """
+
+    @staticmethod
+    def forward(ctx, A, B, upper, lower):
+        ctx.save_for_backward(A, B, upper, lower)
+        outer = A.unsqueeze(-1) * B.unsqueeze(-2)
+        return (outer - outer.transpose(-1, -2)).flatten(-2).index_select(-1, upper)
+
+    @staticmethod
+    def backward(ctx, grad):
+        A, B, upper, lower = ctx.saved_tensors
+        n = A.shape[-1]
+        W = grad.new_zeros(*grad.shape[:-1], n * n)
+        W = W.index_copy(-1, upper, grad).index_copy(-1, lower, -grad).unflatten(-1, (n, n))
+        both = W @ torch.stack([B, -A], -1)
+        return both[..., 0], both[..., 1], None, None
+
+
 def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     if not isinstance(U, torch.Tensor):
         raise TypeError(f"{arg} must be a torch.Tensor of shape (..., n, n), got {type(U).__name__}")
@@ -91,15 +120,30 @@ def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     return U.shape[-1]
 
 
+@lru_cache(maxsize=None)
+def _outer_tables(n: int, k: int, device: torch.device):
+    """Row subsets ``(C(n,k), k)`` and, for k = 2, the upper/lower flat column positions;
+    for k >= 3 the antisymmetric gather index and signs.  Cached per device."""
+    rows = torch.tensor(hamming_basis(n, k), dtype=torch.long).reshape(-1, k)
+    if k == 2:
+        extra = (rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0])
+    else:
+        extra = antisymmetric_index(n, k)
+    return tuple(t.to(device) for t in (rows, *extra))
+
+
 def compound_outer(U: torch.Tensor, k: int) -> torch.Tensor:
     """k-th compound by antisymmetrised outer products of gathered rows (fast for k = 2, 3)."""
     n = U.shape[-1]
-    rows = torch.tensor(hamming_basis(n, k), dtype=torch.long, device=U.device).reshape(-1, k)
-    index, sign = antisymmetric_index(n, k)
+    if k == 2:
+        rows, upper, lower = _outer_tables(n, 2, U.device)
+        return PairMinors.apply(U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1]),
+                                upper, lower)
+    rows, index, sign = _outer_tables(n, k, U.device)
     outer = U.index_select(-2, rows[:, 0])
     for a in range(1, k):  # T_I = U[I_0] ⊗ U[I_1] ⊗ ... flattened to n^k
         outer = (outer.unsqueeze(-1) * U.index_select(-2, rows[:, a]).unsqueeze(-2)).flatten(-2)
-    return SignedGather.apply(outer, index.to(U.device), sign.to(device=U.device, dtype=U.dtype))
+    return SignedGather.apply(outer, index, sign.to(U.dtype))
 
 
 def compound_det(U: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,0 +1,184 @@
+"""The training loop: sampling, schedule, auxiliary loss, and DDP equivalence.
+
+The DDP test launches this file under ``torchrun --nproc_per_node=2`` (gloo, 127.0.0.1, a free
+port); each rank trains a tiny random BERT and saves its trainable weights, which must agree
+across ranks and with a single-process run on the same global batches.
+"""
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/ is a source folder, not an installed package: make it importable from any cwd.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.training import (evaluate, global_batches, train,  # noqa: E402
+                                 warmup_cosine)
+
+STEPS, BATCH, LR, SEED = 6, 8, 2e-2, 0
+
+
+def tiny_bert():
+    """A random 2-layer BERT (hidden 32, 2 heads, vocab 100), dropout off, with only the
+    classifier and the attention query/value biases trainable."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3)
+    torch.manual_seed(1234)
+    model = BertForSequenceClassification(config)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("classifier.") or name.endswith(
+            ("attention.self.query.bias", "attention.self.value.bias"))
+    return model
+
+
+def tiny_data(n=40, length=8, seed=7):
+    gen = torch.Generator().manual_seed(seed)
+    return {"input_ids": torch.randint(1, 100, (n, length), generator=gen),
+            "attention_mask": torch.ones(n, length, dtype=torch.long),
+            "labels": torch.randint(0, 3, (n,), generator=gen)}
+
+
+def trained_weights(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def run_tiny_training():
+    model = tiny_bert()
+    metrics = train(model, tiny_data(), tiny_data(n=16, seed=8), steps=STEPS, batch_size=BATCH,
+                    lr=LR, warmup_frac=0.3, seed=SEED, progress=False)
+    return model, metrics
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_ranks_match_single_process(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+        OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+    model, single = run_tiny_training()
+    expected = trained_weights(model)
+    initial = trained_weights(tiny_bert())
+    assert set(ranks[0]["weights"]) == set(expected)
+    for name, ref in expected.items():
+        assert torch.equal(ranks[0]["weights"][name], ranks[1]["weights"][name]), name
+        torch.testing.assert_close(ranks[0]["weights"][name], ref, atol=1e-6, rtol=0)
+        assert not torch.equal(ref, initial[name]), f"{name} did not train"
+    for r in range(2):
+        assert ranks[r]["world_size"] == 2
+        torch.testing.assert_close(torch.tensor(ranks[r]["losses"]),
+                                   torch.tensor(single["losses"]), atol=1e-5, rtol=0)
+        assert ranks[r]["val_accuracy"] == single["val_accuracy"]
+
+
+def test_global_batches_are_seeded_epoch_permutations():
+    batches = list(global_batches(10, 4, steps=5, seed=3))
+    assert [len(b) for b in batches] == [4] * 5
+    stream = torch.cat(batches)
+    assert sorted(stream[:10].tolist()) == list(range(10))
+    assert sorted(stream[10:20].tolist()) == list(range(10))
+    again = torch.cat(list(global_batches(10, 4, steps=5, seed=3)))
+    assert torch.equal(stream, again)
+    assert not torch.equal(stream, torch.cat(list(global_batches(10, 4, steps=5, seed=4))))
+
+
+def test_warmup_then_cosine():
+    f = warmup_cosine(steps=100, warmup_frac=0.1)
+    assert f(0) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5)
+    assert 0 < f(99) < 1e-3
+    values = [f(s) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert warmup_cosine(steps=10, warmup_frac=0.0)(0) == 1.0
+
+
+def test_train_updates_only_trainable_and_reports_metrics():
+    model = tiny_bert()
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    metrics = train(model, tiny_data(), tiny_data(n=16, seed=8), steps=STEPS, batch_size=BATCH,
+                    lr=LR, warmup_frac=0.3, seed=SEED, progress=False, eval_every=3)
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            assert torch.equal(p, frozen[name]), name
+    assert metrics["world_size"] == 1 and metrics["steps"] == STEPS
+    assert len(metrics["losses"]) == len(metrics["step_times"]) == STEPS
+    assert metrics["trainable_params"] == sum(t.numel() for t in trained_weights(model).values())
+    assert [s for s, _ in metrics["val_history"]] == [3, STEPS]
+    assert metrics["val_history"][-1][1] == metrics["val_accuracy"]
+    assert metrics["seconds_per_step"] > 0 and math.isfinite(metrics["train_loss"])
+    assert model.training
+
+
+def test_train_is_deterministic_for_a_seed():
+    a, _ = run_tiny_training()
+    b, _ = run_tiny_training()
+    for name, w in trained_weights(a).items():
+        assert torch.equal(w, trained_weights(b)[name])
+
+
+def test_aux_loss_is_added_to_the_objective():
+    # An auxiliary L2 pull on the classifier bias towards 5 must move it up; the plain run not.
+    def aux():
+        return ((model.classifier.bias - 5.0) ** 2).sum()
+
+    model = tiny_bert()
+    metrics = train(model, tiny_data(), steps=20, batch_size=BATCH, lr=0.1, warmup_frac=0.0,
+                    seed=SEED, progress=False, aux_loss_fn=aux)
+    plain, _ = run_tiny_training()
+    assert model.classifier.bias.mean() > 1.0
+    assert plain.classifier.bias.abs().max() < 1.0
+    assert len(metrics["aux_losses"]) == 20 and metrics["aux_losses"][-1] < metrics["aux_losses"][0]
+
+
+def test_evaluate_counts_argmax_hits():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x % 3, 3).float()
+
+    data = {"x": torch.arange(10), "labels": torch.tensor([0, 1, 2, 0, 1, 2, 1, 1, 1, 1])}
+    assert evaluate(Fixed(), data, batch_size=3) == pytest.approx(7 / 10)
+
+
+def test_bad_inputs_are_refused():
+    model = tiny_bert()
+    with pytest.raises(KeyError, match="labels"):
+        train(model, {"input_ids": torch.zeros(4, 8, dtype=torch.long)}, steps=1, progress=False)
+    with pytest.raises(ValueError, match="no parameters"):
+        train(model.requires_grad_(False), tiny_data(), steps=1, batch_size=4, progress=False)
+
+
+def _ddp_worker(out_dir: Path) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    model, metrics = run_tiny_training()
+    rank = dist.get_rank()
+    torch.save({"weights": trained_weights(model), "losses": metrics["losses"],
+                "world_size": metrics["world_size"], "val_accuracy": metrics["val_accuracy"]},
+               out_dir / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _ddp_worker(Path(sys.argv[1]))

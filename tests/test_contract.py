@@ -1,0 +1,87 @@
+"""The adapter contract (qiadapters.testing) on every configuration the library offers.
+
+One row per configuration: ``(name, model_factory, config)``; ``config`` may be a list (a
+stack of adapters, all active).  A new family adds rows here, not tests.
+"""
+import pytest
+import torch
+
+from qiadapters import HammingConfig
+from qiadapters.testing import CHECKS, tiny_bert, tiny_mlp
+
+# One thread per xdist worker: on 2 cores, two multi-threaded workers thrash on tiny ops.
+torch.set_num_threads(1)
+
+MLP = ["fc1", "fc2"]
+
+ROWS = [
+    # parametrizations (MLP: fc1 16->48, fc2 48->48, head 48->4)
+    ("mlp-cayley", tiny_mlp, HammingConfig(target_modules=MLP)),
+    ("mlp-expm", tiny_mlp, HammingConfig(target_modules=MLP, parametrization="expm")),
+    ("mlp-circuit-pyramid-rbs", tiny_mlp, HammingConfig(target_modules=MLP, parametrization="circuit")),
+    ("mlp-circuit-pyramid-fbs", tiny_mlp,
+     HammingConfig(target_modules=MLP, parametrization="circuit", gate="fbs")),
+    ("mlp-circuit-brick-fbs", tiny_mlp,
+     HammingConfig(target_modules=MLP, parametrization="circuit", layout="brick", gate="fbs")),
+    ("mlp-circuit-x-rbs", tiny_mlp,
+     HammingConfig(target_modules=MLP, parametrization="circuit", layout="x")),
+    ("mlp-circuit-butterfly-rbs", tiny_mlp,
+     HammingConfig(target_modules=MLP, parametrization="circuit", layout="butterfly")),
+    ("mlp-circuit-butterfly-fbs", tiny_mlp,
+     HammingConfig(target_modules=MLP, parametrization="circuit", layout="butterfly", gate="fbs")),
+    # sides, orders, sharing, target syntaxes
+    ("mlp-input-side", tiny_mlp, HammingConfig(target_modules=MLP, side="input", blocks=2)),
+    ("mlp-order-1", tiny_mlp, HammingConfig(target_modules=MLP, orders=(1,), blocks=4)),
+    ("mlp-order-123", tiny_mlp, HammingConfig(target_modules=MLP, orders=(1, 2, 3), blocks=2)),
+    ("mlp-block-size", tiny_mlp, HammingConfig(target_modules=MLP, block_size=20, n_qubits=4)),
+    ("mlp-shared", tiny_mlp, HammingConfig(target_modules=MLP, share_blocks=True)),
+    ("mlp-regex-save-head", tiny_mlp,
+     HammingConfig(target_modules=r"fc\d", parametrization="expm", modules_to_save=["head"])),
+    ("mlp-all-linear", tiny_mlp, HammingConfig(target_modules="all-linear", side="input", blocks=1)),
+    # stacks: product of adapters in the order added, mixed sides and parametrizations
+    ("mlp-stacked", tiny_mlp, [
+        HammingConfig(target_modules=MLP),
+        HammingConfig(target_modules=["fc2"], parametrization="circuit", layout="brick", gate="fbs"),
+        HammingConfig(target_modules=MLP, side="input", parametrization="expm", blocks=2)]),
+    # tiny BERT (hidden 32)
+    ("bert-cayley-qv-demo", tiny_bert,
+     HammingConfig(target_modules=["query", "value"], orders=(1, 2), blocks=3,
+                   modules_to_save=["classifier"])),
+    ("bert-expm-all-linear-input", tiny_bert,
+     HammingConfig(target_modules="all-linear", parametrization="expm", side="input", blocks=2)),
+    ("bert-circuit-fbs-order-123", tiny_bert,
+     HammingConfig(target_modules=["key", "dense"], parametrization="circuit", gate="fbs",
+                   orders=(1, 2, 3), blocks=1)),
+    ("bert-order-1-shared", tiny_bert,
+     HammingConfig(target_modules=["value"], orders=(1,), blocks=8, share_blocks=True)),
+    ("bert-stacked", tiny_bert, [
+        HammingConfig(target_modules=["query", "value"], modules_to_save=["classifier"]),
+        HammingConfig(target_modules=["value"], parametrization="circuit", layout="x")]),
+]
+
+# torch.compile is slow on 2 cores: one row.  (The circuit parametrization's compile check
+# is a unit test in test_hamming_layer.py.)
+COMPILE_ROWS = {"mlp-cayley"}
+
+CASES = [pytest.param(factory, config, check, id=f"{name}-{check}")
+         for name, factory, config in ROWS for check in CHECKS
+         if check != "compile" or name in COMPILE_ROWS]
+
+
+def test_rows_cover_every_option():
+    configs = [c for _, _, cfg in ROWS for c in (cfg if isinstance(cfg, list) else [cfg])]
+    seen = lambda attr: {getattr(c, attr) for c in configs}
+    from qiadapters.adapters.hamming import PARAMETRIZATIONS
+    from qiadapters.circuits import GATES, LAYOUTS
+
+    assert seen("parametrization") == set(PARAMETRIZATIONS)
+    assert seen("side") == {"input", "output"}
+    assert {c.layout for c in configs if c.parametrization == "circuit"} == set(LAYOUTS)
+    assert {c.gate for c in configs if c.parametrization == "circuit"} == set(GATES)
+    assert {(1,), (1, 2), (1, 2, 3)} <= seen("orders")
+    assert seen("share_blocks") == {False, True}
+
+
+@pytest.mark.parametrize("factory, config, check", CASES)
+def test_contract(factory, config, check):
+    CHECKS[check](factory, config)

@@ -1,0 +1,66 @@
+"""HammingConfig: defaults, documentation, JSON round trip, validation."""
+import json
+from dataclasses import fields
+
+import pytest
+
+from qiadapters import HammingConfig
+from qiadapters.adapters.base import CONFIGS, AdapterConfig
+
+
+def test_defaults_and_registry():
+    cfg = HammingConfig(target_modules=["query", "value"])
+    assert (cfg.orders, cfg.blocks, cfg.block_size, cfg.n_qubits) == ((1, 2), None, None, None)
+    assert (cfg.layout, cfg.gate, cfg.side, cfg.parametrization) == ("pyramid", "rbs", "output", "cayley")
+    assert cfg.adapter_type == "hamming" and CONFIGS["hamming"] is HammingConfig
+
+
+def test_every_field_is_documented():
+    for f in fields(HammingConfig):
+        assert len(f.metadata.get("help", "")) > 20, f.name
+
+
+def test_json_round_trip(tmp_path):
+    cfg = HammingConfig(target_modules=r".*\.(query|value)", orders=[1, 2, 3], block_size=40,
+                        parametrization="circuit", layout="butterfly", gate="fbs",
+                        side="input", share_blocks=True, modules_to_save=["classifier"])
+    assert cfg.orders == (1, 2, 3)
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert data["adapter_type"] == "hamming" and data["orders"] == [1, 2, 3]
+    assert HammingConfig.from_dict(data) == cfg
+    assert AdapterConfig.from_dict(data) == cfg  # dispatch on adapter_type
+    cfg.save(tmp_path)
+    assert AdapterConfig.load(tmp_path) == cfg
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({}, "target_modules is required"),
+    ({"target_modules": "query"}, None),  # a regex string is fine
+    ({"target_modules": "("}, "not a valid regex"),
+    ({"target_modules": []}, "non-empty list"),
+    ({"target_modules": ["q", 3]}, "non-empty strings"),
+    ({"target_modules": ["q"], "modules_to_save": "classifier"}, "list of module-name strings"),
+    ({"target_modules": ["q"], "orders": (2, 2)}, "duplicates"),
+    ({"target_modules": ["q"], "orders": (0,)}, "contains 0"),
+    ({"target_modules": ["q"], "blocks": 2, "block_size": 8}, "not both"),
+    ({"target_modules": ["q"], "blocks": 0}, "out of range"),
+    ({"target_modules": ["q"], "n_qubits": 1}, "out of range"),
+    ({"target_modules": ["q"], "layout": "ring"}, r"layout='ring' is not valid; choose one of"),
+    ({"target_modules": ["q"], "gate": "cz"}, r"'rbs', 'fbs'"),
+    ({"target_modules": ["q"], "side": "left"}, r"'output', 'input'"),
+    ({"target_modules": ["q"], "parametrization": "qr"}, r"'cayley', 'expm', 'circuit'"),
+    ({"target_modules": ["q"], "share_blocks": 1}, "share_blocks"),
+])
+def test_validation(kwargs, match):
+    if match is None:
+        HammingConfig(**kwargs)
+        return
+    with pytest.raises(ValueError, match=match):
+        HammingConfig(**kwargs)
+
+
+def test_from_dict_errors():
+    with pytest.raises(ValueError, match=r"unknown HammingConfig fields \['rank'\]"):
+        HammingConfig.from_dict({"adapter_type": "hamming", "target_modules": ["q"], "rank": 8})
+    with pytest.raises(ValueError, match=r"adapter_type='lora' is not valid; choose one of"):
+        AdapterConfig.from_dict({"adapter_type": "lora", "target_modules": ["q"]})

@@ -1,0 +1,138 @@
+"""The saved format: two files, adapter tensors only, version and shape checks that fail
+before the model is modified."""
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import qiadapters
+from qiadapters import AdapterModel, HammingConfig
+from qiadapters.model import VERSION_KEY, WEIGHTS_NAME
+from qiadapters.testing import TinyMLP, build, perturb, tiny_bert, tiny_mlp
+
+torch.set_num_threads(1)  # xdist -n 2 on 2 cores
+
+CFG = HammingConfig(target_modules=["fc1", "fc2"], parametrization="circuit",
+                    modules_to_save=["head"])
+
+
+@pytest.fixture
+def saved(tmp_path):
+    am, inputs = build(tiny_mlp, CFG)
+    perturb(am)
+    am.save_pretrained(tmp_path)
+    return tmp_path, am, inputs
+
+
+def test_files_and_keys(saved):
+    path, am, _ = saved
+    assert sorted(os.listdir(path)) == ["adapter_config.json", WEIGHTS_NAME]
+    data = json.loads((path / "adapter_config.json").read_text())
+    assert data[VERSION_KEY] == qiadapters.__version__ and data["adapter_type"] == "hamming"
+    tensors = load_file(path / WEIGHTS_NAME)
+    assert sorted(tensors) == sorted(
+        [f"{m}.hamming.{p}" for m in ("fc1", "fc2") for p in ("theta", "theta_mirror")]
+        + ["head.modules_to_save.weight", "head.modules_to_save.bias"])
+    rot = am.base_model.fc1.hamming["default"]
+    assert torch.equal(tensors["fc1.hamming.theta"], rot.theta.detach())
+
+
+def test_no_index_buffers_saved(tmp_path):
+    am, _ = build(tiny_mlp, HammingConfig(target_modules=["fc1"]))
+    am.save_pretrained(tmp_path)
+    assert list(load_file(tmp_path / WEIGHTS_NAME)) == ["fc1.hamming.weight"]
+    assert "triu" not in " ".join(am.state_dict())
+
+
+def test_reload_and_train_further(saved):
+    path, am, inputs = saved
+    torch.manual_seed(99)
+    fresh, _ = tiny_mlp()
+    loaded = AdapterModel.from_pretrained(fresh, path, is_trainable=True)
+    torch.testing.assert_close(loaded(**inputs), am(**inputs), atol=0, rtol=0)
+    trainable = {n for n, p in loaded.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in am.named_parameters() if p.requires_grad}
+    assert loaded.training
+
+
+def test_second_adapter_goes_to_a_subdirectory(tmp_path):
+    am, inputs = build(tiny_mlp, [HammingConfig(target_modules=["fc1"]),
+                                  HammingConfig(target_modules=["fc2"], side="input")])
+    perturb(am)
+    am.save_pretrained(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["adapter1", "adapter_config.json", WEIGHTS_NAME]
+    fresh, _ = tiny_mlp()
+    loaded = AdapterModel.from_pretrained(fresh, tmp_path)
+    loaded.load_adapter(tmp_path / "adapter1", "adapter1")
+    loaded.set_adapter(["default", "adapter1"])
+    torch.testing.assert_close(loaded(**inputs), am(**inputs), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="'adapter1' already exists"):
+        loaded.load_adapter(tmp_path / "adapter1", "adapter1")
+    with pytest.raises(ValueError, match=r"selected_adapters=\['nope'\]"):
+        am.save_pretrained(tmp_path, selected_adapters=["nope"])
+
+
+def _untouched(model):
+    return not any(isinstance(m, qiadapters.adapters.AdapterLayer) for m in model.modules())
+
+
+def test_other_version_is_refused_before_modifying(saved):
+    path, _, _ = saved
+    cfg_file = path / "adapter_config.json"
+    data = json.loads(cfg_file.read_text())
+    data[VERSION_KEY] = "0.0.1"
+    cfg_file.write_text(json.dumps(data))
+    fresh, _ = tiny_mlp()
+    with pytest.raises(ValueError, match=r"saved by qiadapters version '0.0.1', but this is "
+                                         rf"version '{qiadapters.__version__}'"):
+        AdapterModel.from_pretrained(fresh, path)
+    assert _untouched(fresh)
+    del data[VERSION_KEY]
+    cfg_file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="not saved by qiadapters"):
+        AdapterModel.from_pretrained(fresh, path)
+
+
+def test_other_shapes_are_refused_before_modifying(saved):
+    path, _, _ = saved
+    wider = TinyMLP(hidden=64)
+    with pytest.raises(ValueError, match=r"does not fit module 'fc1': tensor 'fc1.hamming.theta' "
+                                         r"has shape \(3, 10\) in the file but \(3, 15\)"):
+        AdapterModel.from_pretrained(wider, path)
+    assert _untouched(wider)
+    bert, _ = tiny_bert()
+    with pytest.raises(ValueError, match=r"target_modules=\['fc1', 'fc2'\] matches no module"):
+        AdapterModel.from_pretrained(bert, path)
+    assert _untouched(bert)
+
+
+def test_tampered_tensors_are_refused(saved):
+    path, _, _ = saved
+    tensors = load_file(path / WEIGHTS_NAME)
+    del tensors["head.modules_to_save.bias"]
+    tensors["fc9.hamming.theta"] = torch.zeros(1)
+    from safetensors.torch import save_file
+
+    save_file(tensors, path / WEIGHTS_NAME)
+    fresh, _ = tiny_mlp()
+    with pytest.raises(ValueError, match=r"missing tensors \['head.modules_to_save.bias'\], "
+                                         r"unexpected tensors \['fc9.hamming.theta'\]"):
+        AdapterModel.from_pretrained(fresh, path)
+    assert _untouched(fresh)
+
+
+def test_missing_files(tmp_path):
+    fresh, _ = tiny_mlp()
+    with pytest.raises(FileNotFoundError, match="adapter_config.json' does not exist"):
+        AdapterModel.from_pretrained(fresh, tmp_path)
+
+
+def test_saving_a_merged_model_is_refused(tmp_path):
+    am, _ = build(tiny_mlp, CFG)
+    am.merge_adapter()
+    with pytest.raises(RuntimeError, match="unmerge_adapter"):
+        am.save_pretrained(tmp_path)
+    am.unmerge_adapter()
+    am.save_pretrained(tmp_path)

@@ -30,6 +30,7 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from qiadapters import _checks
@@ -201,7 +202,9 @@ class PhysicsAdapter(nn.Module):
             y = inverse_transform((m * g_hat).reshape(b, *shape, r), bnd).reshape(b, n, r)
 
         z = y if e == 0 else torch.cat([z[:, :e], y], dim=1)
-        return self.up(z) * self.scale
+        # s (zU^T + b) with s applied on the rank side: no extra pass over the d-wide output
+        bias = None if self.up.bias is None else self.up.bias * self.scale
+        return F.linear(z * self.scale, self.up.weight, bias)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, rank={self.rank}, priors={self.prior_names}, "

@@ -37,7 +37,7 @@ import torch
 from qiadapters import _checks
 
 __all__ = ["Boundary", "Neumann", "Dirichlet", "Periodic", "BOUNDARIES", "get_boundary",
-           "basis", "eigenvalues", "transform", "inverse_transform"]
+           "basis", "eigenvalues", "transform", "inverse_transform", "KRON_MAX_POINTS"]
 
 
 class Boundary:
@@ -190,21 +190,43 @@ def _grid_ndim(u: torch.Tensor) -> int:
     return u.ndim - 2
 
 
+#: 2D grids with at most this many points use the cached Kronecker basis (one matmul).
+KRON_MAX_POINTS = 1024
+
+
+def _kron_basis(bnd: Boundary, h: int, w: int, dtype, device) -> torch.Tensor:
+    key = ("kron", bnd.name, type(bnd), (h, w), dtype, torch.device(device))
+    out = _CACHE.get(key)
+    if out is None:
+        arr = np.kron(bnd.basis_np(h), bnd.basis_np(w))
+        out = torch.as_tensor(arr, dtype=dtype, device=device)
+        _CACHE[key] = out
+    return out
+
+
 def _apply(u: torch.Tensor, bnd: Boundary, transpose: bool) -> torch.Tensor:
     """Apply ``B`` (or ``B^T``) along every grid axis of ``u: (batch, *grid, C)``.
 
-    Both axes are handled by plain batched matmuls on contiguous reshapes: the H axis sees
-    ``u`` as ``(batch, H, W*C)``, the W axis as ``(batch*H, W, C)``; no permutes are needed.
+    1D: one batched matmul.  2D grids of up to :data:`KRON_MAX_POINTS` points: one matmul with
+    the cached ``(HW, HW)`` Kronecker basis ``B_H ⊗ B_W`` (a 14x14 ViT grid is 196 points:
+    fewer, larger GEMMs beat many tiny ones).  Larger 2D grids: separable, the H axis on ``u``
+    seen as ``(batch, H, W*C)``, the W axis on ``(batch*H, W, C)``; no permutes either way.
     """
     nd = _grid_ndim(u)
-    mats = [basis(bnd, s, dtype=u.dtype, device=u.device) for s in u.shape[1:1 + nd]]
-    if transpose:
-        mats = [m.mT for m in mats]
     if nd == 1:
-        return torch.matmul(mats[0], u)
+        mat = basis(bnd, u.shape[1], dtype=u.dtype, device=u.device)
+        return torch.matmul(mat.mT if transpose else mat, u)
     b, h, w, c = u.shape
-    v = torch.matmul(mats[0], u.reshape(b, h, w * c))
-    return torch.matmul(mats[1], v.reshape(b * h, w, c)).reshape(b, h, w, c)
+    if h * w <= KRON_MAX_POINTS:
+        mat = _kron_basis(bnd, h, w, u.dtype, u.device)
+        out = torch.matmul(mat.mT if transpose else mat, u.reshape(b, h * w, c))
+        return out.reshape(b, h, w, c)
+    mh = basis(bnd, h, dtype=u.dtype, device=u.device)
+    mw = basis(bnd, w, dtype=u.dtype, device=u.device)
+    if transpose:
+        mh, mw = mh.mT, mw.mT
+    v = torch.matmul(mh, u.reshape(b, h, w * c))
+    return torch.matmul(mw, v.reshape(b * h, w, c)).reshape(b, h, w, c)
 
 
 def transform(u: torch.Tensor, boundary: str | Boundary = "neumann") -> torch.Tensor:

@@ -141,3 +141,13 @@ def test_auto_grid_rule_is_square_only():
         s = math.isqrt(n)
         assert shape == ((s, s) if s * s == n else (n,))
     assert bases.get_boundary("periodic") is physics.BOUNDARIES["periodic"]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_separable_and_kronecker_2d_paths_agree(boundary, monkeypatch):
+    u = torch.randn(2, 6, 5, 3, dtype=torch.float64)
+    kron = physics.transform(u, boundary)
+    monkeypatch.setattr(bases, "KRON_MAX_POINTS", 0)
+    separable = physics.transform(u, boundary)
+    torch.testing.assert_close(separable, kron)
+    torch.testing.assert_close(physics.inverse_transform(separable, boundary), u)

@@ -11,12 +11,14 @@ For ``x: (batch, T, d)`` with ``e = extra_tokens`` leading tokens off the grid:
     w      = router(g)                       softmax over priors
     y      = B^T ( Σ_p w_p m_p ⊙ ĝ )         global / sample router: one forward, one inverse
     y_n    = Σ_p w_{n,p} (B^T (m_p ⊙ ĝ))_n   token router: mixed in space
-    delta  = s · ([z_e ; y] U^T + b_U)        up-projection r -> d, U = 0 and b_U = 0 at init
+    delta  = (s [z_e ; y]) U^T + b_U         up-projection r -> d, U = 0 and b_U = 0 at init
 
 so ``delta`` is exactly zero at initialisation and a wrapper ``y = f(x) + adapter(x)`` starts
 as ``f``.  The extra tokens (CLS, registers) bypass the operator: their down-projected
 features go to the up-projection unchanged (a plain low-rank path), so they are adapted too.
-``s`` is a learnable scalar output scale.
+``s`` is a learnable scalar output scale (applied to the ``r``-wide features before ``U``,
+which is the same map as scaling ``[z_e ; y] U^T``, and one pass over ``d``-wide tensors
+cheaper; the bias ``b_U`` is not scaled).
 
 Grid rule (``grid``): ``"auto"`` uses ``(s, s)`` when the ``N = T - e`` grid tokens are a
 perfect square ``s²`` with ``s >= 2`` and the sequence ``(N,)`` otherwise; ``"sequence"``
@@ -30,7 +32,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from qiadapters import _checks
@@ -202,9 +203,8 @@ class PhysicsAdapter(nn.Module):
             y = inverse_transform((m * g_hat).reshape(b, *shape, r), bnd).reshape(b, n, r)
 
         z = y if e == 0 else torch.cat([z[:, :e], y], dim=1)
-        # s (zU^T + b) with s applied on the rank side: no extra pass over the d-wide output
-        bias = None if self.up.bias is None else self.up.bias * self.scale
-        return F.linear(z * self.scale, self.up.weight, bias)
+        # the scale acts on the r-wide features, not on the d-wide output (one pass fewer)
+        return self.up(z * self.scale)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, rank={self.rank}, priors={self.prior_names}, "

@@ -204,29 +204,41 @@ def _kron_basis(bnd: Boundary, h: int, w: int, dtype, device) -> torch.Tensor:
     return out
 
 
+def _left(mat: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``mat @ u[b]`` for every batch entry of ``u: (batch, N, C)``, as one GEMM.
+
+    ``torch.matmul(mat, u)`` would broadcast ``mat`` to ``(batch, N, N)`` and copy it for a
+    ``bmm``; ``uᵀ matᵀ`` folds the batch into the rows of a single ``mm`` instead (the only
+    copy is of the small ``u``).  The result is a transposed view, which reshapes freely.
+    """
+    b, n, c = u.shape
+    flat = u.transpose(1, 2).reshape(b * c, n)
+    return (flat @ mat.mT).reshape(b, c, mat.shape[0]).transpose(1, 2)
+
+
 def _apply(u: torch.Tensor, bnd: Boundary, transpose: bool) -> torch.Tensor:
     """Apply ``B`` (or ``B^T``) along every grid axis of ``u: (batch, *grid, C)``.
 
-    1D: one batched matmul.  2D grids of up to :data:`KRON_MAX_POINTS` points: one matmul with
-    the cached ``(HW, HW)`` Kronecker basis ``B_H ⊗ B_W`` (a 14x14 ViT grid is 196 points:
-    fewer, larger GEMMs beat many tiny ones).  Larger 2D grids: separable, the H axis on ``u``
-    seen as ``(batch, H, W*C)``, the W axis on ``(batch*H, W, C)``; no permutes either way.
+    1D: one GEMM.  2D grids of up to :data:`KRON_MAX_POINTS` points: one GEMM with the cached
+    ``(HW, HW)`` Kronecker basis ``B_H ⊗ B_W`` (a 14x14 ViT grid is 196 points: one larger
+    GEMM beats many tiny ones).  Larger 2D grids: separable, the H axis on ``u`` seen as
+    ``(batch, H, W*C)``, then the W axis on ``(batch*H, W, C)``.
     """
     nd = _grid_ndim(u)
     if nd == 1:
         mat = basis(bnd, u.shape[1], dtype=u.dtype, device=u.device)
-        return torch.matmul(mat.mT if transpose else mat, u)
+        return _left(mat.mT if transpose else mat, u)
     b, h, w, c = u.shape
     if h * w <= KRON_MAX_POINTS:
         mat = _kron_basis(bnd, h, w, u.dtype, u.device)
-        out = torch.matmul(mat.mT if transpose else mat, u.reshape(b, h * w, c))
+        out = _left(mat.mT if transpose else mat, u.reshape(b, h * w, c))
         return out.reshape(b, h, w, c)
     mh = basis(bnd, h, dtype=u.dtype, device=u.device)
     mw = basis(bnd, w, dtype=u.dtype, device=u.device)
     if transpose:
         mh, mw = mh.mT, mw.mT
-    v = torch.matmul(mh, u.reshape(b, h, w * c))
-    return torch.matmul(mw, v.reshape(b * h, w, c)).reshape(b, h, w, c)
+    v = _left(mh, u.reshape(b, h, w * c))
+    return _left(mw, v.reshape(b * h, w, c)).reshape(b, h, w, c)
 
 
 def transform(u: torch.Tensor, boundary: str | Boundary = "neumann") -> torch.Tensor:

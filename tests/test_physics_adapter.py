@@ -111,14 +111,14 @@ def test_mixture_equals_the_per_prior_sum_computed_separately(router, tokens, gr
             wp = w[..., p].reshape(2, *shape, 1)
         mixed = mixed + wp * parts[name]
     y = torch.cat([z[:, :extra], mixed.reshape(2, -1, adapter.rank)], dim=1)
-    torch.testing.assert_close(adapter(x), adapter.up(y) * adapter.scale)
+    torch.testing.assert_close(adapter(x), adapter.up(y * adapter.scale))
 
 
 def test_extra_tokens_take_the_low_rank_path_unchanged():
     adapter = _activate(_adapter(router="sample", extra_tokens=2))
     x = torch.randn(2, 2 + 9, 12, dtype=torch.float64)
     delta = adapter(x)
-    torch.testing.assert_close(delta[:, :2], adapter.up(adapter.down(x[:, :2])) * adapter.scale)
+    torch.testing.assert_close(delta[:, :2], adapter.up(adapter.down(x[:, :2]) * adapter.scale))
     # changing the extra tokens changes no grid token's delta except through the router input
     x2 = x.clone()
     x2[:, :2] += 1.0

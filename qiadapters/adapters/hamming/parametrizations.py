@@ -57,7 +57,8 @@ class Parametrization(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-        """The Hamming blocks ``[(r, C(n,k), C(n,k)) for k in orders]`` in ``dtype``."""
+        """The Hamming blocks ``[(r, C(n,k), C(n,k)) for k in orders]``, computed in
+        float64 if ``dtype`` is float64 and in float32 otherwise (fp16/bf16 included)."""
         raise NotImplementedError(f"{type(self).__name__} must implement blocks()")
 
     def compute_dtype(self, dtype: torch.dtype | None) -> torch.dtype:

@@ -96,9 +96,14 @@ def logits_of(output) -> torch.Tensor:
     raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
 
 
-def _split_batch(data: dict[str, torch.Tensor], index: torch.Tensor):
-    inputs = {k: v[index] for k, v in data.items() if k != "labels"}
-    return inputs, data["labels"][index]
+def _split_batch(data: dict[str, torch.Tensor], index: torch.Tensor, device=None):
+    inputs = {k: v[index].to(device) for k, v in data.items() if k != "labels"}
+    return inputs, data["labels"][index].to(device)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def _check_data(data: dict[str, torch.Tensor], name: str) -> int:
@@ -125,13 +130,14 @@ def evaluate(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int = 
     rank, world = _world()
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     lo, hi = n * rank // world, n * (rank + 1) // world
+    device = _device_of(module)
     was_training = module.training
     module.eval()
-    correct = torch.zeros((), dtype=torch.long)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     try:
         for start in range(lo, hi, batch_size):
             index = torch.arange(start, min(start + batch_size, hi))
-            inputs, labels = _split_batch(data, index)
+            inputs, labels = _split_batch(data, index, device)
             pred = logits_of(module(**inputs)).argmax(dim=-1)
             correct += (pred == labels).sum()
     finally:
@@ -155,6 +161,8 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     ``adapter_model.aux_loss``), if given, returns a scalar added to the cross-entropy; under
     DDP each rank adds its own and the gradients are averaged. ``max_grad_norm`` clips the
     (averaged) gradient norm. ``eval_every`` records validation accuracy during training.
+    ``progress``: a tqdm bar on rank 0 when stderr is a terminal, otherwise a printed line
+    every tenth of the run; False for silence.
 
     Runs under ``torchrun`` with DDP on gloo: the process group is joined from the
     environment, ``batch_size`` is the global batch and must divide by the world size.
@@ -181,6 +189,7 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     params = trainable_parameters(model)
     if not params:
         raise ValueError("the model has no parameters with requires_grad=True")
+    device = params[0].device  # batches are moved to the model; data may stay on the CPU
     # Dropout masks differ per rank, as they would across the slices of one large batch.
     torch.manual_seed(seed + rank)
     runner = model
@@ -192,14 +201,17 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, desc=desc, disable=not _show_progress(progress), leave=True,
-               dynamic_ncols=True)
+    show_bar = _show_progress(progress)
+    bar = tqdm(total=steps, desc=desc, disable=not show_bar, leave=True, dynamic_ncols=True)
+    # Without a terminal (logs, CI) a line every tenth of the run replaces the bar.
+    log_every = max(1, steps // 10) if progress and is_main_process() and not show_bar else 0
     losses, aux_losses, step_times, val_history = [], [], [], []
     model.train()
     started = time.perf_counter()
     for step, index in enumerate(global_batches(n, batch_size, steps, seed)):
         t0 = time.perf_counter()
-        inputs, labels = _split_batch(train_data, index[rank * local:(rank + 1) * local])
+        inputs, labels = _split_batch(train_data, index[rank * local:(rank + 1) * local],
+                                      device)
         loss = F.cross_entropy(logits_of(runner(**inputs)), labels)
         total = loss
         if aux_loss_fn is not None:
@@ -217,6 +229,9 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
         bar.update(1)
         if step % 10 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
+            print(f"{desc}: step {step + 1}/{steps}  loss {losses[-1]:.3f}  "
+                  f"{time.perf_counter() - started:.0f}s", flush=True)
         if val_data is not None and eval_every and (step + 1) % eval_every == 0 \
                 and step + 1 < steps:
             val_history.append((step + 1, evaluate(model, val_data, eval_batch_size)))

@@ -1,8 +1,9 @@
 """The training loop: sampling, schedule, auxiliary loss, and DDP equivalence.
 
 The DDP test launches this file under ``torchrun --nproc_per_node=2`` (gloo, 127.0.0.1, a free
-port); each rank trains a tiny random BERT and saves its trainable weights, which must agree
-across ranks and with a single-process run on the same global batches.
+port); each rank trains a tiny random BERT with a Hamming adapter and saves its trainable
+weights, which must agree across ranks and with a single-process run on the same global
+batches.
 """
 import math
 import os
@@ -26,8 +27,9 @@ STEPS, BATCH, LR, SEED = 6, 8, 2e-2, 0
 
 
 def tiny_bert():
-    """A random 2-layer BERT (hidden 32, 2 heads, vocab 100), dropout off, with only the
-    classifier and the attention query/value biases trainable."""
+    """A random 2-layer BERT (hidden 32, 2 heads, vocab 100), dropout off, with a Hamming
+    adapter on query/value (2 blocks of 4 qubits, orders 1 and 2) and a trainable head."""
+    import qiadapters
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
@@ -35,10 +37,9 @@ def tiny_bert():
                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3)
     torch.manual_seed(1234)
     model = BertForSequenceClassification(config)
-    for name, p in model.named_parameters():
-        p.requires_grad = name.startswith("classifier.") or name.endswith(
-            ("attention.self.query.bias", "attention.self.value.bias"))
-    return model
+    adapter = qiadapters.HammingConfig(target_modules=["query", "value"], orders=(1, 2),
+                                       blocks=2, modules_to_save=["classifier"])
+    return qiadapters.get_adapter_model(model, adapter)
 
 
 def tiny_data(n=40, length=8, seed=7):
@@ -55,8 +56,16 @@ def trained_weights(model):
 def run_tiny_training():
     model = tiny_bert()
     metrics = train(model, tiny_data(), tiny_data(n=16, seed=8), steps=STEPS, batch_size=BATCH,
-                    lr=LR, warmup_frac=0.3, seed=SEED, progress=False)
+                    lr=LR, warmup_frac=0.3, seed=SEED, progress=False,
+                    aux_loss_fn=model.aux_loss)
     return model, metrics
+
+
+@pytest.fixture(scope="module")
+def single_run():
+    """The single-process reference run, shared by the tests that compare against it."""
+    model, metrics = run_tiny_training()
+    return trained_weights(model), metrics
 
 
 def _free_port() -> int:
@@ -65,7 +74,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_two_ranks_match_single_process(tmp_path):
+def test_ddp_two_ranks_match_single_process(tmp_path, single_run):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
         OMP_NUM_THREADS="1")
@@ -75,8 +84,7 @@ def test_ddp_two_ranks_match_single_process(tmp_path):
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
-    model, single = run_tiny_training()
-    expected = trained_weights(model)
+    expected, single = single_run
     initial = trained_weights(tiny_bert())
     assert set(ranks[0]["weights"]) == set(expected)
     for name, ref in expected.items():
@@ -130,25 +138,36 @@ def test_train_updates_only_trainable_and_reports_metrics():
     assert model.training
 
 
-def test_train_is_deterministic_for_a_seed():
-    a, _ = run_tiny_training()
-    b, _ = run_tiny_training()
-    for name, w in trained_weights(a).items():
-        assert torch.equal(w, trained_weights(b)[name])
+def test_train_is_deterministic_for_a_seed(single_run):
+    again, _ = run_tiny_training()
+    for name, w in trained_weights(again).items():
+        assert torch.equal(w, single_run[0][name])
 
 
 def test_aux_loss_is_added_to_the_objective():
-    # An auxiliary L2 pull on the classifier bias towards 5 must move it up; the plain run not.
-    def aux():
-        return ((model.classifier.bias - 5.0) ** 2).sum()
+    # A dominant auxiliary pull of one trainable tensor towards 5 makes every Adam step move
+    # each of its entries up by the step's learning rate; without it they go both ways.
+    steps, lr = 10, 0.1
 
-    model = tiny_bert()
-    metrics = train(model, tiny_data(), steps=20, batch_size=BATCH, lr=0.1, warmup_frac=0.0,
-                    seed=SEED, progress=False, aux_loss_fn=aux)
-    plain, _ = run_tiny_training()
-    assert model.classifier.bias.mean() > 1.0
-    assert plain.classifier.bias.abs().max() < 1.0
-    assert len(metrics["aux_losses"]) == 20 and metrics["aux_losses"][-1] < metrics["aux_losses"][0]
+    def run(with_aux):
+        model = tiny_bert()
+        name, pulled = next((n, p) for n, p in model.named_parameters() if p.requires_grad)
+        start = pulled.detach().clone()
+        metrics = train(model, tiny_data(), steps=steps, batch_size=BATCH, lr=lr,
+                        warmup_frac=0.0, seed=SEED, progress=False,
+                        aux_loss_fn=(lambda: 1e3 * ((pulled - 5.0) ** 2).sum())
+                        if with_aux else None)
+        return pulled.detach() - start, metrics
+
+    moved, metrics = run(with_aux=True)
+    control, control_metrics = run(with_aux=False)
+    schedule = warmup_cosine(steps, 0.0)
+    total_lr = lr * sum(schedule(s) for s in range(steps))
+    torch.testing.assert_close(moved, torch.full_like(moved, total_lr), rtol=0.02, atol=0)
+    assert control.min() < 0.5 * total_lr
+    aux_losses = metrics["aux_losses"]
+    assert len(aux_losses) == steps and aux_losses[-1] < aux_losses[0]
+    assert control_metrics["aux_losses"] == []
 
 
 def test_evaluate_counts_argmax_hits():

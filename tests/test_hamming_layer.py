@@ -304,19 +304,6 @@ def test_float64_base_is_computed_in_float64():
     assert (D @ D.T - torch.eye(48, dtype=torch.float64)).abs().max() < 1e-12
 
 
-# ------------------------------------------------------------------------- compile
-@pytest.mark.xfail(strict=True, reason="inductor miscompiles the out-of-place index_copy on the "
-                   "stride-0 identity in circuits/simulate.py:simulate_block (eager and "
-                   "aot_eager agree); fix: .clone() after .expand")
-def test_circuit_parametrization_compiles():
-    torch.manual_seed(0)
-    layer = perturbed(HammingAdapter(nn.Linear(4, 20), blocks=2, parametrization="circuit",
-                                     layout="brick", gate="fbs"))
-    x = torch.randn(2, 4)
-    with torch.no_grad():
-        torch.testing.assert_close(torch.compile(layer)(x), layer(x), atol=1e-5, rtol=1e-5)
-
-
 # ------------------------------------------------------------------------- argument errors
 @pytest.mark.parametrize("module, kwargs, error, match", [
     (nn.Conv1d(4, 4, 1), {}, TypeError, "nn.Linear, got Conv1d"),

@@ -347,7 +347,8 @@ CHECKS: dict[str, Callable[..., None]] = {
 }
 
 
-def assert_valid_adapter(model_factory: ModelFactory, config, *, checks: Sequence[str] | None = None,
+def assert_valid_adapter(model_factory: ModelFactory, config, *,
+                         checks: Sequence[str] | None = None,
                          mergeable: bool | None = None) -> None:
     """Run the contract checks (default: all but ``"compile"``) on ``config`` applied to
     ``model_factory``'s model.  ``mergeable``, if given, must match the layers' capability."""

@@ -18,7 +18,8 @@ ROWS = [
     # parametrizations (MLP: fc1 16->48, fc2 48->48, head 48->4)
     ("mlp-cayley", tiny_mlp, HammingConfig(target_modules=MLP)),
     ("mlp-expm", tiny_mlp, HammingConfig(target_modules=MLP, parametrization="expm")),
-    ("mlp-circuit-pyramid-rbs", tiny_mlp, HammingConfig(target_modules=MLP, parametrization="circuit")),
+    ("mlp-circuit-pyramid-rbs", tiny_mlp,
+     HammingConfig(target_modules=MLP, parametrization="circuit")),
     ("mlp-circuit-pyramid-fbs", tiny_mlp,
      HammingConfig(target_modules=MLP, parametrization="circuit", gate="fbs")),
     ("mlp-circuit-brick-fbs", tiny_mlp,
@@ -37,11 +38,13 @@ ROWS = [
     ("mlp-shared", tiny_mlp, HammingConfig(target_modules=MLP, share_blocks=True)),
     ("mlp-regex-save-head", tiny_mlp,
      HammingConfig(target_modules=r"fc\d", parametrization="expm", modules_to_save=["head"])),
-    ("mlp-all-linear", tiny_mlp, HammingConfig(target_modules="all-linear", side="input", blocks=1)),
+    ("mlp-all-linear", tiny_mlp,
+     HammingConfig(target_modules="all-linear", side="input", blocks=1)),
     # stacks: product of adapters in the order added, mixed sides and parametrizations
     ("mlp-stacked", tiny_mlp, [
         HammingConfig(target_modules=MLP),
-        HammingConfig(target_modules=["fc2"], parametrization="circuit", layout="brick", gate="fbs"),
+        HammingConfig(target_modules=["fc2"], parametrization="circuit", layout="brick",
+                      gate="fbs"),
         HammingConfig(target_modules=MLP, side="input", parametrization="expm", blocks=2)]),
     # tiny BERT (hidden 32)
     ("bert-cayley-qv-demo", tiny_bert,

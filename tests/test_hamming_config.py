@@ -11,7 +11,8 @@ from qiadapters.adapters.base import CONFIGS, AdapterConfig
 def test_defaults_and_registry():
     cfg = HammingConfig(target_modules=["query", "value"])
     assert (cfg.orders, cfg.blocks, cfg.block_size, cfg.n_qubits) == ((1, 2), None, None, None)
-    assert (cfg.layout, cfg.gate, cfg.side, cfg.parametrization) == ("pyramid", "rbs", "output", "cayley")
+    assert (cfg.layout, cfg.gate, cfg.side, cfg.parametrization) == (
+        "pyramid", "rbs", "output", "cayley")
     assert cfg.adapter_type == "hamming" and CONFIGS["hamming"] is HammingConfig
 
 

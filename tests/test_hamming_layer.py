@@ -207,7 +207,8 @@ def test_identity_init_is_not_singular():
 def _rot_q(rot, values):
     """Weight-1 block of block 0 as a function of the parameter tensors ``values``."""
     names = [n for n, _ in rot.named_parameters()]
-    return torch.func.functional_call(_Blocks(rot), {f"rot.{n}": v for n, v in zip(names, values)}, ())
+    params = {f"rot.{n}": v for n, v in zip(names, values)}
+    return torch.func.functional_call(_Blocks(rot), params, ())
 
 
 def _rank(rot):
@@ -292,7 +293,8 @@ def test_low_precision_base_weights(dtype, side):
     assert all(p.dtype == torch.float32 for p in low.hamming.parameters())
     y = low(x.to(dtype))
     assert y.dtype == dtype and torch.isfinite(y).all()
-    assert (y.float() - expected).norm() / expected.norm() < (0.01 if dtype == torch.float16 else 0.05)
+    tol = 0.01 if dtype == torch.float16 else 0.05
+    assert (y.float() - expected).norm() / expected.norm() < tol
     low.merge()
     assert torch.isfinite(low(x.to(dtype))).all()
 

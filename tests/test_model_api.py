@@ -94,7 +94,8 @@ def test_all_linear_on_bert_excludes_the_classifier_only():
      r"some module names: \['bert.encoder.layer.0.attention.self.query'"),
     (HammingConfig(target_modules=["query"], modules_to_save=["clasifier"]), ValueError,
      r"modules_to_save=\['clasifier'\] matches no module"),
-    (HammingConfig(target_modules=["query", "classifier"], blocks=1, modules_to_save=["classifier"]),
+    (HammingConfig(target_modules=["query", "classifier"], blocks=1,
+                   modules_to_save=["classifier"]),
      ValueError, r"\['classifier'\] are both targets and modules_to_save"),
 ])
 def test_bad_config_leaves_the_model_untouched(config, error, match):

@@ -197,7 +197,8 @@ class AdapterModel(nn.Module):
         if unknown:
             raise ValueError(f"selected_adapters={unknown} do not exist; existing: "
                              f"{list(self.peft_config)}")
-        merged = [n for n, l in self.adapter_layers() if l.merged and not isinstance(l, ModulesToSave)]
+        merged = [n for n, l in self.adapter_layers()
+                  if l.merged and not isinstance(l, ModulesToSave)]
         if merged:
             raise RuntimeError(f"layers {merged[:3]} are merged; call unmerge_adapter() "
                                f"before save_pretrained() so the saved weights are the adapters'")
@@ -227,7 +228,8 @@ class AdapterModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, directory: str | os.PathLike,
-                        adapter_name: str = "default", is_trainable: bool = False) -> "AdapterModel":
+                        adapter_name: str = "default",
+                        is_trainable: bool = False) -> "AdapterModel":
         """Load a saved adapter onto ``model`` and activate it.
 
         As in PEFT, ``is_trainable=False`` (the default) freezes the adapter and puts the

@@ -126,7 +126,8 @@ def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
                          f"{type(model).__name__}; some module names: {_examples(model)}")
     saves = []
     if config.modules_to_save:
-        saves = [n for n, _ in visible_modules(model) if n and _suffix_match(n, config.modules_to_save)]
+        saves = [n for n, _ in visible_modules(model)
+                 if n and _suffix_match(n, config.modules_to_save)]
         if not saves:
             raise ValueError(f"modules_to_save={config.modules_to_save!r} matches no module "
                              f"of {type(model).__name__}; some module names: {_examples(model)}")

@@ -10,7 +10,6 @@ from qiadapters import HammingConfig
 from qiadapters.testing import CHECKS, tiny_bert, tiny_mlp
 
 # One thread per xdist worker: on 2 cores, two multi-threaded workers thrash on tiny ops.
-torch.set_num_threads(1)
 
 MLP = ["fc1", "fc2"]
 
@@ -65,7 +64,7 @@ ROWS = [
 # torch.compile is slow on 2 cores: one row.  The circuit rows are not compiled yet: inductor
 # miscompiles circuits/simulate.py:simulate_block (index_copy on the stride-0 expanded
 # identity; "mlp-circuit-brick-fbs" passes once a .clone() follows the .expand).
-COMPILE_ROWS = {"mlp-cayley"}
+COMPILE_ROWS = {"mlp-cayley", "mlp-circuit-butterfly-rbs"}
 
 CASES = [pytest.param(factory, config, check, id=f"{name}-{check}")
          for name, factory, config in ROWS for check in CHECKS

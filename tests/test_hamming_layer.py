@@ -12,7 +12,6 @@ from qiadapters import Circuit, HammingAdapter, compound_by_minors
 from qiadapters.adapters.hamming import PARAMETRIZATIONS, plan_blocks
 from qiadapters.adapters.hamming import parametrizations as P
 
-torch.set_num_threads(1)  # xdist -n 2 on 2 cores
 
 GATE_COUNT = {  # DESIGN.md
     "pyramid": lambda n: n * (n - 1) // 2,

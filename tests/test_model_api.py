@@ -13,7 +13,6 @@ from qiadapters.adapters.base import AdapterConfig, AdapterLayer, AdapterParts, 
 from qiadapters.model import ModulesToSave
 from qiadapters.testing import assert_valid_adapter, build, logits, perturb, tiny_bert, tiny_mlp
 
-torch.set_num_threads(1)  # xdist -n 2 on 2 cores
 
 
 def wrapped(model, cls=AdapterLayer):

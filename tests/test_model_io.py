@@ -12,7 +12,6 @@ from qiadapters import AdapterModel, HammingConfig
 from qiadapters.model import VERSION_KEY, WEIGHTS_NAME
 from qiadapters.testing import TinyMLP, build, perturb, tiny_bert, tiny_mlp
 
-torch.set_num_threads(1)  # xdist -n 2 on 2 cores
 
 CFG = HammingConfig(target_modules=["fc1", "fc2"], parametrization="circuit",
                     modules_to_save=["head"])

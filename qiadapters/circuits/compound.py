@@ -120,16 +120,27 @@ def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     return U.shape[-1]
 
 
-@lru_cache(maxsize=None)
-def _outer_tables(n: int, k: int, device: torch.device):
-    """Row subsets ``(C(n,k), k)`` and, for k = 2, the upper/lower flat column positions;
-    for k >= 3 the antisymmetric gather index and signs.  Cached per device."""
+_OUTER_TABLES: dict = {}
+
+
+@torch.compiler.disable
+def _build_outer_tables(n: int, k: int, device: torch.device):
     rows = torch.tensor(hamming_basis(n, k), dtype=torch.long).reshape(-1, k)
     if k == 2:
         extra = (rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0])
     else:
         extra = antisymmetric_index(n, k)
-    return tuple(t.to(device) for t in (rows, *extra))
+    _OUTER_TABLES[(n, k, str(device))] = tuple(t.to(device) for t in (rows, *extra))
+
+
+def _outer_tables(n: int, k: int, device: torch.device):
+    """Row subsets ``(C(n,k), k)`` and, for k = 2, the upper/lower flat column positions;
+    for k >= 3 the antisymmetric gather index and signs.  Built once per ``(n, k, device)``
+    outside any ``torch.compile`` trace and cached in a plain dict (read as constants)."""
+    key = (n, k, str(device))
+    if key not in _OUTER_TABLES:
+        _build_outer_tables(n, k, device)
+    return _OUTER_TABLES[key]
 
 
 def compound_outer(U: torch.Tensor, k: int) -> torch.Tensor:

@@ -53,7 +53,8 @@ def gate_tables(circuit, k: int) -> tuple[GateTable, ...]:
 def simulate_block(tables, theta: torch.Tensor, dim: int) -> torch.Tensor:
     """Weight-k block ``(..., dim, dim)`` for angles ``theta: (..., n_params)``."""
     batch = theta.shape[:-1]
-    block = torch.eye(dim, dtype=theta.dtype, device=theta.device).expand(*batch, dim, dim)
+    # A real copy, not an expanded view: Inductor miscompiles index_copy on expanded inputs.
+    block = torch.eye(dim, dtype=theta.dtype, device=theta.device).expand(*batch, dim, dim).clone()
     for t in tables:
         if t.src.numel() == 0:
             continue

@@ -169,15 +169,23 @@ class CircuitPair(Parametrization):
         init = (torch.rand(self.copies, self.circuit.n_params) * 2 - 1) * math.pi
         self.theta = nn.Parameter(init.clone())
         self.theta_mirror = nn.Parameter(init.clone())
+        self._ops: dict = {}  # (dtype, device) -> CompiledCircuit; index tables only, not saved
+
+    def compiled(self, dtype: torch.dtype, device: torch.device):
+        """The circuit compiled for ``2 * copies`` angle sets (both halves of the pair)."""
+        key = (dtype, device)
+        if key not in self._ops:
+            self._ops[key] = self.circuit.compile(orders=self.block_layout.orders,
+                                                  blocks=2 * self.copies, dtype=dtype,
+                                                  device=device)
+        return self._ops[key]
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         dtype = self.compute_dtype(dtype)
-        a, b = self.theta.to(dtype), self.theta_mirror.to(dtype)
-        out = []
-        for k in self.block_layout.orders:
-            Va, Vb = self.circuit.hamming_block(a, k), self.circuit.hamming_block(b, k)
-            out.append(self._per_block(Va @ Vb.transpose(-1, -2)))
-        return out
+        theta = torch.cat([self.theta, self.theta_mirror]).to(dtype)
+        c = self.copies
+        return [self._per_block(V[:c] @ V[c:].transpose(-1, -2))
+                for V in self.compiled(dtype, theta.device)(theta)]
 
 
 #: Registry of parametrizations by name.

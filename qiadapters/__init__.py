@@ -14,3 +14,6 @@ from .adapters import HammingAdapter, HammingConfig
 from .model import AdapterModel, get_adapter_model
 
 __all__ += ["HammingAdapter", "HammingConfig", "AdapterModel", "get_adapter_model"]
+from .adapters import Mixture, MixtureConfig
+
+__all__ += ["Mixture", "MixtureConfig"]

@@ -88,3 +88,53 @@ def test_rows_cover_every_option():
 @pytest.mark.parametrize("factory, config, check", CASES)
 def test_contract(factory, config, check):
     CHECKS[check](factory, config)
+
+
+# ------------------------------------------------------------------------- mixture layer
+from qiadapters import MixtureConfig  # noqa: E402
+
+try:  # the physics family registers itself on import (top-level package beside qiadapters)
+    from physics import PhysicsConfig
+except ImportError:  # pragma: no cover - physics not installed
+    PhysicsConfig = None
+
+
+def _experts(targets, physics=False):
+    out = [HammingConfig(target_modules=targets, orders=(1,), blocks=2),
+           HammingConfig(target_modules=targets, parametrization="expm"),
+           HammingConfig(target_modules=targets, side="input", blocks=1)]
+    if physics:
+        out = out[:2] + [PhysicsConfig(target_modules=targets, rank=4, grid="sequence")]
+    return out
+
+
+MIXTURE_ROWS = [
+    # (name, factory, config, mergeable)
+    ("mlp-mixture-global", tiny_mlp,
+     MixtureConfig(experts=_experts(MLP), router="global", z_loss=1e-3), True),
+    ("mlp-mixture-token", tiny_mlp,
+     MixtureConfig(experts=_experts(MLP), router="token", temperature=0.5,
+                   modules_to_save=["head"]), False),
+    ("bert-mixture-global-qv", tiny_bert,
+     MixtureConfig(experts=_experts(["query", "value"])[:2], router="global"), True),
+]
+if PhysicsConfig is not None:
+    MIXTURE_ROWS += [
+        ("mlp-mixture-sample-hamming-physics", tiny_mlp,
+         MixtureConfig(experts=_experts(["fc2"], physics=True), router="sample"), False),
+        ("bert-mixture-global-hamming-physics", tiny_bert,
+         MixtureConfig(experts=_experts(["value"], physics=True), router="global",
+                       modules_to_save=["classifier"]), False),
+    ]
+
+MIXTURE_CASES = [pytest.param(factory, config, mergeable, check, id=f"{name}-{check}")
+                 for name, factory, config, mergeable in MIXTURE_ROWS
+                 for check in CHECKS if check != "compile"]
+
+
+@pytest.mark.parametrize("factory, config, mergeable, check", MIXTURE_CASES)
+def test_mixture_contract(factory, config, mergeable, check):
+    from qiadapters.testing import build, is_mergeable
+
+    assert is_mergeable(build(factory, config)[0]) == mergeable
+    CHECKS[check](factory, config)

@@ -245,6 +245,24 @@ class AdapterLayer(nn.Module):
         """Forward through ``base_layer`` with the named (active, unmerged) adapters."""
         raise NotImplementedError(f"{type(self).__name__} must implement adapter_forward()")
 
+    def adapter_output(self, x: torch.Tensor, base_output: torch.Tensor,
+                       adapter_names: list[str], *args, **kwargs):
+        """The adapted output, given ``base_output = base_layer(x, *args, **kwargs)`` already
+        computed (the mixture layer computes it once for all its experts).
+
+        Default: :meth:`adapter_forward`, which ignores ``base_output`` (a second base call).
+        A family overrides this when its output is cheap given the base output.
+        """
+        return self.adapter_forward(x, adapter_names, *args, **kwargs)
+
+    def merge_blocker(self) -> Optional[str]:
+        """Why :meth:`merge` cannot fold the active adapters into the base weights, or None.
+
+        Default: None for a ``mergeable`` family; a layer whose mergeability depends on its
+        adapters' options (e.g. the mixture's router) overrides this and ``mergeable``.
+        """
+        return None if self.mergeable else "they are not a change of the base weights"
+
     def _merge(self, adapter_names: list[str], safe_merge: bool) -> None:
         raise TypeError(f"{type(self).__name__} adapters are not mergeable")
 
@@ -318,9 +336,10 @@ class AdapterLayer(nn.Module):
         A second merge while merged is a no-op with a warning.  ``safe_merge`` checks the
         merged weights are finite before writing them.
         """
-        if not self.mergeable:
-            raise TypeError(f"{type(self).__name__} adapters are not mergeable (they are not "
-                            f"a change of the base weights); use unload() instead")
+        reason = self.merge_blocker()
+        if reason is not None:
+            raise TypeError(f"{type(self).__name__} adapters are not mergeable ({reason}); "
+                            f"use unload() instead")
         if self.merged:
             warnings.warn(f"{type(self).__name__} is already merged "
                           f"({self.merged_adapters}); merge() is a no-op", stacklevel=2)

@@ -147,10 +147,12 @@ class AdapterModel(nn.Module):
 
     # ------------------------------------------------------------ merging
     def _check_mergeable(self) -> None:
-        bad = [f"{n} ({type(l).__name__})" for n, l in self.adapter_layers() if not l.mergeable]
-        if bad:
+        blocked = [(n, l) for n, l in self.adapter_layers() if not l.mergeable]
+        if blocked:
+            bad = [f"{n} ({type(l).__name__})" for n, l in blocked]
+            why = "; ".join(f"{n}: {l.merge_blocker()}" for n, l in blocked[:3])
             raise TypeError(f"these adapter layers cannot be merged into the base weights: "
-                            f"{bad[:5]}; use unload() to remove them instead")
+                            f"{bad[:5]} ({why}); use unload() to remove them instead")
 
     def merge_adapter(self, safe_merge: bool = False) -> None:
         """Fold the active adapters into the base weights (undo with :meth:`unmerge_adapter`)."""

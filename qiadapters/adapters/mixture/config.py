@@ -1,0 +1,119 @@
+"""Configuration of the mixture layer (``adapter_type="mixture"``): experts are configs."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+from ... import _checks
+from ..base import CONFIGS, AdapterConfig
+from .routers import ROUTERS
+
+
+def check_options(n_experts: int, router: str, top_k: Optional[int], temperature: float,
+                  balance: float, z_loss: float) -> dict[str, Any]:
+    """The mixture options, validated (shared by :class:`MixtureConfig` and the layer)."""
+    if n_experts < 1:
+        raise ValueError("experts=[] is empty; give at least one expert (an adapter config "
+                         "such as HammingConfig(...), or an adapter layer)")
+    _checks.choice("router", router, ROUTERS)
+    if top_k is not None:
+        top_k = _checks.integer("top_k", top_k, low=1, high=n_experts)
+    out = {"router": router, "top_k": top_k}
+    for arg, value, strict in (("temperature", temperature, True), ("balance", balance, False),
+                               ("z_loss", z_loss, False)):
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+              and math.isfinite(value) and (value > 0 if strict else value >= 0))
+        if not ok:
+            raise ValueError(f"{arg}={value!r} is not valid; valid: a finite number "
+                             f"{'> 0' if strict else '>= 0'}")
+        out[arg] = float(value)
+    return out
+
+
+def expert_config(i: int, expert: Any) -> AdapterConfig:
+    """``experts[i]`` as an expert config (a dict is read with ``AdapterConfig.from_dict``)."""
+    if isinstance(expert, dict):
+        expert = AdapterConfig.from_dict(expert)
+    if not isinstance(expert, AdapterConfig):
+        raise TypeError(f"experts[{i}] is a {type(expert).__name__}; a MixtureConfig's experts "
+                        f"are adapter configs of the families {list(CONFIGS)}")
+    if isinstance(expert, MixtureConfig):
+        raise TypeError(f"experts[{i}] is a MixtureConfig; a mixture's experts cannot be "
+                        f"mixtures (list their experts in one mixture instead)")
+    if expert.modules_to_save is not None:
+        raise ValueError(f"experts[{i}].modules_to_save={expert.modules_to_save!r}; set "
+                         f"modules_to_save on the MixtureConfig, not on an expert")
+    return expert
+
+
+@dataclass
+class MixtureConfig(AdapterConfig):
+    """A router-weighted mixture of adapters on each target module.
+
+    For a target ``f`` with input ``x``, each expert ``e`` (an adapter config of any family)
+    gives an adapted output ``E_e(x)``; the layer returns
+    ``f(x) + Σ_e α_e(x) (E_e(x) - f(x))`` with router weights ``α`` summing to 1.
+
+    Each expert config carries ``target_modules`` (the config classes require it); it must
+    equal the mixture's, and ``target_modules`` of the mixture may be left out to take the
+    experts' common value.  ``modules_to_save`` belongs to the mixture only.
+
+    Example::
+
+        cfg = MixtureConfig(target_modules=["query", "value"], router="token", top_k=2,
+                            experts=[HammingConfig(target_modules=["query", "value"],
+                                                   orders=(1,)),
+                                     HammingConfig(target_modules=["query", "value"],
+                                                   orders=(1, 2), blocks=2)])
+    """
+
+    experts: list = field(default_factory=list, metadata={"help": (
+        "Expert adapter configs (any registered family except mixture), at least one.  "
+        "Saved as a list of their own JSON dicts, each tagged with its adapter_type.")})
+    router: str = field(default="global", metadata={"help": (
+        f"How the experts are weighted: one of {list(ROUTERS)}: one learned vector "
+        f"(mergeable), a linear gate on each sample's mean token, or on every token.")})
+    top_k: Optional[int] = field(default=None, metadata={"help": (
+        "Keep only the k largest router weights of each routing unit, renormalised "
+        "(1 <= top_k <= len(experts)); None: dense routing.  With top_k=1 the kept weight is "
+        "1, so only the aux losses train the router.")})
+    temperature: float = field(default=1.0, metadata={"help": (
+        "Softmax temperature T > 0: alpha = softmax(logits / T).")})
+    balance: float = field(default=0.01, metadata={"help": (
+        "Weight (>= 0) of the Switch-Transformer load-balancing loss "
+        "balance * E * sum_e f_e P_e, added to AdapterModel.aux_loss().")})
+    z_loss: float = field(default=0.0, metadata={"help": (
+        "Weight (>= 0) of the router z-loss z_loss * mean(logsumexp(logits / T)^2).")})
+
+    adapter_type: ClassVar[str] = "mixture"
+
+    def __post_init__(self):
+        if isinstance(self.experts, (str, bytes)) or not isinstance(self.experts, (list, tuple)):
+            raise ValueError(f"experts={self.experts!r} must be a list of adapter configs")
+        self.experts = [expert_config(i, e) for i, e in enumerate(self.experts)]
+        if self.target_modules is None and self.experts:
+            targets = [e.target_modules for e in self.experts]
+            if any(t != targets[0] for t in targets):
+                raise ValueError(f"the experts' target_modules differ ({targets}); give the "
+                                 f"mixture's target_modules and the same value to each expert")
+            self.target_modules = targets[0]
+        super().__post_init__()
+
+    def validate(self) -> None:
+        options = check_options(len(self.experts), self.router, self.top_k, self.temperature,
+                                self.balance, self.z_loss)
+        for key, value in options.items():
+            setattr(self, key, value)
+        for i, expert in enumerate(self.experts):
+            if expert.target_modules != self.target_modules:
+                raise ValueError(f"experts[{i}].target_modules={expert.target_modules!r} "
+                                 f"differs from the mixture's target_modules="
+                                 f"{self.target_modules!r}; every expert adapts the mixture's "
+                                 f"targets (give them the same value, or leave the mixture's "
+                                 f"out)")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["experts"] = [e.to_dict() for e in self.experts]
+        return out

@@ -90,6 +90,55 @@ def test_contract(factory, config, check):
     CHECKS[check](factory, config)
 
 
+# ------------------------------------------------------------------ physics-prior family
+# Not mergeable: its merge check asserts the refusal.  Text grids are "sequence" (an 8-token
+# batch would otherwise be read as a 1D grid anyway, but a 16-token one as 4x4).
+import physics  # noqa: E402  (registers PhysicsConfig)
+from physics import PhysicsConfig  # noqa: E402
+
+PHYSICS_ROWS = [
+    # MoPPA's placement: before self-attention (the residual keeps the unadapted x)
+    ("bert-physics-moppa-input", tiny_bert,
+     PhysicsConfig(target_modules=["attention.self"], placement="input", grid="sequence",
+                   modules_to_save=["classifier"])),
+    ("bert-physics-parallel-global-periodic", tiny_bert,
+     PhysicsConfig(target_modules=["attention.output.dense"], grid="sequence", router="global",
+                   boundary="periodic", priors=("heat", "poisson"), entropy=0.1,
+                   route_weight=2.0)),
+    # a stack on one layer: a parallel and an input-placed adapter read the same x
+    ("bert-physics-stacked-mixed", tiny_bert, [
+        PhysicsConfig(target_modules=["attention.output.dense"], grid="sequence",
+                      router="sample", boundary="dirichlet", rank=4),
+        PhysicsConfig(target_modules=["attention.output.dense"], placement="input",
+                      grid="sequence", priors=("wave", "poisson"), rank=2,
+                      poisson_zero_mode="zero_mean", bias=False)]),
+]
+
+# torch.compile costs ~30 s on 2 cores: one row.
+PHYSICS_COMPILE_ROWS = {"bert-physics-moppa-input"}
+
+PHYSICS_CASES = [pytest.param(factory, config, check, id=f"{name}-{check}")
+                 for name, factory, config in PHYSICS_ROWS for check in CHECKS
+                 if check != "compile" or name in PHYSICS_COMPILE_ROWS]
+
+
+def test_physics_rows_cover_every_option():
+    configs = [c for _, _, cfg in PHYSICS_ROWS for c in (cfg if isinstance(cfg, list) else [cfg])]
+    seen = lambda attr: {getattr(c, attr) for c in configs}
+    from physics.config import PLACEMENTS
+
+    assert seen("router") == set(physics.ROUTERS)
+    assert seen("boundary") == set(physics.BOUNDARIES)
+    assert seen("placement") == set(PLACEMENTS)
+    assert seen("poisson_zero_mode") == set(physics.ZERO_MODES)
+    assert {p for c in configs for p in c.priors} == set(physics.PRIORS)
+
+
+@pytest.mark.parametrize("factory, config, check", PHYSICS_CASES)
+def test_physics_contract(factory, config, check):
+    CHECKS[check](factory, config)
+
+
 # ------------------------------------------------------------------------- mixture layer
 from qiadapters import MixtureConfig  # noqa: E402
 

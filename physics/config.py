@@ -1,0 +1,140 @@
+"""Configuration of the physics-prior adapter family (``adapter_type="physics"``).
+
+Every field except ``target_modules`` / ``modules_to_save`` / ``placement`` / ``route_weight``
+is passed to :class:`physics.PhysicsAdapter`; see ``docs/physics.md`` ("Using it in a model").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Union
+
+from qiadapters import _checks
+from qiadapters.adapters.base import AdapterConfig
+
+from .bases import BOUNDARIES
+from .grids import GRID_MODES, check_grid
+from .priors import PRIORS
+from .routers import ROUTERS
+from .solvers import ZERO_MODES
+
+__all__ = ["PhysicsConfig", "PLACEMENTS"]
+
+#: Where the adapter sits relative to the wrapped module ``f`` (input ``x``, extra args ``a``).
+PLACEMENTS = {
+    "parallel": "y = f(x) + delta(x): beside a square nn.Linear (in_features == out_features)",
+    "input": "y = f(x + delta(x), *a): before any module taking hidden states (batch, T, d) "
+             "first, e.g. a self-attention block (MoPPA's placement)",
+}
+
+
+def check_priors(priors) -> tuple[str, ...]:
+    """Distinct names from :data:`physics.PRIORS`, as a tuple."""
+    names = (priors,) if isinstance(priors, str) else priors
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ValueError(f"priors={priors!r} is not valid; give a sequence of names from "
+                         f"{list(PRIORS)}") from None
+    if not names:
+        raise ValueError(f"priors={priors!r} is empty; choose at least one of {list(PRIORS)}")
+    for name in names:
+        _checks.choice("priors", name, PRIORS)
+    if len(set(names)) != len(names):
+        raise ValueError(f"priors={priors!r} has duplicates; each of {list(PRIORS)} may "
+                         f"appear once")
+    return names
+
+
+def check_number(arg: str, value, low: float, strict: bool) -> float:
+    """A finite real number ``> low`` (``strict``) or ``>= low``."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value) and (value > low if strict else value >= low))
+    if not ok:
+        raise ValueError(f"{arg}={value!r} is not valid; valid: a finite number "
+                         f"{'>' if strict else '>='} {low:g}")
+    return float(value)
+
+
+@dataclass
+class PhysicsConfig(AdapterConfig):
+    """Mixture-of-physical-priors adapter (MoPPA) on the token grid of each target module.
+
+    ``placement="parallel"``: ``y = f(x) + delta(x)``; ``placement="input"``:
+    ``y = f(x + delta(x), ...)``; ``delta`` is a :class:`physics.PhysicsAdapter`, exactly 0
+    at initialisation.  Not mergeable: ``delta`` mixes tokens, it is not a weight update.
+
+    Example (MoPPA's placement, before self-attention, in a ViT with CLS + 14x14 patches)::
+
+        cfg = PhysicsConfig(target_modules=["attention"], placement="input", rank=8,
+                            extra_tokens=1, modules_to_save=["classifier"])
+    """
+
+    rank: int = field(default=8, metadata={"help": (
+        "Bottleneck width r >= 1: the adapter projects d -> r, applies the priors to the r "
+        "channels on the token grid and projects r -> d.")})
+    priors: tuple[str, ...] = field(default=("heat", "wave", "poisson"), metadata={"help": (
+        f"Physical priors mixed by the router, distinct names from {list(PRIORS)}.")})
+    grid: Union[str, tuple[int, ...]] = field(default="auto", metadata={"help": (
+        f"Token grid: one of {list(GRID_MODES)} or a fixed (H, W) / (L,).  'auto' is a "
+        f"square (s, s) grid when the grid tokens are s*s (s >= 2), else 1D; text models "
+        f"should use 'sequence'.  A fixed grid must match the token count at every forward.")})
+    router: str = field(default="token", metadata={"help": (
+        f"How the priors are mixed: one of {list(ROUTERS)} (weights per token, per sample, "
+        f"or one learned vector).")})
+    boundary: str = field(default="neumann", metadata={"help": (
+        f"Grid boundary condition and basis: one of {list(BOUNDARIES)} (DCT-II, DST-I, real "
+        f"Fourier).")})
+    extra_tokens: int = field(default=0, metadata={"help": (
+        "Leading tokens that bypass the grid operator (1 for a ViT's CLS token); they still "
+        "get the low-rank path.")})
+    placement: str = field(default="parallel", metadata={"help": (
+        f"Where the adapter sits: one of {list(PLACEMENTS)}.  'parallel' needs a square "
+        f"nn.Linear target; 'input' works on any module whose first argument is the hidden "
+        f"states (e.g. BERT 'attention.self', ViT 'attention').")})
+    route_weight: float = field(default=1.0, metadata={"help": (
+        "Weight of each layer's route regulariser in AdapterModel.aux_loss() (>= 0; 0 turns "
+        "it off).  The regulariser's own terms are weighted by balance and entropy.")})
+    balance: float = field(default=0.01, metadata={"help": (
+        "Weight alpha >= 0 of the load-balancing term of the route regulariser.")})
+    entropy: float = field(default=0.0, metadata={"help": (
+        "Weight beta >= 0 of the entropy term of the route regulariser.")})
+    kappa: float = field(default=1.0, metadata={"help": (
+        "Initial heat diffusivity (> 0, learned per channel through softplus).")})
+    c: float = field(default=1.0, metadata={"help": (
+        "Initial wave speed (> 0, learned per channel through softplus).")})
+    t: float = field(default=1.0, metadata={"help": (
+        "Initial time of the heat and wave priors (> 0, learned per channel).")})
+    poisson_gain: float = field(default=0.1, metadata={"help": (
+        "Initial Poisson source gain (> 0, learned per channel).")})
+    poisson_zero_mode: str = field(default="screened", metadata={"help": (
+        f"Rule for the Poisson lambda = 0 mode: one of {list(ZERO_MODES)}.")})
+    poisson_eps: float = field(default=0.1, metadata={"help": (
+        "Screening eps > 0 of poisson_zero_mode='screened': (-Laplacian + eps) u = g z.")})
+    scale: float = field(default=1.0, metadata={"help": (
+        "Initial value of the learnable scalar output scale.")})
+    bias: bool = field(default=True, metadata={"help": (
+        "Whether the down- and up-projections have biases.")})
+
+    adapter_type: ClassVar[str] = "physics"
+
+    def validate(self) -> None:
+        self.rank = _checks.integer("rank", self.rank, low=1)
+        self.priors = check_priors(self.priors)
+        if isinstance(self.grid, str) and self.grid not in GRID_MODES:
+            raise ValueError(f"grid={self.grid!r} is not valid; choose one of "
+                             f"{list(GRID_MODES)} or a tuple (L,) / (H, W) of positive integers")
+        self.grid = check_grid(self.grid)
+        _checks.choice("router", self.router, ROUTERS)
+        _checks.choice("boundary", self.boundary, BOUNDARIES)
+        self.extra_tokens = _checks.integer("extra_tokens", self.extra_tokens, low=0)
+        _checks.choice("placement", self.placement, PLACEMENTS)
+        _checks.choice("poisson_zero_mode", self.poisson_zero_mode, ZERO_MODES)
+        self.route_weight = check_number("route_weight", self.route_weight, 0, strict=False)
+        for arg in ("balance", "entropy"):
+            setattr(self, arg, check_number(arg, getattr(self, arg), 0, strict=False))
+        for arg in ("kappa", "c", "t", "poisson_gain", "poisson_eps"):
+            setattr(self, arg, check_number(arg, getattr(self, arg), 0, strict=True))
+        self.scale = check_number("scale", self.scale, -math.inf, strict=True)
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"bias={self.bias!r} must be True or False")

@@ -1,0 +1,182 @@
+r"""The physics-prior adapter layer: a frozen module with :class:`PhysicsAdapter` deltas.
+
+For a wrapped module ``f`` called as ``f(x, *a, **k)`` with hidden states
+``x: (batch, T, d)`` and the active adapters' deltas ``δ_i(x)`` (each a
+:class:`physics.PhysicsAdapter`, exactly 0 at initialisation):
+
+.. code-block:: text
+
+    placement="parallel":  y = f(x, *a, **k) + Σ_i δ_i(x)      f: a square nn.Linear
+    placement="input":     y = f(x + Σ_i δ_i(x), *a, **k)      f: any module taking x first
+
+Several active adapters on one layer all read the module's input ``x`` and their deltas add
+up (input-placed ones before ``f``, parallel ones after).  Adapters run in float32 (their
+parameters' dtype) whatever the base dtype; the deltas are cast back to ``x.dtype``.
+
+``δ(x)`` mixes tokens through the heat / wave / Poisson operators on the token grid, so it is
+not a change of ``f``'s weights: the layer is not mergeable.  :meth:`PhysicsLayer.aux_loss`
+returns ``Σ_i route_weight_i · L_route,i`` of the adapters that ran in the latest forward.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from qiadapters import _checks
+from qiadapters.adapters.base import AdapterLayer, AdapterParts, register
+
+from .adapter import PhysicsAdapter
+from .config import PLACEMENTS, PhysicsConfig, check_number
+
+__all__ = ["PhysicsLayer", "feature_width"]
+
+
+def feature_width(module: nn.Module) -> int:
+    """Width ``d`` of the hidden states a module takes first: an ``nn.Linear``'s
+    ``in_features``, a ``LayerNorm``'s last normalised size, else the ``in_features`` of the
+    first ``nn.Linear`` inside it (BERT's ``BertSelfAttention.query``, ViT's ``q_proj``)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    if isinstance(module, nn.LayerNorm):
+        return int(module.normalized_shape[-1])
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            return sub.in_features
+    raise TypeError(f"cannot tell the hidden width of a {type(module).__name__} (it is not an "
+                    f"nn.Linear or nn.LayerNorm and holds no nn.Linear); target a module "
+                    f"that takes hidden states (batch, tokens, d), e.g. a self-attention block")
+
+
+class PhysicsLayer(AdapterLayer):
+    r"""A frozen module with mixture-of-physical-priors adapters (see the module docstring).
+
+    **Details:** each adapter is a :class:`physics.PhysicsAdapter` on width ``d``: for
+    ``placement="parallel"`` the target must be an ``nn.Linear`` with
+    ``in_features == out_features == d``; for ``placement="input"`` ``d`` is
+    :func:`feature_width` of the target.  Not mergeable (:meth:`merge` raises TypeError).
+
+    Args:
+        base_layer: the module to adapt (its parameters are frozen).
+        adapter_name: the name of this first adapter.
+        **options: the per-layer fields of :class:`physics.PhysicsConfig` (``rank``,
+            ``priors``, ``grid``, ``router``, ``boundary``, ``extra_tokens``, ``placement``,
+            ``route_weight`` and the :class:`PhysicsAdapter` constants).
+
+    Example::
+
+        >>> layer = PhysicsLayer(nn.Linear(32, 32), rank=4, grid="sequence")
+        >>> y = layer(torch.randn(2, 10, 32))        # == layer.base_layer(x) at init
+        >>> loss = y.square().mean() + layer.aux_loss()
+    """
+
+    adapter_layer_names = ("physics",)
+    other_param_names = ("placement", "route_weight")
+    mergeable = False
+
+    #: adapters that ran in the latest forward (their route regularisers are current).
+    _ran: tuple[str, ...] = ()
+
+    def __init__(self, base_layer: nn.Module, *, adapter_name: str = "default", **options):
+        parts = self.build(base_layer, **options)
+        super().__init__(base_layer)
+        base_layer.requires_grad_(False)
+        ref = next(base_layer.parameters(), None)
+        if ref is not None:
+            parts.modules["physics"].to(device=ref.device)
+        self.attach(adapter_name, parts)
+        self.set_adapter(adapter_name)
+
+    @classmethod
+    def build(cls, base_layer: nn.Module, *, rank: int = 8,
+              priors: Sequence[str] = ("heat", "wave", "poisson"), grid="auto",
+              router: str = "token", boundary: str = "neumann", extra_tokens: int = 0,
+              placement: str = "parallel", route_weight: float = 1.0, balance: float = 0.01,
+              entropy: float = 0.0, kappa: float = 1.0, c: float = 1.0, t: float = 1.0,
+              poisson_gain: float = 0.1, poisson_zero_mode: str = "screened",
+              poisson_eps: float = 0.1, scale: float = 1.0, bias: bool = True) -> AdapterParts:
+        _checks.choice("placement", placement, PLACEMENTS)
+        route_weight = check_number("route_weight", route_weight, 0, strict=False)
+        if placement == "parallel":
+            if not isinstance(base_layer, nn.Linear):
+                raise TypeError(f"placement='parallel' adds the delta to the output of an "
+                                f"nn.Linear, got {type(base_layer).__name__}; target an "
+                                f"nn.Linear or use placement='input'")
+            if base_layer.in_features != base_layer.out_features:
+                raise ValueError(f"placement='parallel' needs in_features == out_features "
+                                 f"(PhysicsAdapter maps d -> d), got {base_layer.in_features} "
+                                 f"-> {base_layer.out_features}; target a square nn.Linear "
+                                 f"(e.g. BERT 'attention.output.dense', ViT 'o_proj') or use "
+                                 f"placement='input'")
+            dim = base_layer.in_features
+        else:
+            dim = feature_width(base_layer)
+        adapter = PhysicsAdapter(dim, rank=rank, priors=priors, grid=grid, router=router,
+                                 boundary=boundary, extra_tokens=extra_tokens, kappa=kappa, c=c,
+                                 t=t, poisson_gain=poisson_gain,
+                                 poisson_zero_mode=poisson_zero_mode, poisson_eps=poisson_eps,
+                                 balance=balance, entropy=entropy, scale=scale, bias=bias)
+        return AdapterParts(modules={"physics": adapter},
+                            settings={"placement": placement, "route_weight": route_weight})
+
+    # ------------------------------------------------------------ forward
+    def _delta(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        adapter: PhysicsAdapter = self.physics[name]
+        return adapter(x.to(adapter.scale.dtype)).to(x.dtype)
+
+    def forward(self, x, *args, **kwargs):
+        self._ran = ()  # a forward without adapters leaves no route regulariser behind
+        return super().forward(x, *args, **kwargs)
+
+    def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
+        # every delta reads the module's input; a token count that fits no grid raises here,
+        # before the base module runs
+        deltas = {a: self._delta(a, x) for a in adapter_names}
+        self._ran = tuple(adapter_names)
+        h = x
+        for a in adapter_names:
+            if self.placement[a] == "input":
+                h = h + deltas[a]
+        y = self.base_layer(h, *args, **kwargs)
+        for a in adapter_names:
+            if self.placement[a] == "parallel":
+                y = y + deltas[a]
+        return y
+
+    def aux_loss(self) -> torch.Tensor:
+        """``Σ route_weight · L_route`` over the adapters that ran in the latest forward
+        (zero if none did, e.g. after a forward with adapters disabled)."""
+        ran = [a for a in self._ran if a in self.route_weight]
+        if not ran:
+            return super().aux_loss()
+        return torch.stack([self.route_weight[a] * self.physics[a].aux_loss() for a in ran]).sum()
+
+    def adapter_output(self, x: torch.Tensor, base_output: torch.Tensor,
+                       adapter_names: list[str], *args, **kwargs):
+        """The adapted output given ``base_output = f(x, ...)`` (e.g. from a mixture layer):
+        ``base_output + Σ δ(x)`` when every adapter is parallel, else a full forward."""
+        if any(self.placement[a] != "parallel" for a in adapter_names):
+            return self.adapter_forward(x, adapter_names, *args, **kwargs)
+        deltas = [self._delta(a, x) for a in adapter_names]
+        self._ran = tuple(adapter_names)
+        for delta in deltas:
+            base_output = base_output + delta
+        return base_output
+
+    # ------------------------------------------------------------ merge
+    def merge_blocker(self) -> str:
+        """Why the adapters cannot be merged (always: see :meth:`merge`)."""
+        return ("their delta mixes tokens through heat / wave / Poisson operators on the token "
+                "grid, so it is not a weight update of the wrapped module")
+
+    def merge(self, adapter_names=None, safe_merge: bool = False) -> None:
+        """Always raises TypeError: a physics-prior delta is not a weight update."""
+        raise TypeError(f"PhysicsLayer adapters cannot be merged: {self.merge_blocker()}; keep "
+                        f"the adapter layers, or remove them with unload()")
+
+    def extra_repr(self) -> str:
+        return f"placement={self.placement}, {super().extra_repr()}"
+
+
+register(PhysicsConfig, PhysicsLayer)

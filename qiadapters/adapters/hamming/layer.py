@@ -170,6 +170,22 @@ class HammingAdapter(AdapterLayer):
         y = y.to(out_dtype)
         return y if base.bias is None else y + base.bias
 
+    def adapter_output(self, x: torch.Tensor, base_output: torch.Tensor,
+                       adapter_names: list[str], *args, **kwargs):
+        """Adapted output from a precomputed ``base_output = x W0^T + b``: output-side maps
+        only need ``(base_output - b) D + b``; an input-side map needs the base applied to
+        ``x D`` (a second base call)."""
+        if any(self.side[a] == "input" for a in adapter_names):
+            return self.adapter_forward(x, adapter_names, *args, **kwargs)
+        bias = self.base_layer.bias
+        y = base_output.to(self._compute_dtype())
+        if bias is not None:
+            y = y - bias.to(y.dtype)
+        for a in adapter_names:
+            y = self.hamming[a](y)
+        y = y.to(base_output.dtype)
+        return y if bias is None else y + bias
+
     # ------------------------------------------------------------ merge
     def _merge_sequence(self, adapter_names: list[str]) -> list[str]:
         # Output-side maps compose after the (merged) base in added order; input-side maps

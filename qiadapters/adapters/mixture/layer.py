@@ -36,7 +36,6 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from ..base import AdapterConfig, AdapterLayer, AdapterParts, layer_class
-from ..hamming import HammingAdapter
 from .config import MixtureConfig, check_options
 from .routers import ROUTERS, route, router_losses
 from .routers import router_stats as _routing_stats
@@ -110,23 +109,6 @@ def _expert_parts(i: int, expert: Any, base: nn.Module) -> tuple[nn.ModuleDict, 
     raise TypeError(f"experts[{i}] is a {type(expert).__name__}; give adapter configs (e.g. "
                     f"HammingConfig(...)), adapter layers wrapping the base, or nn.Modules "
                     f"returning an additive delta")
-
-
-def _hamming_delta(view: HammingAdapter, x, fx, compute):
-    """``E(x) - f(x)`` of an output-side Hamming expert from ``f(x)``: ``z D - z``,
-    ``z = f(x) - b`` (None for the input side, which needs ``f(x D)``)."""
-    if view.side[_EXPERT] != "output":
-        return None
-    z = fx.to(compute)
-    bias = view.base_layer.bias
-    if bias is not None:
-        z = z - bias.to(compute)
-    return view.hamming[_EXPERT](z) - z
-
-
-#: Families whose expert delta this module computes from ``f(x)`` itself (the Hamming layer
-#: predates :meth:`AdapterLayer.adapter_output`); others use ``adapter_output``.
-_DELTA_FROM_BASE_OUTPUT = {HammingAdapter: _hamming_delta}
 
 
 class Mixture(AdapterLayer):
@@ -230,11 +212,6 @@ class Mixture(AdapterLayer):
             h = x.to(ref.dtype) if ref is not None and x.is_floating_point() else x
             return module(h).to(compute)
         view = self.expert_layer(name, index)
-        rule = _DELTA_FROM_BASE_OUTPUT.get(type(view))
-        if rule is not None:
-            delta = rule(view, x, fx, compute)
-            if delta is not None:
-                return delta
         return view.adapter_output(x, fx, [_EXPERT], *args, **kwargs).to(compute) - fx.to(compute)
 
     # ------------------------------------------------------------ forward

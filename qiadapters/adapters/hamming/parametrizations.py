@@ -128,7 +128,8 @@ class Cayley(SkewParametrization):
         S = self.skew(self.compute_dtype(dtype))
         eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
         # (I + S)^{-1} (I - S) equals (I - S)(I + S)^{-1}: the two factors commute.
-        return torch.linalg.solve(eye + S, eye - S)
+        # I + S is never singular (eigenvalues 1 + i lambda): skip the per-call error check.
+        return torch.linalg.solve_ex(eye + S, eye - S, check_errors=False)[0]
 
 
 class Expm(SkewParametrization):

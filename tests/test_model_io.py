@@ -135,3 +135,15 @@ def test_saving_a_merged_model_is_refused(tmp_path):
         am.save_pretrained(tmp_path)
     am.unmerge_adapter()
     am.save_pretrained(tmp_path)
+
+
+def test_qiadapters_never_imports_physics_but_loads_its_configs_on_demand():
+    import subprocess
+    import sys
+
+    code = ("import sys, qiadapters\n"
+            "assert 'physics' not in sys.modules, 'qiadapters imported physics'\n"
+            "from qiadapters.adapters.base import AdapterConfig\n"
+            "c = AdapterConfig.from_dict({'adapter_type': 'physics', 'target_modules': ['q']})\n"
+            "assert type(c).__name__ == 'PhysicsConfig'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

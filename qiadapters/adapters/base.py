@@ -19,6 +19,7 @@ activating, deleting, disabling, merge bookkeeping, aux losses) is generic and l
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -33,6 +34,9 @@ from torch import nn
 CONFIGS: dict[str, type["AdapterConfig"]] = {}
 #: config class -> layer class.
 LAYERS: dict[type["AdapterConfig"], type["AdapterLayer"]] = {}
+#: ``adapter_type`` -> package that registers it when imported (loaded on demand by
+#: :meth:`AdapterConfig.from_dict`, never at import time: ``qiadapters`` does not import them).
+PROVIDERS: dict[str, str] = {"physics": "physics"}
 
 CONFIG_NAME = "adapter_config.json"
 
@@ -127,6 +131,8 @@ class AdapterConfig:
         kind = data.pop("adapter_type", cls.adapter_type or None)
         target = cls
         if cls is AdapterConfig or kind != cls.adapter_type:
+            if kind not in CONFIGS and kind in PROVIDERS:
+                importlib.import_module(PROVIDERS[kind])  # registers the family on import
             if kind not in CONFIGS:
                 raise ValueError(f"adapter_type={kind!r} is not valid; choose one of "
                                  f"{list(CONFIGS)}")

@@ -1,0 +1,606 @@
+"""Issue 7: parameter count vs accuracy, qiadapters against Hugging Face peft in one run.
+
+all-MiniLM-L6-v2 (``AutoModelForSequenceClassification``, fresh 26-way head, trainable and
+counted separately for every method) on WordNet noun glosses (seeded stratified split
+8,000 / 2,000 / 2,000, max length 32). Every method (a row of :data:`METHODS`) gets the same
+protocol:
+
+1. learning-rate sweep: one run per lr of its grid at seed 0, scored on VALIDATION (the test
+   accuracy of the same run is recorded too, but never looked at for the choice);
+2. the lr with the best validation accuracy is run at the remaining seeds (seed 0 is the
+   sweep run itself), and the row reports mean / std of TEST accuracy over the seeds.
+
+Same steps, batch, AdamW (no weight decay), linear warm-up + cosine for every method
+(:func:`benchmarks.training.train`). A seed sets the head's initialisation, the data order
+and dropout; the split is always the seed-0 split.
+
+Resumable: every finished training run is one JSON line in ``tradeoff_runs.jsonl``; a rerun
+reads it and skips runs already there (keyed by method, lr, seed, steps, batch size), then
+rebuilds ``tradeoff.csv`` and ``tradeoff.png`` from everything recorded.
+
+    python -m benchmarks.tradeoff                       # the full sweep (hours on 2 CPU cores)
+    python -m benchmarks.tradeoff --quick               # smoke check, < 10 min, *_quick files
+    python -m benchmarks.tradeoff --methods lora-r8 hamming-12-b3 --seeds 0 1 2
+    python -m benchmarks.tradeoff --report-only         # rebuild csv / png from the jsonl
+    python -m benchmarks.tradeoff --list                # the method table
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+TARGETS = ["query", "value"]
+HEAD = "classifier"
+
+#: The adapter grid: spans 5e-4 .. 1e-2 as the issue asks.
+ADAPTER_LRS = (5e-4, 2e-3, 5e-3, 1e-2)
+#: Full fine-tuning diverges at adapter learning rates; its grid is two decades lower.
+FULL_LRS = (5e-5, 1e-4, 3e-4, 1e-3)
+#: The head alone is a linear probe of frozen features: the adapter grid shifted up by one value.
+HEAD_LRS = (2e-3, 5e-3, 1e-2, 3e-2)
+
+# A builder takes the freshly loaded model and returns
+# (model to train, aux_loss_fn or None, record of the configuration that actually ran).
+Builder = Callable[[nn.Module], tuple]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the trade-off table."""
+    name: str
+    family: str                      # "full", "head", "peft", "qiadapters", "physics", "mixture"
+    label: str                       # what the table and plot call it
+    build: Builder = field(repr=False)
+    lrs: tuple = ADAPTER_LRS
+
+
+# ---------------------------------------------------------------------------------- builders
+
+def head_parameters(model: nn.Module) -> int:
+    """Trainable parameters of the classification head (its trainable copy under an adapter)."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if p.requires_grad and f".{HEAD}." in f".{name}")
+
+
+def _build_full(model):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model, None, {"trainable": "all parameters (encoder, pooler, head)"}
+
+
+def _build_head(model):
+    for name, p in model.named_parameters():
+        p.requires_grad_(f".{HEAD}." in f".{name}")
+    return model, None, {"trainable": HEAD}
+
+
+def _peft_record(config) -> dict:
+    keep = {}
+    for key, value in config.to_dict().items():
+        if isinstance(value, set):
+            value = sorted(value)
+        if key in {"peft_type", "r", "lora_alpha", "lora_dropout", "target_modules",
+                   "oft_block_size", "use_cayley_neumann", "coft", "block_share",
+                   "boft_block_size", "boft_block_num", "boft_n_butterfly_factor",
+                   "boft_dropout", "module_dropout", "modules_to_save"}:
+            keep[key] = str(value) if key == "peft_type" else value
+    return keep
+
+
+def _lora(r: int) -> Builder:
+    def build(model):
+        from peft import LoraConfig, get_peft_model
+        # lora_alpha = r: scale 1 for every rank, so the lr sweep compares ranks, not scales.
+        config = LoraConfig(r=r, lora_alpha=r, lora_dropout=0.0, target_modules=TARGETS,
+                            modules_to_save=[HEAD])
+        return get_peft_model(model, config), None, _peft_record(config)
+    return build
+
+
+def _build_oft(model):
+    from peft import OFTConfig, get_peft_model
+    config = OFTConfig(oft_block_size=32, target_modules=TARGETS, modules_to_save=[HEAD])
+    return get_peft_model(model, config), None, _peft_record(config)
+
+
+def _build_boft(model):
+    """BOFT asks for 2 butterfly factors of 8x8 blocks. Without peft's fbd CUDA extension
+    (any CPU machine) peft silently runs 1 factor, i.e. block-diagonal OFT with 8x8 blocks;
+    the record says what the layers actually hold."""
+    import warnings
+
+    from peft import BOFTConfig, get_peft_model
+    config = BOFTConfig(boft_block_size=8, boft_n_butterfly_factor=2, boft_dropout=0.0,
+                        target_modules=TARGETS, modules_to_save=[HEAD])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = get_peft_model(model, config)
+    record = _peft_record(config)
+    shapes = {tuple(p.shape) for name, p in model.named_parameters() if "boft_R" in name}
+    # boft_R: (n_butterfly_factor, block_num, block_size, block_size)
+    record["ran_boft_R_shapes"] = sorted(list(s) for s in shapes)
+    record["ran_n_butterfly_factor"] = sorted({s[0] for s in shapes})
+    layer = next(m for m in model.modules() if hasattr(m, "fbd_cuda_available"))
+    record["fbd_cuda_available"] = bool(layer.fbd_cuda_available)
+    record["peft_warnings"] = sorted({str(w.message)[:160] for w in caught
+                                      if "butterfly" in str(w.message).lower()
+                                      or "cuda" in str(w.message).lower()})
+    return model, None, record
+
+
+def _hamming(orders, blocks, parametrization="cayley") -> Builder:
+    def build(model):
+        import qiadapters
+        config = qiadapters.HammingConfig(target_modules=TARGETS, orders=orders, blocks=blocks,
+                                          parametrization=parametrization,
+                                          modules_to_save=[HEAD])
+        adapted = qiadapters.get_adapter_model(model, config)
+        record = {k: v for k, v in config.to_dict().items()
+                  if k in {"orders", "blocks", "parametrization", "side", "layout", "gate",
+                           "target_modules", "n_qubits"}}
+        layer = next((m for m in adapted.modules()
+                      if type(m).__name__ == "HammingAdapter"), None)
+        if layer is not None and hasattr(layer, "n_qubits"):
+            record["ran_n_qubits"] = int(layer.n_qubits)
+        return adapted, adapted.aux_loss, record
+    return build
+
+
+def _build_physics(model):
+    import physics  # noqa: F401  (registers the family)
+    import qiadapters
+    # MoPPA's placement: before self-attention, on the 1D token grid of the sequence.
+    config = physics.PhysicsConfig(target_modules=["attention"], placement="input", rank=8,
+                                   modules_to_save=[HEAD])
+    adapted = qiadapters.get_adapter_model(model, config)
+    return adapted, adapted.aux_loss, _config_record(config)
+
+
+def _build_mixture(model):
+    import qiadapters
+    experts = [qiadapters.HammingConfig(target_modules=TARGETS, orders=(1, 2), blocks=3),
+               qiadapters.HammingConfig(target_modules=TARGETS, orders=(1, 2), blocks=8)]
+    config = qiadapters.MixtureConfig(target_modules=TARGETS, router="global",
+                                      experts=experts, modules_to_save=[HEAD])
+    adapted = qiadapters.get_adapter_model(model, config)
+    return adapted, adapted.aux_loss, _config_record(config)
+
+
+def _config_record(config) -> dict:
+    return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def _methods(*rows: Method) -> dict[str, Method]:
+    return {m.name: m for m in rows}
+
+
+#: Every row, in the order the full run trains them (the issue's priority order).
+METHODS: dict[str, Method] = _methods(
+    Method("lora-r8", "peft", "peft LoRA r=8", _lora(8)),
+    Method("lora-r1", "peft", "peft LoRA r=1", _lora(1)),
+    Method("head", "head", "head only", _build_head, HEAD_LRS),
+    Method("hamming-12-b3", "qiadapters", "Hamming {1,2}, 3 blocks", _hamming((1, 2), 3)),
+    Method("hamming-12-b8", "qiadapters", "Hamming {1,2}, 8 blocks", _hamming((1, 2), 8)),
+    Method("hamming-1-b8", "qiadapters", "Hamming {1}, 8 blocks", _hamming((1,), 8)),
+    Method("hamming-123-b8", "qiadapters", "Hamming {1,2,3}, 8 blocks",
+           _hamming((1, 2, 3), 8)),
+    Method("oft", "peft", "peft OFT (block 32)", _build_oft),
+    Method("boft", "peft", "peft BOFT (8x8 blocks; see config)", _build_boft),
+    Method("hamming-123-b3", "qiadapters", "Hamming {1,2,3}, 3 blocks",
+           _hamming((1, 2, 3), 3)),
+    Method("hamming-1-b3", "qiadapters", "Hamming {1}, 3 blocks", _hamming((1,), 3)),
+    Method("lora-r4", "peft", "peft LoRA r=4", _lora(4)),
+    Method("lora-r2", "peft", "peft LoRA r=2", _lora(2)),
+    Method("full", "full", "full fine-tuning", _build_full, FULL_LRS),
+    Method("hamming-12-b3-expm", "qiadapters", "Hamming {1,2}, 3 blocks, expm",
+           _hamming((1, 2), 3, "expm")),
+    Method("hamming-12-b3-circuit", "qiadapters", "Hamming {1,2}, 3 blocks, circuit",
+           _hamming((1, 2), 3, "circuit")),
+    Method("physics", "physics", "physics priors (MoPPA, rank 8)", _build_physics),
+    Method("mixture", "mixture", "mixture of Hamming {1,2} b3 + b8", _build_mixture),
+)
+
+#: ``--quick``: a smoke check of every code path that matters, well under 10 minutes.
+QUICK = {"methods": ("head", "lora-r8", "hamming-12-b3"), "lrs": (2e-3, 1e-2),
+         "seeds": (0, 1), "steps": 15, "eval_examples": 256}
+
+
+def family_available(method: Method) -> Optional[str]:
+    """None when the method can be built here, else why not (physics / mixture in progress)."""
+    try:
+        if method.family == "physics":
+            import physics
+            if not hasattr(physics, "PhysicsConfig"):
+                return "physics.PhysicsConfig does not exist yet"
+        elif method.family == "mixture":
+            import qiadapters
+            if not hasattr(qiadapters, "MixtureConfig"):
+                return "qiadapters.MixtureConfig does not exist yet"
+    except Exception as err:  # an import error in a half-finished family
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+# ------------------------------------------------------------------------------- run records
+
+def run_key(method: str, lr: float, seed: int, steps: int, batch_size: int) -> tuple:
+    return (method, float(f"{lr:.6g}"), int(seed), int(steps), int(batch_size))
+
+
+def load_runs(path: Path) -> list[dict]:
+    """Every recorded run; a truncated last line (a run killed mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    runs = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"warning: skipping an unreadable line of {path}", file=sys.stderr)
+    return runs
+
+
+def record_key(run: dict) -> tuple:
+    return run_key(run["method"], run["lr"], run["seed"], run["steps"], run["batch_size"])
+
+
+def append_run(path: Path, run: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(run) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def choose_lr(runs: list[dict], method: str, lrs, steps: int, batch_size: int,
+              sweep_seed: int = 0) -> Optional[float]:
+    """The lr of ``lrs`` with the best VALIDATION accuracy at ``sweep_seed``; None until every
+    lr of the grid has a run. Ties go to the smaller lr."""
+    done = {record_key(r): r for r in runs}
+    scores = []
+    for lr in lrs:
+        run = done.get(run_key(method, lr, sweep_seed, steps, batch_size))
+        if run is None or run.get("val_accuracy") is None:
+            return None
+        scores.append((-run["val_accuracy"], lr))
+    return min(scores)[1]
+
+
+def plan(runs: list[dict], method: Method, lrs, seeds, steps: int, batch_size: int):
+    """Next ``(lr, seed, splits)`` to train for ``method``, or None when it is complete.
+
+    The sweep (every lr at ``seeds[0]``, scored on validation and test) comes first; then the
+    other seeds at the chosen lr, scored on test only.
+    """
+    done = {record_key(r) for r in runs}
+    for lr in lrs:
+        if run_key(method.name, lr, seeds[0], steps, batch_size) not in done:
+            return lr, seeds[0], ("validation", "test")
+    best = choose_lr(runs, method.name, lrs, steps, batch_size, seeds[0])
+    for seed in seeds[1:]:
+        if run_key(method.name, best, seed, steps, batch_size) not in done:
+            return best, seed, ("test",)
+    return None
+
+
+# ----------------------------------------------------------------------------------- running
+
+def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
+              load_model: Callable[[int], nn.Module], steps: int, batch_size: int,
+              warmup_frac: float, progress: bool = True) -> dict:
+    """Build ``method`` on a fresh model (head seeded by ``seed``), train, score; one record."""
+    from .training import count_trainable, evaluate, train
+
+    model, aux_loss_fn, record = method.build(load_model(seed))
+    trainable = count_trainable(model)
+    head = head_parameters(model)
+    desc = f"{method.name} lr={lr:g} seed={seed}"
+    metrics = train(model, data["train"], None, steps=steps, batch_size=batch_size, lr=lr,
+                    warmup_frac=warmup_frac, seed=seed, aux_loss_fn=aux_loss_fn,
+                    progress=progress, desc=desc)
+    scores = {split: evaluate(model, data[split]) for split in splits_to_score}
+    return {
+        "method": method.name, "family": method.family, "label": method.label,
+        "lr": lr, "seed": seed, "steps": steps, "batch_size": batch_size,
+        "warmup_frac": warmup_frac,
+        "val_accuracy": scores.get("validation"), "test_accuracy": scores.get("test"),
+        "adapter_params": trainable - head, "head_params": head,
+        "train_loss": metrics["train_loss"], "final_loss": metrics["losses"][-1],
+        "seconds_per_step": metrics["seconds_per_step"],
+        "median_seconds_per_step": metrics["median_seconds_per_step"],
+        "train_seconds": metrics["train_seconds"], "threads": torch.get_num_threads(),
+        "config": record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+ACC_FIELD = {"validation": "val_accuracy", "test": "test_accuracy"}
+
+
+def run_all(methods: list[Method], data: dict, load_model, runs_path: Path, seeds, steps: int,
+            batch_size: int, warmup_frac: float, lrs_override=None, progress=True,
+            deadline: Optional[float] = None) -> int:
+    """Train every missing run of ``methods`` (method by method), appending each to
+    ``runs_path``. Stops before starting a run after ``deadline`` (``time.time()``)."""
+    trained = 0
+    for method in methods:
+        why = family_available(method)
+        if why is not None:
+            print(f"skip {method.name}: {why}", flush=True)
+            continue
+        lrs = tuple(lrs_override or method.lrs)
+        while True:
+            if deadline is not None and time.time() > deadline:
+                print("deadline reached; rerun the same command to continue", flush=True)
+                return trained
+            nxt = plan(load_runs(runs_path), method, lrs, seeds, steps, batch_size)
+            if nxt is None:
+                break
+            lr, seed, splits = nxt
+            t0 = time.perf_counter()
+            try:
+                run = train_one(method, lr, seed, splits, data, load_model, steps, batch_size,
+                                warmup_frac, progress)
+            except Exception as err:
+                print(f"FAILED {method.name} lr={lr:g} seed={seed}: {type(err).__name__}: "
+                      f"{err}", flush=True)
+                break
+            append_run(runs_path, run)
+            trained += 1
+            acc = ", ".join(f"{split} {100 * run[ACC_FIELD[split]]:.2f}" for split in splits)
+            print(f"done {method.name} lr={lr:g} seed={seed}: {acc}; "
+                  f"{run['adapter_params']:,d}+{run['head_params']:,d} params; "
+                  f"{run['median_seconds_per_step']:.3f} s/step; "
+                  f"{time.perf_counter() - t0:.0f}s", flush=True)
+    return trained
+
+
+# ---------------------------------------------------------------------------------- summary
+
+def summarize(runs: list[dict], methods: list[Method], seeds, steps: int, batch_size: int,
+              lrs_override=None) -> list[dict]:
+    """One row per method with a finished sweep: chosen lr and test mean / std over seeds."""
+    rows = []
+    for method in methods:
+        lrs = tuple(lrs_override or method.lrs)
+        best = choose_lr(runs, method.name, lrs, steps, batch_size, seeds[0])
+        if best is None:
+            continue
+        done = {record_key(r): r for r in runs}
+        chosen = [done[k] for k in (run_key(method.name, best, s, steps, batch_size)
+                                    for s in seeds) if k in done]
+        tests = [r["test_accuracy"] for r in chosen]
+        sweep = {lr: done[run_key(method.name, lr, seeds[0], steps, batch_size)]["val_accuracy"]
+                 for lr in lrs}
+        rows.append({
+            "method": method.name, "label": method.label, "family": method.family,
+            "chosen_lr": best,
+            "val_acc_at_lr": sweep[best],
+            "test_acc_mean": statistics.mean(tests),
+            "test_acc_std": statistics.stdev(tests) if len(tests) > 1 else float("nan"),
+            "n_seeds": len(tests), "seeds": " ".join(str(r["seed"]) for r in chosen),
+            "adapter_params": chosen[0]["adapter_params"],
+            "head_params": chosen[0]["head_params"],
+            "s_per_step": statistics.median(r["median_seconds_per_step"] for r in chosen),
+            "steps": steps, "batch_size": batch_size,
+            "val_acc_sweep": " ".join(f"{lr:g}:{100 * v:.2f}" for lr, v in sweep.items()),
+            "config": json.dumps(chosen[0]["config"], sort_keys=True),
+        })
+    return rows
+
+
+CSV_FIELDS = ("method", "label", "family", "chosen_lr", "val_acc_at_lr", "test_acc_mean",
+              "test_acc_std", "n_seeds", "seeds", "adapter_params", "head_params",
+              "s_per_step", "steps", "batch_size", "val_acc_sweep", "config")
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            out = dict(row)
+            for key in ("val_acc_at_lr", "test_acc_mean", "test_acc_std"):
+                out[key] = f"{row[key]:.4f}" if not math.isnan(row[key]) else ""
+            out["s_per_step"] = f"{row['s_per_step']:.3f}"
+            writer.writerow(out)
+
+
+def claim_lines(rows: list[dict], reference: str = "lora-r8") -> list[str]:
+    """The paper's claim, checked row by row: >= 99% of LoRA r=8's accuracy with >= 40x
+    fewer adapter parameters."""
+    by_name = {r["method"]: r for r in rows}
+    ref = by_name.get(reference)
+    if ref is None:
+        return [f"(no finished {reference} row: the claim cannot be checked yet)"]
+    out = []
+    for r in rows:
+        if r["family"] not in {"qiadapters", "mixture"}:
+            continue
+        ratio = ref["adapter_params"] / r["adapter_params"]
+        rel = r["test_acc_mean"] / ref["test_acc_mean"]
+        holds = ratio >= 40 and rel >= 0.99
+        out.append(f"{r['label']}: {100 * rel:.1f}% of LoRA r=8's accuracy with "
+                   f"{ratio:.1f}x fewer adapter parameters -> "
+                   f"{'holds' if holds else 'does not hold'}"
+                   f"{'' if ratio >= 40 else ' (fewer than 40x)'}"
+                   f"{'' if rel >= 0.99 else ' (below 99%)'}")
+    return out
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| method | lr (chosen on val) | test acc % (mean ± std) | seeds | adapter params "
+             "| head params | s/step |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: r["adapter_params"]):
+        std = "" if math.isnan(r["test_acc_std"]) else f" ± {100 * r['test_acc_std']:.2f}"
+        lines.append(f"| {r['label']} | {r['chosen_lr']:g} | {100 * r['test_acc_mean']:.2f}"
+                     f"{std} | {r['n_seeds']} | {r['adapter_params']:,d} | "
+                     f"{r['head_params']:,d} | {r['s_per_step']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Test accuracy vs trainable adapter parameters (log x), error bars = std over seeds.
+    Head-only has no adapter parameters: it is drawn as a horizontal line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"peft": "tab:blue", "qiadapters": "tab:red", "full": "black",
+              "physics": "tab:green", "mixture": "tab:purple"}
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for r in rows:
+        y, err = 100 * r["test_acc_mean"], 100 * r["test_acc_std"]
+        err = 0.0 if math.isnan(err) else err
+        if r["adapter_params"] == 0:
+            ax.axhline(y, color="gray", ls="--", lw=1)
+            ax.text(1.02, y, f" {r['label']}", color="gray", va="bottom", fontsize=8,
+                    transform=ax.get_yaxis_transform())
+            continue
+        color = colors.get(r["family"], "tab:orange")
+        marker = "s" if r["family"] == "peft" else "o"
+        ax.errorbar(r["adapter_params"], y, yerr=err, fmt=marker, color=color, capsize=3)
+        ax.annotate(r["label"], (r["adapter_params"], y), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7, color=color)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable adapter parameters (head excluded, log scale)")
+    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def report(runs_path: Path, csv_path: Path, png_path: Path, md_path: Path, methods, seeds,
+           steps: int, batch_size: int, lrs_override=None) -> list[dict]:
+    runs = load_runs(runs_path)
+    rows = summarize(runs, methods, seeds, steps, batch_size, lrs_override)
+    write_csv(rows, csv_path)
+    title = (f"all-MiniLM-L6-v2, WordNet noun glosses (26 classes): {steps} steps x batch "
+             f"{batch_size}, lr chosen on validation")
+    if rows:
+        plot(rows, png_path, title)
+    table = markdown_table(rows)
+    claims = claim_lines(rows)
+    missing = [m.name for m in methods if m.name not in {r["method"] for r in rows}
+               or next(r for r in rows if r["method"] == m.name)["n_seeds"] < len(seeds)]
+    md_path.write_text(f"{title}\n\n{table}\n\n" + "\n".join(f"- {c}" for c in claims)
+                       + f"\n\nincomplete or missing rows: {', '.join(missing) or 'none'}\n")
+    print(f"\n{title}\n\n{table}\n")
+    for line in claims:
+        print(line)
+    print(f"incomplete or missing rows: {', '.join(missing) or 'none'}")
+    print(f"wrote {csv_path}, {png_path}, {md_path}")
+    return rows
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tradeoff", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke check: methods {QUICK['methods']}, lrs {QUICK['lrs']}, seeds "
+                        f"{QUICK['seeds']}, {QUICK['steps']} steps, scored on the first "
+                        f"{QUICK['eval_examples']} val/test examples; writes *_quick files")
+    p.add_argument("--methods", nargs="+", metavar="NAME",
+                   help=f"rows to train (default all, in this order): {list(METHODS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="the first is the sweep seed; default 0 1 2")
+    p.add_argument("--lrs", nargs="+", type=float, default=None,
+                   help="override every method's lr grid")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 100)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup-frac", type=float, default=0.1)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default all)")
+    p.add_argument("--deadline", default=None,
+                   help="HH:MM local time; no new run starts after it")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rebuild the csv / png / md from the recorded runs")
+    p.add_argument("--list", action="store_true", help="print the method table and exit")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def _deadline(text: Optional[str]) -> Optional[float]:
+    if text is None:
+        return None
+    hh, mm = (int(x) for x in text.split(":"))
+    now = time.localtime()
+    return time.mktime(now[:3] + (hh, mm, 0) + now[6:])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for m in METHODS.values():
+            print(f"{m.name:24s} {m.family:11s} lrs {' '.join(f'{x:g}' for x in m.lrs):30s} "
+                  f"{m.label}")
+        return 0
+    suffix = "_quick" if args.quick else ""
+    names = args.methods or (list(QUICK["methods"]) if args.quick else list(METHODS))
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        print(f"error: unknown methods {unknown}; valid: {list(METHODS)}", file=sys.stderr)
+        return 2
+    methods = [METHODS[n] for n in names]
+    seeds = tuple(args.seeds or (QUICK["seeds"] if args.quick else (0, 1, 2)))
+    steps = args.steps or (QUICK["steps"] if args.quick else 100)
+    lrs = args.lrs or (QUICK["lrs"] if args.quick else None)
+    runs_path = args.results / f"tradeoff_runs{suffix}.jsonl"
+    outputs = (args.results / f"tradeoff{suffix}.csv", args.results / f"tradeoff{suffix}.png",
+               args.results / f"tradeoff_table{suffix}.md")
+
+    if not args.report_only:
+        from .data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
+                           load_wordnet_splits, tokenize_splits)
+        try:
+            ensure_wordnet(install=False)
+        except WordNetMissingError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        splits = load_wordnet_splits(seed=0)
+        _, tokenizer = load_minilm(NUM_CLASSES, seed=0)
+        data = tokenize_splits(splits, tokenizer)
+        if args.quick:
+            k = QUICK["eval_examples"]
+            for split in ("validation", "test"):
+                data[split] = {name: t[:k] for name, t in data[split].items()}
+
+        def load_model(seed):
+            return load_minilm(NUM_CLASSES, seed=seed)[0]
+
+        print(f"{len(methods)} methods, seeds {seeds}, {steps} steps x batch "
+              f"{args.batch_size}, {torch.get_num_threads()} threads; runs -> {runs_path}",
+              flush=True)
+        run_all(methods, data, load_model, runs_path, seeds, steps, args.batch_size,
+                args.warmup_frac, lrs, progress=not args.no_progress,
+                deadline=_deadline(args.deadline))
+    report(runs_path, *outputs, methods, seeds, steps, args.batch_size, lrs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -325,7 +325,8 @@ def plot(acc: dict, speed_rows: list[dict], path: Path) -> None:
     for tick, r in zip(ax.get_xticklabels(), speed_rows):
         tick.set_color("C3" if r["setting"] == "adapter-only" else "C0")
     ax.set_ylabel("step time: PhysicsAdapter / bottleneck")
-    ax.set_title("Step-time ratio, alternating A/B (labels: red adapter-only, blue blocks)")
+    ax.set_title("Step-time ratio, alternating A/B steps")
+    ax.set_xlabel("red: adapter-only stack; blue: adapters in 4 frozen ViT-S blocks", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -363,8 +364,8 @@ def main(argv=None) -> dict:
                  args.reps_adapter, args.reps_blocks)
     prof = profile_step()
     result = dict(
-        command="python -m benchmarks.physics " + " ".join(argv if argv is not None
-                                                           else sys.argv[1:]),
+        command=("python -m benchmarks.physics " + " ".join(argv if argv is not None
+                                                            else sys.argv[1:])).strip(),
         torch=torch.__version__, threads=args.threads, machine=platform.machine(),
         cpu_count=os.cpu_count(), load_average_before=load_before,
         load_average_after=os.getloadavg(), seconds=round(time.time() - started, 1),

@@ -207,19 +207,31 @@ def minilm_path() -> Path:
     return Path(get_model_path())
 
 
+def _offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def load_minilm_tokenizer():
+    """The all-MiniLM-L6-v2 tokenizer (BERT WordPiece, lower case), loaded offline."""
+    _offline()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_path()))
+
+
 def load_minilm(num_labels: int = NUM_CLASSES, seed: int = 0):
     """``(model, tokenizer)``: pretrained all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) with a
     fresh classification head of ``num_labels`` outputs, seeded so the head is reproducible.
 
     Loads from the local package directory only (``HF_HUB_OFFLINE=1``).
     """
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    _offline()
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     path = str(minilm_path())
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_minilm_tokenizer()
     torch.manual_seed(seed)
     # The "newly initialised classifier" warning is expected: the head is trained here.
     verbosity = hf_logging.get_verbosity()

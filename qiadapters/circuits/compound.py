@@ -80,7 +80,7 @@ class SignedGather(torch.autograd.Function):
         index, sign = ctx.saved_tensors
         spread = (grad.unsqueeze(-2) * sign[:, None]).flatten(-2)
         out = grad.new_zeros(*grad.shape[:-1], ctx.size)
-        return out.index_copy(-1, index, spread), None, None
+        return out.index_copy_(-1, index, spread), None, None
 
 
 class PairMinors(torch.autograd.Function):
@@ -104,8 +104,9 @@ class PairMinors(torch.autograd.Function):
         A, B, upper, lower = ctx.saved_tensors
         n = A.shape[-1]
         W = grad.new_zeros(*grad.shape[:-1], n * n)
-        W = W.index_copy(-1, upper, grad).index_copy(-1, lower, -grad).unflatten(-1, (n, n))
-        both = W @ torch.stack([B, -A], -1)
+        W.index_copy_(-1, upper, grad)  # in place: no copy of the (..., m, n^2) buffer
+        W.index_copy_(-1, lower, grad.neg())
+        both = W.unflatten(-1, (n, n)) @ torch.stack([B, -A], -1)
         return both[..., 0], both[..., 1], None, None
 
 

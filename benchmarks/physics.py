@@ -220,7 +220,8 @@ def speed(routers, settings, warmup, reps_adapter, reps_blocks) -> list[dict]:
                     physics_params=sum(p.numel() for p in phys.adapters.parameters()),
                     bottleneck_params=sum(p.numel() for p in base.adapters.parameters())))
                 r = rows[-1]
-                tqdm.write(f"{setting:12s} {layout:18s} {router:7s} physics {r['physics_ms']:8.1f} ms"
+                tqdm.write(f"{setting:12s} {layout:18s} {router:7s} "
+                           f"physics {r['physics_ms']:8.1f} ms"
                            f"  bottleneck {r['bottleneck_ms']:8.1f} ms  ratio {r['ratio']:.3f}"
                            f"  paired {r['paired_ratio']:.3f}  cpu-time ratio {r['cpu_ratio']:.3f}")
     return rows
@@ -378,7 +379,8 @@ def main(argv=None) -> dict:
         writer.writerows(rows)
     plot(acc, rows, args.out / f"{stem}.png")
     print(f"wrote {args.out / stem}.json, .csv, .png "
-          f"in {result['seconds']} s (load average {load_before} -> {result['load_average_after']})")
+          f"in {result['seconds']} s (load average {load_before} -> "
+          f"{result['load_average_after']})")
     return result
 
 

@@ -6,18 +6,15 @@ second-difference stencil ``-Δ`` (grid spacing ``h = 1``) on ``N`` points.  The
 orthonormal, the inverse is ``u = B^T û``.  Row ``m`` of ``B`` is an eigenvector of ``-Δ`` with
 eigenvalue ``λ_m``, so heat, wave and Poisson are all diagonal in this basis.
 
-=========== ======================== ========================================= ============
-boundary    stencil ghost points     basis row ``m`` (n = 0..N-1)               ``λ_m``
-=========== ======================== ========================================= ============
-neumann     ``u_{-1}=u_0``,          DCT-II: ``s_m cos(π m (n+½) / N)``,        ``4 sin²(π m / 2N)``,
-            ``u_N=u_{N-1}``          ``s_0 = √(1/N)``, ``s_m = √(2/N)``         m = 0..N-1
-dirichlet   ``u_{-1}=u_N=0``         DST-I: ``√(2/(N+1)) sin(π k (n+1)/(N+1))``  ``4 sin²(π k / 2(N+1))``,
-                                     with ``k = m + 1``                          k = 1..N
-periodic    ``u_{-1}=u_{N-1}``,      real Fourier: ``√(1/N)`` (m=0);            ``4 sin²(π k / N)``
-            ``u_N=u_0``              ``√(2/N) cos(2π k n/N)`` and
-                                     ``√(2/N) sin(2π k n/N)`` for 0<k<N/2;
-                                     ``√(1/N) (-1)^n`` for k = N/2 (N even)
-=========== ======================== ========================================= ============
+* ``neumann`` — ghost points ``u_{-1} = u_0``, ``u_N = u_{N-1}``; DCT-II rows
+  ``s_m cos(π m (n+½) / N)`` with ``s_0 = √(1/N)``, ``s_m = √(2/N)``;
+  ``λ_m = 4 sin²(π m / 2N)``, ``m = 0..N-1``.
+* ``dirichlet`` — ghost points ``u_{-1} = u_N = 0``; DST-I rows
+  ``√(2/(N+1)) sin(π k (n+1) / (N+1))`` with ``k = m + 1``; ``λ = 4 sin²(π k / 2(N+1))``,
+  ``k = 1..N``.
+* ``periodic`` — ghost points ``u_{-1} = u_{N-1}``, ``u_N = u_0``; real Fourier rows
+  ``√(1/N)`` (k = 0), ``√(2/N) cos(2π k n / N)`` and ``√(2/N) sin(2π k n / N)`` for
+  ``0 < k < N/2``, ``√(1/N) (-1)^n`` for ``k = N/2`` (N even); ``λ = 4 sin²(π k / N)``.
 
 The periodic basis is *real*: the cosine and sine of frequency ``k`` are consecutive rows
 (rows ``2k-1`` and ``2k``) and share the eigenvalue ``4 sin²(π k / N)``.  It spans the same

@@ -6,7 +6,8 @@ the second-difference Laplacian ``Δ`` of :mod:`physics.bases` (grid spacing 1).
 of ``-Δ``:
 
 * heat ``u_t = κ Δu``:          ``û(t) = exp(-κ t λ) û_0``
-* wave ``u_tt = c² Δu``:        ``û(t) = cos(c t √λ) û_0 + sin(c t √λ) / (c √λ) v̂_0``,
+* wave ``u_tt = c² Δu``:
+  ``û(t) = cos(c t √λ) û_0 + sin(c t √λ) / (c √λ) v̂_0``,
   the second factor written as ``t sinc(c t √λ / π)`` so that its limit ``t`` at ``λ = 0``
   (or ``c = 0``) is exact and its gradients are finite.
 * Poisson ``-Δu = f``:          ``û = f̂ / λ`` for ``λ > 0``; the ``λ = 0`` mode follows

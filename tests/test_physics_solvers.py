@@ -56,7 +56,8 @@ def test_wave_leapfrog_converges_at_second_order(boundary, shape):
 
 
 @FAST
-@given(boundary=st.sampled_from(BOUNDARIES), shape=st.sampled_from([(1,), (2,), (9,), (3, 3), (2, 5)]),
+@given(boundary=st.sampled_from(BOUNDARIES),
+       shape=st.sampled_from([(1,), (2,), (9,), (3, 3), (2, 5)]),
        zero_mode=st.sampled_from(sorted(physics.ZERO_MODES)), seed=st.integers(0, 2**16))
 def test_poisson_matches_the_sparse_direct_solve_to_round_off(boundary, shape, zero_mode, seed):
     f = _rand(2, *shape, 2, seed=seed)
@@ -102,7 +103,8 @@ def test_2d_sine_mode_under_dirichlet():
     j = torch.arange(1, w + 1, dtype=F64)[None, :]
     mode = (torch.sin(math.pi * p * i / (h + 1)) * torch.sin(math.pi * q * j / (w + 1)))
     mode = mode[None, :, :, None]
-    lam = 4 * math.sin(math.pi * p / (2 * (h + 1))) ** 2 + 4 * math.sin(math.pi * q / (2 * (w + 1))) ** 2
+    lam = (4 * math.sin(math.pi * p / (2 * (h + 1))) ** 2
+           + 4 * math.sin(math.pi * q / (2 * (w + 1))) ** 2)
     torch.testing.assert_close(physics.heat(mode, 0.4, 1.5, "dirichlet"),
                                math.exp(-0.4 * 1.5 * lam) * mode)
     torch.testing.assert_close(physics.poisson(mode, "dirichlet"), mode / lam)

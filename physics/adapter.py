@@ -38,23 +38,11 @@ from qiadapters import _checks
 
 from .bases import BOUNDARIES, eigenvalues, get_boundary, inverse_transform, transform
 from .grids import GridSpec, check_grid, infer_grid
-from .priors import PRIORS
+from .priors import PRIORS, check_priors
 from .routers import ROUTERS, route_loss
 from .solvers import ZERO_MODES
 
 __all__ = ["PhysicsAdapter"]
-
-
-def _check_priors(priors) -> tuple[str, ...]:
-    names = (priors,) if isinstance(priors, str) else tuple(priors)
-    if not names:
-        raise ValueError(f"priors={priors!r} is empty; choose at least one of {list(PRIORS)}")
-    for name in names:
-        _checks.choice("priors", name, PRIORS)
-    if len(set(names)) != len(names):
-        raise ValueError(f"priors={priors!r} has duplicates; each of {list(PRIORS)} may "
-                         f"appear once")
-    return names
 
 
 def _check_positive(arg: str, value) -> float:
@@ -103,14 +91,15 @@ class PhysicsAdapter(nn.Module):
 
     def __init__(self, dim: int, rank: int = 8, priors: Sequence[str] = ("heat", "wave", "poisson"),
                  grid: GridSpec = "auto", router: str = "token", boundary: str = "neumann",
-                 extra_tokens: int = 0, *, kappa: float = 1.0, c: float = 1.0, t: float = 1.0,
+                 extra_tokens: int = 0, *, out_dim: int | None = None, kappa: float = 1.0, c: float = 1.0, t: float = 1.0,
                  poisson_gain: float = 0.1, poisson_zero_mode: str = "screened",
                  poisson_eps: float = 0.1, balance: float = 0.01, entropy: float = 0.0,
                  scale: float = 1.0, bias: bool = True):
         # Every check runs before any state is built.
         dim = _checks.integer("dim", dim, low=1)
+        out_dim = dim if out_dim is None else _checks.integer("out_dim", out_dim, low=1)
         rank = _checks.integer("rank", rank, low=1)
-        names = _check_priors(priors)
+        names = check_priors(priors)
         grid = check_grid(grid)
         _checks.choice("router", router, ROUTERS)
         _checks.choice("boundary", boundary, BOUNDARIES)
@@ -126,7 +115,7 @@ class PhysicsAdapter(nn.Module):
             raise ValueError(f"scale={scale!r} is not valid; valid: a finite number")
 
         super().__init__()
-        self.dim, self.rank, self.prior_names = dim, rank, names
+        self.dim, self.out_dim, self.rank, self.prior_names = dim, out_dim, rank, names
         self.grid, self.boundary, self.extra_tokens = grid, boundary, extra_tokens
         self.router_name, self.balance, self.entropy = router, float(balance), float(entropy)
         options = {"heat": {"kappa": kappa, "t": t}, "wave": {"c": c, "t": t},
@@ -135,12 +124,19 @@ class PhysicsAdapter(nn.Module):
         self.down = nn.Linear(dim, rank, bias=bias)
         self.priors = nn.ModuleDict({n: PRIORS[n](rank, **options.get(n, {})) for n in names})
         self.router = ROUTERS[router](rank, len(names))
-        self.up = nn.Linear(rank, dim, bias=bias)
+        self.up = nn.Linear(rank, out_dim, bias=bias)
         nn.init.zeros_(self.up.weight)
         if bias:
             nn.init.zeros_(self.up.bias)
         self.scale = nn.Parameter(torch.tensor(float(scale)))
         self._aux: torch.Tensor | None = None
+
+    def __getstate__(self):
+        # The latest route loss belongs to one forward's graph: copies and pickles drop it
+        # (deepcopy refuses non-leaf tensors, e.g. for an EMA copy after a training step).
+        state = dict(self.__dict__)
+        state["_aux"] = None
+        return state
 
     # -- shapes -------------------------------------------------------------------------
 
@@ -207,6 +203,7 @@ class PhysicsAdapter(nn.Module):
         return self.up(z * self.scale)
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, rank={self.rank}, priors={self.prior_names}, "
+        return (f"dim={self.dim}, out_dim={self.out_dim}, rank={self.rank}, "
+                f"priors={self.prior_names}, "
                 f"grid={self.grid!r}, router={self.router_name!r}, "
                 f"boundary={self.boundary!r}, extra_tokens={self.extra_tokens}")

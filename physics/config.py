@@ -14,7 +14,7 @@ from qiadapters.adapters.base import AdapterConfig
 
 from .bases import BOUNDARIES
 from .grids import GRID_MODES, check_grid
-from .priors import PRIORS
+from .priors import PRIORS, check_priors
 from .routers import ROUTERS
 from .solvers import ZERO_MODES
 
@@ -26,24 +26,6 @@ PLACEMENTS = {
     "input": "y = f(x + delta(x), *a): before any module taking hidden states (batch, T, d) "
              "first, e.g. a self-attention block (MoPPA's placement)",
 }
-
-
-def check_priors(priors) -> tuple[str, ...]:
-    """Distinct names from :data:`physics.PRIORS`, as a tuple."""
-    names = (priors,) if isinstance(priors, str) else priors
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise ValueError(f"priors={priors!r} is not valid; give a sequence of names from "
-                         f"{list(PRIORS)}") from None
-    if not names:
-        raise ValueError(f"priors={priors!r} is empty; choose at least one of {list(PRIORS)}")
-    for name in names:
-        _checks.choice("priors", name, PRIORS)
-    if len(set(names)) != len(names):
-        raise ValueError(f"priors={priors!r} has duplicates; each of {list(PRIORS)} may "
-                         f"appear once")
-    return names
 
 
 def check_number(arg: str, value, low: float, strict: bool) -> float:

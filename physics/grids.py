@@ -31,7 +31,10 @@ GRID_MODES = {"auto": "square (s, s) if the token count is s*s with s >= 2, else
 def check_grid(grid: GridSpec) -> str | tuple[int, ...]:
     """Validate a grid spec: ``"auto"``, ``"sequence"`` or 1 or 2 positive sizes."""
     if isinstance(grid, str):
-        return _checks.choice("grid", grid, list(GRID_MODES) + ["(L,)", "(H, W)"])
+        if grid not in GRID_MODES:
+            raise ValueError(f"grid={grid!r} is not valid; choose one of {list(GRID_MODES)} "
+                             f"or a tuple (L,) / (H, W) of positive integers")
+        return grid
     try:
         sizes = tuple(grid)
     except TypeError:

@@ -6,7 +6,7 @@ For a wrapped module ``f`` called as ``f(x, *a, **k)`` with hidden states
 
 .. code-block:: text
 
-    placement="parallel":  y = f(x, *a, **k) + Σ_i δ_i(x)      f: a square nn.Linear
+    placement="parallel":  y = f(x, *a, **k) + Σ_i δ_i(x)      f: an nn.Linear (d_in -> d_out)
     placement="input":     y = f(x + Σ_i δ_i(x), *a, **k)      f: any module taking x first
 
 Several active adapters on one layer all read the module's input ``x`` and their deltas add
@@ -52,10 +52,10 @@ def feature_width(module: nn.Module) -> int:
 class PhysicsLayer(AdapterLayer):
     r"""A frozen module with mixture-of-physical-priors adapters (see the module docstring).
 
-    **Details:** each adapter is a :class:`physics.PhysicsAdapter` on width ``d``: for
-    ``placement="parallel"`` the target must be an ``nn.Linear`` with
-    ``in_features == out_features == d``; for ``placement="input"`` ``d`` is
-    :func:`feature_width` of the target.  Not mergeable (:meth:`merge` raises TypeError).
+    **Details:** each adapter is a :class:`physics.PhysicsAdapter`: for
+    ``placement="parallel"`` the target must be an ``nn.Linear`` and the adapter maps its
+    ``in_features`` to its ``out_features``; for ``placement="input"`` it maps ``d -> d`` with
+    ``d`` the :func:`feature_width` of the target.  Not mergeable (:meth:`merge` raises TypeError).
 
     Args:
         base_layer: the module to adapt (its parameters are frozen).
@@ -103,16 +103,11 @@ class PhysicsLayer(AdapterLayer):
                 raise TypeError(f"placement='parallel' adds the delta to the output of an "
                                 f"nn.Linear, got {type(base_layer).__name__}; target an "
                                 f"nn.Linear or use placement='input'")
-            if base_layer.in_features != base_layer.out_features:
-                raise ValueError(f"placement='parallel' needs in_features == out_features "
-                                 f"(PhysicsAdapter maps d -> d), got {base_layer.in_features} "
-                                 f"-> {base_layer.out_features}; target a square nn.Linear "
-                                 f"(e.g. BERT 'attention.output.dense', ViT 'o_proj') or use "
-                                 f"placement='input'")
-            dim = base_layer.in_features
+            dim, out_dim = base_layer.in_features, base_layer.out_features
         else:
-            dim = feature_width(base_layer)
+            dim = out_dim = feature_width(base_layer)
         adapter = PhysicsAdapter(dim, rank=rank, priors=priors, grid=grid, router=router,
+                                 out_dim=out_dim,
                                  boundary=boundary, extra_tokens=extra_tokens, kappa=kappa, c=c,
                                  t=t, poisson_gain=poisson_gain,
                                  poisson_zero_mode=poisson_zero_mode, poisson_eps=poisson_eps,

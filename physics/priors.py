@@ -20,7 +20,8 @@ from qiadapters import _checks
 
 from .solvers import ZERO_MODES, heat_multiplier, poisson_multiplier, wave_multipliers
 
-__all__ = ["Prior", "HeatPrior", "WavePrior", "PoissonPrior", "PRIORS", "inverse_softplus"]
+__all__ = ["Prior", "HeatPrior", "WavePrior", "PoissonPrior", "PRIORS", "inverse_softplus",
+           "check_priors"]
 
 
 def inverse_softplus(value: float) -> float:
@@ -121,3 +122,21 @@ class PoissonPrior(Prior):
 
 PRIORS: dict[str, type[Prior]] = {"heat": HeatPrior, "wave": WavePrior,
                                   "poisson": PoissonPrior}
+
+
+def check_priors(priors) -> tuple[str, ...]:
+    """Distinct names from :data:`PRIORS`, as a tuple (a single name is accepted)."""
+    names = (priors,) if isinstance(priors, str) else priors
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ValueError(f"priors={priors!r} is not valid; give a sequence of names from "
+                         f"{list(PRIORS)}") from None
+    if not names:
+        raise ValueError(f"priors={priors!r} is empty; choose at least one of {list(PRIORS)}")
+    for name in names:
+        _checks.choice("priors", name, PRIORS)
+    if len(set(names)) != len(names):
+        raise ValueError(f"priors={priors!r} has duplicates; each of {list(PRIORS)} may "
+                         f"appear once")
+    return names

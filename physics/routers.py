@@ -60,14 +60,10 @@ class TokenRouter(Router):
         return torch.softmax(self.gate(z), dim=-1)
 
 
-class SampleRouter(Router):
+class SampleRouter(TokenRouter):
     """A linear gate on the mean grid token: ``w = softmax(mean_n(z) G^T + b)``, ``(batch, P)``."""
 
-    def __init__(self, rank: int, priors: int):
-        super().__init__(rank, priors)
-        self.gate = nn.Linear(rank, priors)
-        nn.init.zeros_(self.gate.weight)
-        nn.init.zeros_(self.gate.bias)
+    per_token = False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.gate(z.mean(dim=1)), dim=-1)

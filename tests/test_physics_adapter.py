@@ -225,3 +225,9 @@ def test_torch_compile_forward_equals_eager():
     compiled = torch.compile(adapter, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(x), adapter(x))
     assert compiled.aux_loss().requires_grad
+
+
+@pytest.mark.parametrize("grid", ["(L,)", "(H, W)", "square"])
+def test_grid_strings_other_than_the_modes_are_rejected(grid):
+    with pytest.raises(ValueError, match=r"choose one of \['auto', 'sequence'\] or a tuple"):
+        physics.PhysicsAdapter(8, grid=grid)

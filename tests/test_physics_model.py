@@ -92,7 +92,6 @@ def test_bad_config_is_rejected(kwargs, match):
 
 
 @pytest.mark.parametrize("target, kwargs, error, match", [
-    (["fc1"], {}, ValueError, r"in_features == out_features .* 32 -> 64"),
     (["attention"], {}, TypeError, r"placement='parallel' .* got ViTAttention"),
     (["dropout"], {"placement": "input"}, TypeError, r"cannot tell the hidden width"),
 ])
@@ -240,3 +239,27 @@ def test_adapter_output_reuses_the_base_output():
     x = torch.randn(2, 9, 16)
     with torch.no_grad():
         torch.testing.assert_close(layer.adapter_output(x, base(x), ["default"]), layer(x))
+
+
+def test_parallel_adapter_on_a_non_square_linear():
+    model, _ = tiny_vit()
+    fc1 = next(m for n, m in model.named_modules() if n.endswith("fc1"))
+    layer = PhysicsLayer(fc1, rank=4, extra_tokens=1)
+    x = torch.randn(2, 17, fc1.in_features)
+    torch.testing.assert_close(layer(x), fc1(x))          # zero delta at init
+    adapter = layer.physics["default"]
+    assert (adapter.dim, adapter.out_dim) == (fc1.in_features, fc1.out_features)
+    nn.init.normal_(adapter.up.weight)
+    assert layer(x).shape == (2, 17, fc1.out_features)
+
+
+def test_physics_adapter_deepcopies_and_pickles_after_a_training_forward():
+    import copy
+    import pickle
+
+    adapter = physics.PhysicsAdapter(16, rank=4, grid="sequence")
+    x = torch.randn(2, 9, 16)
+    (adapter(x).sum() + adapter.aux_loss()).backward()
+    twin = copy.deepcopy(adapter)
+    pickle.loads(pickle.dumps(adapter))
+    torch.testing.assert_close(twin(x), adapter(x))

@@ -10,7 +10,7 @@ then prints trainable adapter parameters, head parameters, held-out test accurac
 seconds per step, saves the Hamming adapter with ``save_pretrained`` and reloads it onto a
 fresh copy of the model to show the reloaded model scores the same.
 
-    python -m benchmarks.demo                  # about 6-8 minutes on 2 CPU cores
+    python -m benchmarks.demo                  # ~8 CPU-minutes: under 8 min on 2 idle cores
     python -m benchmarks.demo --steps 40       # a quick smoke run
 """
 from __future__ import annotations

@@ -110,6 +110,52 @@ class PairMinors(torch.autograd.Function):
         return both[..., 0], both[..., 1], None, None
 
 
+class PairMinorsByColumn(torch.autograd.Function):
+    """The same minors as :class:`PairMinors`, written column block by column block.
+
+    Pairs ``(c, d)`` with ``d > c`` are contiguous in lexicographic order, so the output's
+    slice for the first column ``c`` is ``A[:, c] B[:, c+1:] - B[:, c] A[:, c+1:]``: ``n - 1``
+    in-place products straight into the output, and a backward of the same shape.  No
+    ``n^2``-wide intermediate: for large ``n`` (where that buffer is many times the output
+    and its allocation dominates) this is several times faster; for small ``n`` the
+    ``O(n)`` kernel launches make it slower (:data:`COLUMN_LOOP_MIN_N`).
+    """
+
+    @staticmethod
+    def forward(ctx, A, B):
+        ctx.save_for_backward(A, B)
+        n = A.shape[-1]
+        out = A.new_empty(*A.shape[:-1], n * (n - 1) // 2)
+        offset = 0
+        for c in range(n - 1):
+            piece = out[..., offset:offset + n - 1 - c]
+            torch.mul(B[..., c + 1:], A[..., c:c + 1], out=piece)
+            piece.addcmul_(A[..., c + 1:], B[..., c:c + 1], value=-1)
+            offset += n - 1 - c
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        A, B = ctx.saved_tensors
+        n = A.shape[-1]
+        dA, dB = torch.zeros_like(A), torch.zeros_like(B)
+        offset = 0
+        for c in range(n - 1):  # out_(c,d) = A_c B_d - A_d B_c
+            g = grad[..., offset:offset + n - 1 - c]
+            dA[..., c] += (g * B[..., c + 1:]).sum(-1)
+            dB[..., c] -= (g * A[..., c + 1:]).sum(-1)
+            dA[..., c + 1:].addcmul_(g, B[..., c:c + 1], value=-1)
+            dB[..., c + 1:].addcmul_(g, A[..., c:c + 1])
+            offset += n - 1 - c
+        return dA, dB
+
+
+#: From this ``n`` on, order-2 compounds use :class:`PairMinorsByColumn` (measured crossover
+#: on CPU: the vectorised form is ~2x faster at n = 8..16, the column form 1.6x at n = 22,
+#: 2.6x at n = 44 and 5x at n = 64, forward + backward).
+COLUMN_LOOP_MIN_N = 20
+
+
 def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     if not isinstance(U, torch.Tensor):
         raise TypeError(f"{arg} must be a torch.Tensor of shape (..., n, n), got {type(U).__name__}")
@@ -149,8 +195,10 @@ def compound_outer(U: torch.Tensor, k: int) -> torch.Tensor:
     n = U.shape[-1]
     if k == 2:
         rows, upper, lower = _outer_tables(n, 2, U.device)
-        return PairMinors.apply(U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1]),
-                                upper, lower)
+        A, B = U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1])
+        if n >= COLUMN_LOOP_MIN_N:
+            return PairMinorsByColumn.apply(A, B)
+        return PairMinors.apply(A, B, upper, lower)
     rows, index, sign = _outer_tables(n, k, U.device)
     outer = U.index_select(-2, rows[:, 0])
     for a in range(1, k):  # T_I = U[I_0] ⊗ U[I_1] ⊗ ... flattened to n^k

@@ -23,5 +23,15 @@ demo: $(STAMP)
 verify: $(STAMP)
 	$(PY) -m qiadapters.circuits.verify
 
+data: $(STAMP)
+	$(PY) -c "from benchmarks.data import ensure_wordnet; ensure_wordnet()"
+
+# The benchmarks behind benchmarks/results/ (long: see each module's docstring for --quick).
+bench: $(STAMP)
+	$(PY) -m benchmarks.circuits
+	$(PY) -m benchmarks.physics
+	$(PY) -m benchmarks.speed
+	$(PY) -m benchmarks.tradeoff
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,16 +1,10 @@
 """WordNet gloss parsing, the stratified split and the missing-data error, on synthetic files."""
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# benchmarks/ is a source folder, not an installed package: make it importable from any cwd.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import data  # noqa: E402
+from benchmarks import data  # importable via pytest's pythonpath (pyproject)
 
 HEADER = [
     "  1 This software and database is being provided to you, the LICENSEE, by  ",

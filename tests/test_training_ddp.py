@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# benchmarks/ is a source folder, not an installed package: make it importable from any cwd.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.training import (evaluate, global_batches, train,  # noqa: E402
+from benchmarks.training import (evaluate, global_batches, train,
                                  warmup_cosine)
+
+# torchrun workers import benchmarks/ from the repo root too.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 STEPS, BATCH, LR, SEED = 6, 8, 2e-2, 0
 

@@ -121,8 +121,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes, r=1,3 only")
     ap.add_argument("--budget", type=float, default=15.0, help="seconds per case")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="intra-op threads (2 as specified; 1 on a loaded machine, where "
+                         "two threads mostly measure scheduler delay)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     sizes = SIZES[:4] if args.quick else SIZES
     rs = (1, 3) if args.quick else (1, 3, 8)
     rows = [run_case(n, k, r, args.budget)
@@ -144,6 +147,7 @@ def main(argv=None):
         w.writerows(pl_rows)
     plot(rows, args.out / f"circuits{suffix}.png")
     ms = lambda s: f"{s * 1e3:9.3f}"  # noqa: E731
+    print(f"threads={args.threads}")
     print(f"{'n':>3}{'k':>3}{'r':>3}{'C(n,k)':>8}{'floor':>10}{'ours fwd':>10}{'ours fb':>10}"
           f"{'angles fb':>10}{'minors fb':>11}{'fb speedup':>11}{'fwd/floor':>10}   (ms)")
     for row in rows:

@@ -204,11 +204,16 @@ def test_compound_equals_minors_reference(n):
 
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_compound_routes_agree_batched(k):
-    from qiadapters.circuits.compound import compound_det, compound_outer
+    from qiadapters.circuits.compound import compound_det, compound_laplace, compounds
 
     U = torch.randn(2, 3, 6, 6, dtype=torch.float64)
     ref = compound_det(U, k)
-    torch.testing.assert_close(compound_outer(U, k), ref, atol=1e-10, rtol=0)
+    torch.testing.assert_close(qa.compound(U, k), ref, atol=1e-10, rtol=0)
+    if k >= 3:
+        torch.testing.assert_close(compound_laplace(U, k), ref, atol=1e-10, rtol=0)
+    for got, want in zip(compounds(U, (3, 1, k, 2)), (3, 1, k, 2)):
+        torch.testing.assert_close(got, compound_det(U, want) if want > 1 else U, atol=1e-10,
+                                   rtol=0)
     torch.testing.assert_close(qa.compound(U, k)[1, 2], qa.compound_by_minors(U[1, 2], k))
 
 
@@ -223,7 +228,7 @@ def test_cauchy_binet(n, data, seed):
                                atol=1e-9, rtol=1e-9)
 
 
-@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("k", [2, 3, 4])
 def test_compound_gradcheck(k):
     U = torch.randn(5, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda u: qa.compound(u, k), (U,))
@@ -233,10 +238,10 @@ def test_compound_gradcheck(k):
 @pytest.mark.parametrize("n", [3, 6, 21])
 def test_pair_minor_routes_agree_with_minors_and_gradcheck(n):
     from qiadapters.circuits.compound import (PairMinors, PairMinorsByColumn,
-                                              _outer_tables, compound_det)
+                                              _tables, compound_det)
 
     U = torch.randn(2, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
-    rows, upper, lower = _outer_tables(n, 2, U.device)
+    rows, upper, lower = _tables(n, 2, U.device)
     A = U.index_select(-2, rows[:, 0]).requires_grad_()
     B = U.index_select(-2, rows[:, 1]).requires_grad_()
     ref = compound_det(U, 2)

@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import _checks
 from .blockdiag import BlockLayout, apply_blocks
-from .compound import compound
+from .compound import compound, compounds
 from .tables import factor_values, layer_tables, weight1_tables
 
 #: Multiply-adds one extra kernel launch is worth in the route cost model.
@@ -137,7 +137,7 @@ class CompiledCircuit(nn.Module):
         """All Hamming blocks ``[(r, C(n,k), C(n,k)) for k in orders]`` for ``theta: (r, P)``."""
         U = self.weight1(theta)
         if self.compound_route:
-            return [compound(U, k) for k in self.orders]
+            return compounds(U, self.orders)
         vals = factor_values(theta)
         return [compound(U, k) if k <= 1 else self._simulate(vals, k) for k in self.orders]
 
@@ -153,7 +153,7 @@ class CompiledCircuit(nn.Module):
         if not isinstance(Q, torch.Tensor) or tuple(Q.shape) != want:
             got = tuple(Q.shape) if isinstance(Q, torch.Tensor) else type(Q).__name__
             raise ValueError(f"Q has shape {got}; expected (blocks, n, n) = {want}")
-        return [compound(Q, k) for k in self.orders]
+        return compounds(Q, self.orders)
 
     # ------------------------------------------------------------------ apply
     def layout_for(self, dim: int, pad: int = 0) -> BlockLayout:

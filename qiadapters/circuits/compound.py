@@ -12,75 +12,27 @@ gates) ``block_k = C_k(block_1)``.
 
 Routes (all exact, all differentiable, batched over leading dims):
 
-* ``k = 2``: :class:`PairMinors`, every 2x2 minor ``U[a,c] U[b,d] - U[a,d] U[b,c]`` read off
-  the antisymmetric outer product of the row pair, with a backward that is one batched
-  matmul.
-* ``k = 3``: *antisymmetrised outer products*.  For each row subset ``I = (a, b[, c])``
-  form ``T_I = U[a] ⊗ U[b] [⊗ U[c]]`` (``n^k`` entries) and read every minor as the signed sum
-  ``det U_{I,J} = sum_sigma sgn(sigma) T_I[J_sigma]``.  The read is a gather with *unique*
-  indices, so its backward is one scatter without accumulation (:class:`SignedGather`)
-  instead of autograd's slow accumulate-scatter of fancy indexing.
-  Cost ``O(C(n,k) n^k)`` time and memory, i.e. ``k!`` times the output.
-* any other ``k``: batched ``torch.linalg.det`` of all gathered minors.
+* ``k = 2``: every 2x2 minor ``U[a,c] U[b,d] - U[a,d] U[b,c]`` of the row pairs: for small
+  ``n`` read off the antisymmetric outer product (:class:`PairMinors`, backward one batched
+  matmul), for large ``n`` written column block by column block straight into the output
+  (:class:`PairMinorsByColumn`, no ``n^2``-wide intermediate).
+* ``3 <= k < n``: Laplace expansion along the first row of each row subset
+  ``I = (a, I')``: ``det U_{I,J} = sum_j (-1)^j U[a, J_j] det U_{I', J - J_j}``, i.e. ``k``
+  gathered products of ``U`` and the (k-1)-th compound (:func:`compound_laplace`): ``O(k)``
+  passes over the output, no ``n^k`` intermediate.
+* ``k = n``: ``det``.  :func:`compound_det` (batched ``torch.linalg.det`` of all gathered
+  minors) is a second independent route for the tests.
 * :func:`compound_by_minors`: the slow, obviously correct reference (a Python loop over
   minors), used by the tests.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from itertools import combinations, permutations
+from itertools import combinations
 
 import torch
 
 from .. import _checks
-from .basis import hamming_basis
-
-
-def _perm_sign(p) -> int:
-    p, sign = list(p), 1
-    for i in range(len(p)):
-        while p[i] != i:
-            j = p[i]
-            p[i], p[j] = p[j], p[i]
-            sign = -sign
-    return sign
-
-
-@lru_cache(maxsize=None)
-def antisymmetric_index(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat positions in ``n^k`` of every permutation of every k-subset, and the signs.
-
-    Returns ``index: (k! * C(n,k),)`` ordered permutation-major and ``sign: (k!,)``; all
-    indices are distinct.
-    """
-    subsets = torch.tensor(hamming_basis(n, k), dtype=torch.long).reshape(-1, k)
-    strides = torch.tensor([n ** (k - 1 - a) for a in range(k)], dtype=torch.long)
-    perms = list(permutations(range(k)))
-    index = torch.cat([(subsets[:, list(p)] * strides).sum(-1) for p in perms])
-    sign = torch.tensor([_perm_sign(p) for p in perms], dtype=torch.float64)
-    return index, sign
-
-
-class SignedGather(torch.autograd.Function):
-    """``out[..., j] = sum_s sign[s] * x[..., index[s * m + j]]`` for distinct ``index``.
-
-    ``x: (..., N)``, ``index: (S * m,)`` distinct, ``sign: (S,)`` -> ``(..., m)``.  The
-    backward scatters ``sign[s] * grad`` back without accumulation (indices are distinct).
-    """
-
-    @staticmethod
-    def forward(ctx, x, index, sign):
-        ctx.save_for_backward(index, sign)
-        ctx.size = x.shape[-1]
-        gathered = x.index_select(-1, index).unflatten(-1, (sign.numel(), -1))
-        return torch.einsum("...sm,s->...m", gathered, sign)
-
-    @staticmethod
-    def backward(ctx, grad):
-        index, sign = ctx.saved_tensors
-        spread = (grad.unsqueeze(-2) * sign[:, None]).flatten(-2)
-        out = grad.new_zeros(*grad.shape[:-1], ctx.size)
-        return out.index_copy_(-1, index, spread), None, None
+from .basis import basis_position, hamming_basis
 
 
 class PairMinors(torch.autograd.Function):
@@ -167,43 +119,61 @@ def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     return U.shape[-1]
 
 
-_OUTER_TABLES: dict = {}
+_TABLES: dict = {}
 
 
 @torch.compiler.disable
-def _build_outer_tables(n: int, k: int, device: torch.device):
-    rows = torch.tensor(hamming_basis(n, k), dtype=torch.long).reshape(-1, k)
+def _build_tables(n: int, k: int, device: torch.device):
+    subsets = hamming_basis(n, k)
     if k == 2:
-        extra = (rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0])
-    else:
-        extra = antisymmetric_index(n, k)
-    _OUTER_TABLES[(n, k, str(device))] = tuple(t.to(device) for t in (rows, *extra))
+        rows = torch.tensor(subsets, dtype=torch.long).reshape(-1, 2)
+        tables = (rows, rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0])
+    else:  # Laplace: first element, position of the rest, and per j: J_j and J minus J_j
+        lower = basis_position(n, k - 1)
+        first = torch.tensor([s[0] for s in subsets], dtype=torch.long)
+        rest = torch.tensor([lower[s[1:]] for s in subsets], dtype=torch.long)
+        cols = torch.tensor([[s[j] for s in subsets] for j in range(k)], dtype=torch.long)
+        minus = torch.tensor([[lower[s[:j] + s[j + 1:]] for s in subsets] for j in range(k)],
+                             dtype=torch.long)
+        tables = (first, rest, cols, minus)
+    _TABLES[(n, k, str(device))] = tuple(t.to(device) for t in tables)
 
 
-def _outer_tables(n: int, k: int, device: torch.device):
-    """Row subsets ``(C(n,k), k)`` and, for k = 2, the upper/lower flat column positions;
-    for k >= 3 the antisymmetric gather index and signs.  Built once per ``(n, k, device)``
-    outside any ``torch.compile`` trace and cached in a plain dict (read as constants)."""
+def _tables(n: int, k: int, device: torch.device):
+    """Index tables of the order-k route, built once per ``(n, k, device)`` outside any
+    ``torch.compile`` trace and cached in a plain dict (read as constants)."""
     key = (n, k, str(device))
-    if key not in _OUTER_TABLES:
-        _build_outer_tables(n, k, device)
-    return _OUTER_TABLES[key]
+    if key not in _TABLES:
+        _build_tables(n, k, device)
+    return _TABLES[key]
 
 
-def compound_outer(U: torch.Tensor, k: int) -> torch.Tensor:
-    """k-th compound by antisymmetrised outer products of gathered rows (fast for k = 2, 3)."""
+def compound_pairs(U: torch.Tensor) -> torch.Tensor:
+    """Second compound: all 2x2 minors (:class:`PairMinors` / :class:`PairMinorsByColumn`)."""
     n = U.shape[-1]
-    if k == 2:
-        rows, upper, lower = _outer_tables(n, 2, U.device)
-        A, B = U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1])
-        if n >= COLUMN_LOOP_MIN_N:
-            return PairMinorsByColumn.apply(A, B)
-        return PairMinors.apply(A, B, upper, lower)
-    rows, index, sign = _outer_tables(n, k, U.device)
-    outer = U.index_select(-2, rows[:, 0])
-    for a in range(1, k):  # T_I = U[I_0] ⊗ U[I_1] ⊗ ... flattened to n^k
-        outer = (outer.unsqueeze(-1) * U.index_select(-2, rows[:, a]).unsqueeze(-2)).flatten(-2)
-    return SignedGather.apply(outer, index, sign.to(U.dtype))
+    rows, upper, lower = _tables(n, 2, U.device)
+    A, B = U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1])
+    if n >= COLUMN_LOOP_MIN_N:
+        return PairMinorsByColumn.apply(A, B)
+    return PairMinors.apply(A, B, upper, lower)
+
+
+def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None) -> torch.Tensor:
+    """k-th compound (k >= 3) by Laplace expansion along the first row of each row subset.
+
+    ``lower`` may pass the (k-1)-th compound if already computed.
+    """
+    n = U.shape[-1]
+    first, rest, cols, minus = _tables(n, k, U.device)
+    if lower is None:
+        lower = compound(U, k - 1)
+    minors = lower.index_select(-2, rest)           # (..., C(n,k), C(n,k-1)): rows I'
+    lead = U.index_select(-2, first)                # (..., C(n,k), n): rows a
+    out = lead.index_select(-1, cols[0]) * minors.index_select(-1, minus[0])
+    for j in range(1, k):
+        term = lead.index_select(-1, cols[j]) * minors.index_select(-1, minus[j])
+        out = out - term if j % 2 else out + term
+    return out
 
 
 def compound_det(U: torch.Tensor, k: int) -> torch.Tensor:
@@ -228,9 +198,23 @@ def compound(U: torch.Tensor, k: int) -> torch.Tensor:
         return U
     if k == n:
         return torch.linalg.det(U)[..., None, None]
-    if k <= 3:
-        return compound_outer(U, k)
-    return compound_det(U, k)
+    if k == 2:
+        return compound_pairs(U)
+    return compound_laplace(U, k)
+
+
+def compounds(U: torch.Tensor, orders) -> list[torch.Tensor]:
+    """``[compound(U, k) for k in orders]``, each order >= 3 reusing the one below it when
+    that is computed anyway (orders (1, 2, 3) form the second compound once)."""
+    n = _check_square(U)
+    ks = [_checks.integer("orders", k, low=0, high=n) for k in orders]
+    done: dict[int, torch.Tensor] = {}
+    for k in sorted(set(ks)):
+        if 3 <= k < n and k - 1 in done:
+            done[k] = compound_laplace(U, k, lower=done[k - 1])
+        else:
+            done[k] = compound(U, k)
+    return [done[k] for k in ks]
 
 
 def compound_by_minors(U: torch.Tensor, k: int) -> torch.Tensor:

@@ -26,7 +26,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ...circuits import Circuit, compound
+from ...circuits import Circuit
+from ...circuits.compound import compounds
 from ...circuits.blockdiag import BlockLayout, apply_blocks, dense
 
 
@@ -110,7 +111,7 @@ class SkewParametrization(Parametrization):
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         Q = self.orthogonal(self.compute_dtype(dtype))
-        return [self._per_block(compound(Q, k)) for k in self.block_layout.orders]
+        return [self._per_block(B) for B in compounds(Q, self.block_layout.orders)]
 
 
 class Cayley(SkewParametrization):

@@ -450,7 +450,8 @@ def claim_lines(rows: list[dict], reference: str = "lora-r8") -> list[str]:
         ratio = ref["adapter_params"] / r["adapter_params"]
         rel = r["test_acc_mean"] / ref["test_acc_mean"]
         holds = ratio >= 40 and rel >= 0.99
-        out.append(f"{r['label']}: {100 * rel:.1f}% of LoRA r=8's accuracy with "
+        seeds = f" [{r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''}]"
+        out.append(f"{r['label']}{seeds}: {100 * rel:.1f}% of LoRA r=8's accuracy with "
                    f"{ratio:.1f}x fewer adapter parameters -> "
                    f"{'holds' if holds else 'does not hold'}"
                    f"{'' if ratio >= 40 else ' (fewer than 40x)'}"

@@ -75,8 +75,10 @@ def apply_blocks(x: torch.Tensor, blocks: Sequence[torch.Tensor], layout: BlockL
     pieces = head.split(list(layout.sizes) + [layout.pad], dim=-1)
     eq = "...rm,rnm->...rn" if transpose else "...rm,rmn->...rn"
     out = [torch.einsum(eq, p, B.to(x.dtype)) for p, B in zip(pieces, blocks)]
-    out.append(pieces[-1])
-    return torch.cat([torch.cat(out, -1).flatten(-2), tail], -1)
+    if layout.pad:
+        out.append(pieces[-1])
+    out = torch.cat(out, -1).flatten(-2)
+    return torch.cat([out, tail], -1) if layout.tail else out  # one copy fewer without a tail
 
 
 def dense(blocks: Sequence[torch.Tensor], layout: BlockLayout) -> torch.Tensor:

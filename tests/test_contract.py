@@ -4,7 +4,6 @@ One row per configuration: ``(name, model_factory, config)``; ``config`` may be 
 stack of adapters, all active).  A new family adds rows here, not tests.
 """
 import pytest
-import torch
 
 from qiadapters import HammingConfig
 from qiadapters.testing import CHECKS, tiny_bert, tiny_mlp

@@ -1,7 +1,6 @@
 """HammingAdapter: block layout, parameter counts, the dense reference, orthogonality,
 stacking, merging, precision and argument errors."""
 import math
-import warnings
 from itertools import product
 
 import pytest

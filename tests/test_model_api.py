@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import qiadapters
-from qiadapters import AdapterModel, HammingAdapter, HammingConfig, get_adapter_model
+from qiadapters import HammingAdapter, HammingConfig, get_adapter_model
 from qiadapters.adapters.base import AdapterConfig, AdapterLayer, AdapterParts, register
 from qiadapters.model import ModulesToSave
 from qiadapters.testing import assert_valid_adapter, build, logits, perturb, tiny_bert, tiny_mlp

@@ -7,4 +7,4 @@ from .hamming import HammingAdapter, HammingConfig
 from .mixture import Mixture, MixtureConfig
 
 __all__ = ["AdapterConfig", "AdapterLayer", "AdapterParts", "register", "CONFIGS", "LAYERS",
-           "HammingAdapter", "HammingConfig"]
+           "HammingAdapter", "HammingConfig", "Mixture", "MixtureConfig"]

@@ -7,7 +7,6 @@ from typing import Iterable, Sequence
 import torch
 
 from .. import _checks
-from .basis import hamming_basis
 from .gates import GATES, RBS
 from .layouts import LAYOUTS
 from .simulate import gate_tables, simulate_block

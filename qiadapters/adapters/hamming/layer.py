@@ -23,7 +23,7 @@ from torch import nn
 
 from ... import _checks
 from ...circuits import GATES, LAYOUTS, max_qubits
-from ...circuits.blockdiag import BlockLayout, apply_blocks
+from ...circuits.blockdiag import BlockLayout
 from ..base import AdapterLayer, AdapterParts
 from .config import DEFAULT_BLOCKS, SIDES, check_orders
 from .parametrizations import PARAMETRIZATIONS, Parametrization

@@ -451,8 +451,9 @@ def claim_lines(rows: list[dict], reference: str = "lora-r8") -> list[str]:
         rel = r["test_acc_mean"] / ref["test_acc_mean"]
         holds = ratio >= 40 and rel >= 0.99
         seeds = f" [{r['n_seeds']} seed{'s' if r['n_seeds'] > 1 else ''}]"
+        size = (f"{ratio:.1f}x fewer" if ratio >= 1 else f"{1 / ratio:.1f}x more")
         out.append(f"{r['label']}{seeds}: {100 * rel:.1f}% of LoRA r=8's accuracy with "
-                   f"{ratio:.1f}x fewer adapter parameters -> "
+                   f"{size} adapter parameters -> "
                    f"{'holds' if holds else 'does not hold'}"
                    f"{'' if ratio >= 40 else ' (fewer than 40x)'}"
                    f"{'' if rel >= 0.99 else ' (below 99%)'}")

@@ -60,14 +60,18 @@ ROWS = [
         HammingConfig(target_modules=["value"], parametrization="circuit", layout="x")]),
 ]
 
-# torch.compile is slow on 2 cores: one row.  The circuit rows are not compiled yet: inductor
-# miscompiles circuits/simulate.py:simulate_block (index_copy on the stride-0 expanded
-# identity; "mlp-circuit-brick-fbs" passes once a .clone() follows the .expand).
+# torch.compile is slow on 2 cores: a matrix row and a circuit row only.
 COMPILE_ROWS = {"mlp-cayley", "mlp-circuit-butterfly-rbs"}
 
-CASES = [pytest.param(factory, config, check, id=f"{name}-{check}")
-         for name, factory, config in ROWS for check in CHECKS
-         if check != "compile" or name in COMPILE_ROWS]
+
+def contract_cases(rows, compile_rows):
+    """One pytest case per (row, check); the compile check only for ``compile_rows``."""
+    return [pytest.param(factory, config, check, id=f"{name}-{check}")
+            for name, factory, config in rows for check in CHECKS
+            if check != "compile" or name in compile_rows]
+
+
+CASES = contract_cases(ROWS, COMPILE_ROWS)
 
 
 def test_rows_cover_every_option():
@@ -116,9 +120,7 @@ PHYSICS_ROWS = [
 # torch.compile costs ~30 s on 2 cores: one row.
 PHYSICS_COMPILE_ROWS = {"bert-physics-moppa-input"}
 
-PHYSICS_CASES = [pytest.param(factory, config, check, id=f"{name}-{check}")
-                 for name, factory, config in PHYSICS_ROWS for check in CHECKS
-                 if check != "compile" or name in PHYSICS_COMPILE_ROWS]
+PHYSICS_CASES = contract_cases(PHYSICS_ROWS, PHYSICS_COMPILE_ROWS)
 
 
 def test_physics_rows_cover_every_option():

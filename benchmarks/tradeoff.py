@@ -6,7 +6,8 @@ counted separately for every method) on WordNet noun glosses (seeded stratified 
 protocol:
 
 1. learning-rate sweep: one run per lr of its grid at seed 0, scored on VALIDATION (the test
-   accuracy of the same run is recorded too, but never looked at for the choice);
+   accuracy of the same run is recorded too, but never looked at for the choice); while the
+   best lr is the grid's largest, the grid grows by x2.5 (at most twice, ``--extend``);
 2. the lr with the best validation accuracy is run at the remaining seeds (seed 0 is the
    sweep run itself), and the row reports mean / std of TEST accuracy over the seeds.
 
@@ -93,12 +94,34 @@ def choose_lr(runs: list[dict], method: str, lrs, steps: int, batch_size: int,
     return min(scores)[1]
 
 
-def plan(runs: list[dict], method: Method, lrs, seeds, steps: int, batch_size: int):
+#: An lr grid whose best value is its largest is extended upward by this factor ...
+EXTEND_FACTOR = 2.5
+#: ... at most this many times (``--extend``).
+MAX_EXTEND = 2
+
+
+def sweep_grid(runs: list[dict], method: str, lrs, steps: int, batch_size: int,
+               sweep_seed: int = 0, extend: int = MAX_EXTEND) -> tuple:
+    """The grid the sweep really uses: ``lrs`` plus up to ``extend`` values, each
+    ``EXTEND_FACTOR`` x the last, added one at a time while the best validation accuracy sits
+    at the grid's largest lr (an optimum at the edge of the grid is not an optimum).  The
+    extension is a function of the recorded runs, so a rerun rebuilds the same grid."""
+    grid = list(lrs)
+    for _ in range(extend):
+        if choose_lr(runs, method, grid, steps, batch_size, sweep_seed) != grid[-1]:
+            break
+        grid.append(float(f"{grid[-1] * EXTEND_FACTOR:.6g}"))
+    return tuple(grid)
+
+
+def plan(runs: list[dict], method: Method, lrs, seeds, steps: int, batch_size: int,
+         extend: int = 0):
     """Next ``(lr, seed, splits)`` to train for ``method``, or None when it is complete.
 
-    The sweep (every lr at ``seeds[0]``, scored on validation and test) comes first; then the
-    other seeds at the chosen lr, scored on test only.
+    The sweep (every lr of :func:`sweep_grid` at ``seeds[0]``, scored on validation and test)
+    comes first; then the other seeds at the chosen lr, scored on test only.
     """
+    lrs = sweep_grid(runs, method.name, lrs, steps, batch_size, seeds[0], extend)
     done = {record_key(r) for r in runs}
     for lr in lrs:
         if run_key(method.name, lr, seeds[0], steps, batch_size) not in done:
@@ -150,7 +173,7 @@ ACC_FIELD = {"validation": "val_accuracy", "test": "test_accuracy"}
 
 def run_all(methods: list[Method], data: dict, load_model, runs_path: Path, seeds, steps: int,
             batch_size: int, warmup_frac: float, lrs_override=None, progress=True,
-            deadline: Optional[float] = None) -> int:
+            deadline: Optional[float] = None, extend: int = 0) -> int:
     """Train every missing run of ``methods`` (method by method), appending each to
     ``runs_path``. Stops before starting a run after ``deadline`` (``time.time()``)."""
     trained = 0
@@ -164,7 +187,7 @@ def run_all(methods: list[Method], data: dict, load_model, runs_path: Path, seed
             if deadline is not None and time.time() > deadline:
                 print("deadline reached; rerun the same command to continue", flush=True)
                 return trained
-            nxt = plan(load_runs(runs_path), method, lrs, seeds, steps, batch_size)
+            nxt = plan(load_runs(runs_path), method, lrs, seeds, steps, batch_size, extend)
             if nxt is None:
                 break
             lr, seed, splits = nxt
@@ -189,11 +212,12 @@ def run_all(methods: list[Method], data: dict, load_model, runs_path: Path, seed
 # ---------------------------------------------------------------------------------- summary
 
 def summarize(runs: list[dict], methods: list[Method], seeds, steps: int, batch_size: int,
-              lrs_override=None) -> list[dict]:
+              lrs_override=None, extend: int = 0) -> list[dict]:
     """One row per method with a finished sweep: chosen lr and test mean / std over seeds."""
     rows = []
     for method in methods:
-        lrs = tuple(lrs_override or method.lrs)
+        lrs = sweep_grid(runs, method.name, tuple(lrs_override or method.lrs), steps,
+                         batch_size, seeds[0], extend)
         best = choose_lr(runs, method.name, lrs, steps, batch_size, seeds[0])
         if best is None:
             continue
@@ -270,6 +294,44 @@ def claim_lines(rows: list[dict], reference: str = "lora-r8") -> list[str]:
     return out
 
 
+#: Single-expert families a mixture is compared with, and the parameter slack of "equal".
+SINGLE_FAMILIES = {"qiadapters", "physics"}
+EQUAL_PARAMS = 1.10
+
+
+def _acc(r: dict) -> str:
+    std = "" if math.isnan(r["test_acc_std"]) else f" ± {100 * r['test_acc_std']:.2f}"
+    return f"{100 * r['test_acc_mean']:.2f}{std} ({r['adapter_params']:,d} params)"
+
+
+def mixture_lines(rows: list[dict], methods) -> list[str]:
+    """Issue 6: does mixing beat the best single expert?  Each mixture row against (a) the rows
+    that train its experts alone and (b) the best single-expert row (Hamming or physics) with
+    at most ``EQUAL_PARAMS`` x the mixture's adapter parameters."""
+    by_name = {r["method"]: r for r in rows}
+    experts_of = {m.name: m.experts for m in methods}
+    singles = [r for r in rows if r["family"] in SINGLE_FAMILIES]
+    out = []
+    for mix in (r for r in rows if r["family"] == "mixture"):
+        parts = [by_name[e] for e in experts_of.get(mix["method"], ()) if e in by_name]
+        budget = [r for r in singles if r["adapter_params"] <= EQUAL_PARAMS * mix["adapter_params"]]
+        for what, pool in (("its experts alone", parts),
+                           (f"the best single expert with <= {EQUAL_PARAMS:g}x its parameters",
+                            budget)):
+            if not pool:
+                out.append(f"{mix['label']}: no finished row for {what}")
+                continue
+            best = max(pool, key=lambda r: r["test_acc_mean"])
+            diff = 100 * (mix["test_acc_mean"] - best["test_acc_mean"])
+            noise = 100 * max(0.0 if math.isnan(r["test_acc_std"]) else r["test_acc_std"]
+                              for r in (mix, best))
+            verdict = "beats" if diff > 0 else "does not beat"
+            out.append(f"{mix['label']} {_acc(mix)} {verdict} {what}: best {best['label']} "
+                       f"{_acc(best)}, difference {diff:+.2f} points"
+                       f"{' (within one seed std)' if abs(diff) <= noise else ''}")
+    return out
+
+
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| method | lr (chosen on val) | test acc % (mean ± std) | seeds | adapter params "
              "| head params | s/step (wall) | CPU s/step |",
@@ -331,23 +393,25 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def report(runs_path: Path, csv_path: Path, png_path: Path, md_path: Path, methods, seeds,
-           steps: int, batch_size: int, lrs_override=None) -> list[dict]:
+           steps: int, batch_size: int, lrs_override=None, extend: int = 0) -> list[dict]:
     runs = load_runs(runs_path)
-    rows = summarize(runs, methods, seeds, steps, batch_size, lrs_override)
+    rows = summarize(runs, methods, seeds, steps, batch_size, lrs_override, extend)
     write_csv(rows, csv_path)
     title = (f"all-MiniLM-L6-v2, WordNet noun glosses (26 classes): {steps} steps x batch "
              f"{batch_size}, lr chosen on validation")
     if rows:
         plot(rows, png_path, title)
     table = markdown_table(rows)
-    claims = claim_lines(rows)
+    sections = {"The paper's claim (>= 99% of LoRA r=8 with >= 40x fewer adapter parameters)":
+                claim_lines(rows),
+                "Mixtures against single experts (issue 6)": mixture_lines(rows, methods)}
     missing = [m.name for m in methods if m.name not in {r["method"] for r in rows}
                or next(r for r in rows if r["method"] == m.name)["n_seeds"] < len(seeds)]
-    md_path.write_text(f"{title}\n\n{table}\n\n" + "\n".join(f"- {c}" for c in claims)
-                       + f"\n\nincomplete or missing rows: {', '.join(missing) or 'none'}\n")
-    print(f"\n{title}\n\n{table}\n")
-    for line in claims:
-        print(line)
+    text = "".join(f"{head}:\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
+                   for head, lines in sections.items() if lines)
+    md_path.write_text(f"{title}\n\n{table}\n\n{text}"
+                       f"incomplete or missing rows: {', '.join(missing) or 'none'}\n")
+    print(f"\n{title}\n\n{table}\n\n{text}", end="")
     print(f"incomplete or missing rows: {', '.join(missing) or 'none'}")
     print(f"wrote {csv_path}, {png_path}, {md_path}")
     return rows
@@ -371,6 +435,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 100)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup-frac", type=float, default=0.1)
+    p.add_argument("--extend", type=int, default=None,
+                   help=f"extend a grid whose best lr is its largest by x{EXTEND_FACTOR:g}, at "
+                        f"most this many times (default {MAX_EXTEND}; 0 in --quick)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default all)")
     p.add_argument("--deadline", default=None,
                    help="HH:MM local time; no new run starts after it")
@@ -407,6 +474,7 @@ def main(argv=None) -> int:
     seeds = tuple(args.seeds or (QUICK["seeds"] if args.quick else (0, 1, 2)))
     steps = args.steps or (QUICK["steps"] if args.quick else 100)
     lrs = args.lrs or (QUICK["lrs"] if args.quick else None)
+    extend = args.extend if args.extend is not None else (0 if args.quick else MAX_EXTEND)
     runs_path = args.results / f"tradeoff_runs{suffix}.jsonl"
     outputs = (args.results / f"tradeoff{suffix}.csv", args.results / f"tradeoff{suffix}.png",
                args.results / f"tradeoff_table{suffix}.md")
@@ -437,8 +505,8 @@ def main(argv=None) -> int:
               flush=True)
         run_all(methods, data, load_model, runs_path, seeds, steps, args.batch_size,
                 args.warmup_frac, lrs, progress=not args.no_progress,
-                deadline=_deadline(args.deadline))
-    report(runs_path, *outputs, methods, seeds, steps, args.batch_size, lrs)
+                deadline=_deadline(args.deadline), extend=extend)
+    report(runs_path, *outputs, methods, seeds, steps, args.batch_size, lrs, extend)
     return 0
 
 

@@ -43,7 +43,9 @@ def test_method_table_protocol():
     for m in tradeoff.METHODS.values():
         assert len(m.lrs) >= 4, m.name
         assert list(m.lrs) == sorted(m.lrs)
-    assert tradeoff.ADAPTER_LRS[0] == 5e-4 and tradeoff.ADAPTER_LRS[-1] == 1e-2
+    # The issue's span 5e-4 .. 1e-2, with at least 4 values inside it.
+    assert tradeoff.ADAPTER_LRS[0] == 5e-4 and 1e-2 in tradeoff.ADAPTER_LRS
+    assert sum(5e-4 <= lr <= 1e-2 for lr in tradeoff.ADAPTER_LRS) >= 4
     # The issue's priority rows come first.
     assert names[:3] == ["lora-r8", "lora-r1", "head"]
     assert {"oft", "boft", "full", "hamming-12-b3", "hamming-12-b8", "hamming-1-b8",
@@ -84,6 +86,47 @@ def _run(method, lr, seed, val, test):
             "val_accuracy": val, "test_accuracy": test}
 
 
+def test_mixture_rows_name_their_single_expert_rows(base):
+    """Issue 6: a mixture, its experts trained alone, and equal parameters."""
+    mixtures = [m for m in tradeoff.METHODS.values() if m.family == "mixture"]
+    assert {"mixture-quantum", "mixture-physics", "mixture-both"} <= {m.name for m in mixtures}
+    for m in mixtures:
+        assert m.experts and set(m.experts) <= set(tradeoff.METHODS), m.name
+
+    def adapter_params(name):
+        model = tradeoff.METHODS[name].build(copy.deepcopy(base))[0]
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return trainable - tradeoff.head_parameters(model)
+
+    # A global router adds one logit per expert and wrapped module: 2 experts x 2 targets x
+    # 2 layers of the tiny BERT.
+    assert adapter_params("mixture-quantum") == (adapter_params("hamming-12-b3")
+                                                  + adapter_params("hamming-12-b8") + 8)
+    assert adapter_params("mixture-both") == (adapter_params("hamming-12-b3")
+                                               + adapter_params("physics-qv-r4") + 8)
+
+
+def _row(name, family, acc, std, params):
+    return {"method": name, "label": name, "family": family, "test_acc_mean": acc,
+            "test_acc_std": std, "adapter_params": params}
+
+
+def test_mixture_lines_compare_with_experts_and_equal_parameters():
+    methods = [tradeoff.Method("mix", "mixture", "mix", None, experts=("a", "b"))]
+    rows = [_row("a", "qiadapters", 0.60, 0.01, 100), _row("b", "physics", 0.70, 0.01, 900),
+            _row("c", "qiadapters", 0.80, 0.02, 1050), _row("d", "qiadapters", 0.90, 0.0, 1200),
+            _row("lora", "peft", 0.95, 0.0, 10), _row("mix", "mixture", 0.75, 0.03, 1000)]
+    alone, equal = tradeoff.mixture_lines(rows, methods)
+    # Against its experts: the best of a and b is b (70%): +5 points.
+    assert "mix 75.00 ± 3.00 (1,000 params) beats its experts alone: best b" in alone
+    assert "difference +5.00 points" in alone and "within" not in alone
+    # Equal parameters = at most 1.1x: c (1,050) counts, d (1,200) and the peft row do not.
+    assert "does not beat the best single expert with <= 1.1x its parameters: best c" in equal
+    assert "difference -5.00 points" in equal
+    rows[-1]["test_acc_mean"] = 0.79
+    assert "(within one seed std)" in tradeoff.mixture_lines(rows, methods)[1]
+
+
 def test_lr_is_chosen_on_validation_only():
     runs = [_run("m", 1e-3, 0, 0.50, 0.99), _run("m", 1e-2, 0, 0.70, 0.10)]
     assert tradeoff.choose_lr(runs, "m", (1e-3, 1e-2), 10, 4) == 1e-2
@@ -98,6 +141,26 @@ def test_lr_is_chosen_on_validation_only():
     (row,) = tradeoff.summarize(runs, [method], (0, 1, 2), 10, 4)
     assert row["chosen_lr"] == 1e-2 and row["n_seeds"] == 3
     assert row["test_acc_mean"] == pytest.approx(0.2)
+
+
+def test_sweep_grid_extends_until_the_best_lr_is_inside():
+    runs = [_run("m", 1e-3, 0, 0.50, 0.0), _run("m", 1e-2, 0, 0.70, 0.0)]
+    method = tradeoff.Method("m", "peft", "m", build=None, lrs=(1e-3, 1e-2))
+    # Best at the edge: the grid grows by 2.5x and the extension point is trained next.
+    assert tradeoff.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2) == (1e-3, 1e-2, 2.5e-2)
+    assert tradeoff.plan(runs, method, method.lrs, (0, 1), 10, 4, extend=2) == (
+        2.5e-2, 0, ("validation", "test"))
+    # Without extension the edge value is taken as is.
+    assert tradeoff.plan(runs, method, method.lrs, (0, 1), 10, 4) == (1e-2, 1, ("test",))
+    # Still best at the new edge: one more value, and no more than ``extend``.
+    runs.append(_run("m", 2.5e-2, 0, 0.80, 0.0))
+    assert tradeoff.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2)[-1] == 6.25e-2
+    runs.append(_run("m", 6.25e-2, 0, 0.90, 0.0))
+    assert len(tradeoff.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2)) == 4
+    # A worse extension point brackets the optimum: the seeds go to the interior best.
+    runs[-1] = _run("m", 6.25e-2, 0, 0.10, 0.0)
+    assert tradeoff.plan(runs, method, method.lrs, (0, 1), 10, 4, extend=2) == (
+        2.5e-2, 1, ("test",))
 
 
 def test_resumable_run_and_report(tmp_path, base):

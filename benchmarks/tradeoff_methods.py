@@ -119,11 +119,12 @@ def _build_boft(model):
     return model, None, record
 
 
-def _hamming(orders, blocks, parametrization="cayley") -> Builder:
+def _hamming(orders, blocks, parametrization="cayley", targets=TARGETS,
+             side="output") -> Builder:
     def build(model):
         import qiadapters
-        config = qiadapters.HammingConfig(target_modules=TARGETS, orders=orders, blocks=blocks,
-                                          parametrization=parametrization,
+        config = qiadapters.HammingConfig(target_modules=targets, orders=orders, blocks=blocks,
+                                          parametrization=parametrization, side=side,
                                           modules_to_save=[HEAD])
         adapted = qiadapters.get_adapter_model(model, config)
         record = {k: v for k, v in config.to_dict().items()
@@ -213,6 +214,12 @@ METHODS: dict[str, Method] = _methods(
            _hamming((1, 2), 3, "expm")),
     Method("hamming-12-b3-circuit", "qiadapters", "Hamming {1,2}, 3 blocks, circuit",
            _hamming((1, 2), 3, "circuit")),
+    # Placement and side: {1,2} b8 on value alone is the only {1,2} setting under the claim's
+    # 40x bound (1,728 parameters); input side rotates x instead of W x.
+    Method("hamming-12-b8-value", "qiadapters", "Hamming {1,2}, 8 blocks, value only",
+           _hamming((1, 2), 8, targets=["value"])),
+    Method("hamming-12-b3-input-side", "qiadapters", "Hamming {1,2}, 3 blocks, input side",
+           _hamming((1, 2), 3, side="input")),
     Method("physics", "physics", "physics priors (MoPPA, rank 8)", _build_physics),
     # issue 6: mixtures of one family, of the other, and of both; each next to single experts
     # of the same family at the same sites with about the same parameter count.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -123,14 +124,18 @@ def _build_boft(model):
     return model, None, record
 
 
-def _hamming(orders, blocks, parametrization="cayley", targets=TARGETS,
-             side="output") -> Builder:
+def _hamming_config(orders, blocks, parametrization="cayley", targets=TARGETS,
+                    side="output"):
+    import qiadapters
+    return qiadapters.HammingConfig(target_modules=targets, orders=orders, blocks=blocks,
+                                    parametrization=parametrization, side=side)
+
+
+def _hamming(*args, **kwargs) -> Builder:
+    """A Hamming row; arguments as :func:`_hamming_config`."""
     def build(model):
-        import qiadapters
-        config = qiadapters.HammingConfig(target_modules=targets, orders=orders, blocks=blocks,
-                                          parametrization=parametrization, side=side,
-                                          modules_to_save=[HEAD])
-        adapted = qiadapters.get_adapter_model(model, config)
+        config = _hamming_config(*args, **kwargs)
+        adapted, aux_loss, _ = _adapted(model, config)
         record = {k: v for k, v in config.to_dict().items()
                   if k in {"orders", "blocks", "parametrization", "side", "layout", "gate",
                            "target_modules", "n_qubits"}}
@@ -138,7 +143,7 @@ def _hamming(orders, blocks, parametrization="cayley", targets=TARGETS,
                       if type(m).__name__ == "HammingAdapter"), None)
         if layer is not None and hasattr(layer, "n_qubits"):
             record["ran_n_qubits"] = int(layer.n_qubits)
-        return adapted, adapted.aux_loss, record
+        return adapted, aux_loss, record
     return build
 
 
@@ -160,10 +165,10 @@ def _build_physics(model):
     return _adapted(model, _physics(["attention"], "input", 8))
 
 
-def _physics_qv(rank: int) -> Builder:
+def _physics_qv(rank: int, boundary: str = "neumann"):
     """Beside query / value (placement "parallel"): the same sites as the Hamming rows, so a
     mixture can hold both families on one module."""
-    return lambda model: _adapted(model, _physics(TARGETS, "parallel", rank))
+    return _physics(TARGETS, "parallel", rank, boundary)
 
 
 def _mixture(*experts: Callable) -> Builder:
@@ -175,17 +180,6 @@ def _mixture(*experts: Callable) -> Builder:
                                           experts=[make() for make in experts])
         return _adapted(model, config)
     return build
-
-
-def _hamming_cfg(orders, blocks) -> Callable:
-    def make():
-        import qiadapters
-        return qiadapters.HammingConfig(target_modules=TARGETS, orders=orders, blocks=blocks)
-    return make
-
-
-def _physics_cfg(rank: int, boundary: str = "neumann") -> Callable:
-    return lambda: _physics(TARGETS, "parallel", rank, boundary)
 
 
 def _config_record(config) -> dict:
@@ -227,15 +221,18 @@ METHODS: dict[str, Method] = _methods(
     Method("physics", "physics", "physics priors (MoPPA, rank 8)", _build_physics),
     # issue 6: mixtures of one family, of the other, and of both; each next to single experts
     # of the same family at the same sites with about the same parameter count.
-    Method("physics-qv-r8", "physics", "physics rank 8 on query/value", _physics_qv(8)),
-    Method("physics-qv-r4", "physics", "physics rank 4 on query/value", _physics_qv(4)),
+    Method("physics-qv-r8", "physics", "physics rank 8 on query/value",
+           lambda model: _adapted(model, _physics_qv(8))),
+    Method("physics-qv-r4", "physics", "physics rank 4 on query/value",
+           lambda model: _adapted(model, _physics_qv(4))),
     Method("mixture-quantum", "mixture", "mixture: Hamming {1,2} b3 + {1,2} b8",
-           _mixture(_hamming_cfg((1, 2), 3), _hamming_cfg((1, 2), 8)),
+           _mixture(partial(_hamming_config, (1, 2), 3), partial(_hamming_config, (1, 2), 8)),
            experts=("hamming-12-b3", "hamming-12-b8")),
     Method("mixture-physics", "mixture", "mixture: physics r4 neumann + r4 periodic",
-           _mixture(_physics_cfg(4), _physics_cfg(4, "periodic")), experts=("physics-qv-r4",)),
+           _mixture(partial(_physics_qv, 4), partial(_physics_qv, 4, "periodic")),
+           experts=("physics-qv-r4",)),
     Method("mixture-both", "mixture", "mixture: Hamming {1,2} b3 + physics r4",
-           _mixture(_hamming_cfg((1, 2), 3), _physics_cfg(4)),
+           _mixture(partial(_hamming_config, (1, 2), 3), partial(_physics_qv, 4)),
            experts=("hamming-12-b3", "physics-qv-r4")),
 )
 

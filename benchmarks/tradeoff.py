@@ -213,9 +213,14 @@ SINGLE_FAMILIES = {"qiadapters", "physics"}
 EQUAL_PARAMS = 1.10
 
 
-def _acc(r: dict) -> str:
+def _mean_std(r: dict) -> str:
+    """A row's test accuracy in %, "mean ± std" (the std left out for a single seed)."""
     std = "" if math.isnan(r["test_acc_std"]) else f" ± {100 * r['test_acc_std']:.2f}"
-    return f"{100 * r['test_acc_mean']:.2f}{std} ({r['adapter_params']:,d} params)"
+    return f"{100 * r['test_acc_mean']:.2f}{std}"
+
+
+def _acc(r: dict) -> str:
+    return f"{_mean_std(r)} ({r['adapter_params']:,d} params)"
 
 
 def mixture_lines(rows: list[dict], methods) -> list[str]:
@@ -251,11 +256,10 @@ def markdown_table(rows: list[dict]) -> str:
              "| head params | s/step (wall) | CPU s/step |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["adapter_params"]):
-        std = "" if math.isnan(r["test_acc_std"]) else f" ± {100 * r['test_acc_std']:.2f}"
         cpu = "" if math.isnan(r["cpu_s_per_step"]) else f"{r['cpu_s_per_step']:.3f}"
-        lines.append(f"| {r['label']} | {r['chosen_lr']:g} | {100 * r['test_acc_mean']:.2f}"
-                     f"{std} | {r['n_seeds']} | {r['adapter_params']:,d} | "
-                     f"{r['head_params']:,d} | {r['s_per_step']:.3f} | {cpu} |")
+        lines.append(f"| {r['label']} | {r['chosen_lr']:g} | {_mean_std(r)} | {r['n_seeds']} | "
+                     f"{r['adapter_params']:,d} | {r['head_params']:,d} | "
+                     f"{r['s_per_step']:.3f} | {cpu} |")
     return "\n".join(lines)
 
 

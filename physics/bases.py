@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from qiadapters import _checks
+from qiadapters import checks
 
 __all__ = ["Boundary", "Neumann", "Dirichlet", "Periodic", "BOUNDARIES", "get_boundary",
            "basis", "eigenvalues", "transform", "inverse_transform"]
@@ -136,7 +136,7 @@ def get_boundary(boundary: str | Boundary) -> Boundary:
     """Look a boundary up by name (a :class:`Boundary` instance passes through)."""
     if isinstance(boundary, Boundary):
         return boundary
-    return BOUNDARIES[_checks.choice("boundary", boundary, BOUNDARIES)]
+    return BOUNDARIES[checks.choice("boundary", boundary, BOUNDARIES)]
 
 
 _CACHE: dict[tuple, torch.Tensor] = {}
@@ -158,7 +158,7 @@ def basis(boundary: str | Boundary, n: int, *, dtype=torch.float64, device="cpu"
 
     The returned tensor is shared by all callers: do not modify it in place.
     """
-    _checks.integer("n", n, low=1)
+    checks.integer("n", n, low=1)
     return _cached("basis", get_boundary(boundary), int(n), dtype, device)
 
 
@@ -171,7 +171,7 @@ def eigenvalues(boundary: str | Boundary, shape: int | Sequence[int], *, dtype=t
     bnd = get_boundary(boundary)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     for i, s in enumerate(shape):
-        _checks.integer(f"shape[{i}]", s, low=1)
+        checks.integer(f"shape[{i}]", s, low=1)
     axes = [_cached("eig", bnd, int(s), dtype, device) for s in shape]
     if len(axes) == 1:
         return axes[0]

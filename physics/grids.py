@@ -17,7 +17,7 @@ from typing import Sequence, Union
 
 import torch
 
-from qiadapters import _checks
+from qiadapters import checks
 
 __all__ = ["GridSpec", "GRID_MODES", "check_grid", "infer_grid", "to_grid", "from_grid"]
 
@@ -42,13 +42,13 @@ def check_grid(grid: GridSpec) -> str | tuple[int, ...]:
                          f"or a tuple (L,) / (H, W) of positive integers") from None
     if len(sizes) not in (1, 2):
         raise ValueError(f"grid={grid!r} has {len(sizes)} sizes; valid: (L,) or (H, W)")
-    return tuple(_checks.integer("grid", s, low=1) for s in sizes)
+    return tuple(checks.integer("grid", s, low=1) for s in sizes)
 
 
 def infer_grid(tokens: int, grid: GridSpec = "auto", extra_tokens: int = 0) -> tuple[int, ...]:
     """Grid shape for ``tokens`` tokens of which the first ``extra_tokens`` bypass the grid."""
     grid = check_grid(grid)
-    extra_tokens = _checks.integer("extra_tokens", extra_tokens, low=0)
+    extra_tokens = checks.integer("extra_tokens", extra_tokens, low=0)
     n = tokens - extra_tokens
     if n < 1:
         raise ValueError(f"tokens={tokens} with extra_tokens={extra_tokens} leaves {n} grid "

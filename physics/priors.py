@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qiadapters import _checks
+from qiadapters import checks
 
 from .solvers import ZERO_MODES, heat_multiplier, poisson_multiplier, wave_multipliers
 
@@ -38,7 +38,7 @@ class Prior(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.channels = _checks.integer("channels", channels, low=1)
+        self.channels = checks.integer("channels", channels, low=1)
 
     def multiplier(self, lam: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -106,7 +106,7 @@ class PoissonPrior(Prior):
     def __init__(self, channels: int, gain: float = 0.1, zero_mode: str = "screened",
                  eps: float = 0.1):
         super().__init__(channels)
-        self.zero_mode = _checks.choice("zero_mode", zero_mode, ZERO_MODES)
+        self.zero_mode = checks.choice("zero_mode", zero_mode, ZERO_MODES)
         if not float(eps) > 0:
             raise ValueError(f"eps={eps!r} is not valid; valid: eps > 0")
         self.eps = float(eps)
@@ -135,7 +135,7 @@ def check_priors(priors) -> tuple[str, ...]:
     if not names:
         raise ValueError(f"priors={priors!r} is empty; choose at least one of {list(PRIORS)}")
     for name in names:
-        _checks.choice("priors", name, PRIORS)
+        checks.choice("priors", name, PRIORS)
     if len(set(names)) != len(names):
         raise ValueError(f"priors={priors!r} has duplicates; each of {list(PRIORS)} may "
                          f"appear once")

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from qiadapters import _checks
+from qiadapters import checks
 
 from .bases import BOUNDARIES
 
@@ -52,12 +52,12 @@ def laplacian_matrix(shape: int | Sequence[int], boundary: str = "neumann") -> s
 
     2D is the Kronecker sum ``Δ_H ⊗ I_W + I_H ⊗ Δ_W`` (the 5-point stencil).
     """
-    _checks.choice("boundary", boundary, BOUNDARIES)
+    checks.choice("boundary", boundary, BOUNDARIES)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if len(shape) not in (1, 2):
         raise ValueError(f"shape={shape!r} is not valid; valid: (L,) or (H, W)")
     for i, s in enumerate(shape):
-        _checks.integer(f"shape[{i}]", s, low=1)
+        checks.integer(f"shape[{i}]", s, low=1)
     if len(shape) == 1:
         return _laplacian_1d(shape[0], boundary)
     h, w = shape
@@ -86,7 +86,7 @@ def _per_channel(x, channels: int) -> np.ndarray:
 
 
 def _steps(steps: int) -> int:
-    return _checks.integer("steps", steps, low=1)
+    return checks.integer("steps", steps, low=1)
 
 
 def heat_euler(u0, kappa, t, steps: int, boundary: str = "neumann") -> np.ndarray:
@@ -148,7 +148,7 @@ def poisson_sparse(f, boundary: str = "neumann", zero_mode: str = "zero_mean",
     """
     from .solvers import ZERO_MODES  # registry only; no spectral code is used
 
-    _checks.choice("zero_mode", zero_mode, ZERO_MODES)
+    checks.choice("zero_mode", zero_mode, ZERO_MODES)
     cols, shape, grid = _columns(f)
     a = -laplacian_matrix(grid, boundary)
     n = a.shape[0]

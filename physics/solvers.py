@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from qiadapters import _checks
+from qiadapters import checks
 
 from .bases import Boundary, eigenvalues, get_boundary, inverse_transform, transform
 
@@ -127,7 +127,7 @@ def poisson(f: torch.Tensor, boundary: str | Boundary = "neumann", zero_mode: st
         f: ``(batch, L, C)`` or ``(batch, H, W, C)`` source.
     """
     bnd = get_boundary(boundary)
-    _checks.choice("zero_mode", zero_mode, ZERO_MODES)
+    checks.choice("zero_mode", zero_mode, ZERO_MODES)
     if zero_mode == "screened":
         if eps is None:
             raise ValueError("eps=None is not valid with zero_mode='screened'; valid: eps > 0")

@@ -34,29 +34,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from qiadapters import _checks
+from qiadapters import checks
 
-from .bases import BOUNDARIES, eigenvalues, get_boundary, inverse_transform, transform
-from .grids import GridSpec, check_grid, infer_grid
-from .priors import PRIORS, check_priors
-from .routers import ROUTERS, route_loss
-from .solvers import ZERO_MODES
+from .bases import eigenvalues, get_boundary, inverse_transform, transform
+from .grids import GridSpec, infer_grid
+from .options import check_adapter_options
+from .priors import PRIORS
+from .routers import ROUTERS, prior_weights, route_loss
 
 __all__ = ["PhysicsAdapter"]
-
-
-def _check_positive(arg: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or not math.isfinite(value):
-        raise ValueError(f"{arg}={value!r} is not valid; valid: a finite number > 0")
-    return float(value)
-
-
-def _check_nonnegative(arg: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
-            or not math.isfinite(value):
-        raise ValueError(f"{arg}={value!r} is not valid; valid: a finite number >= 0")
-    return float(value)
 
 
 class PhysicsAdapter(nn.Module):
@@ -96,39 +82,31 @@ class PhysicsAdapter(nn.Module):
                  poisson_eps: float = 0.1, balance: float = 0.01, entropy: float = 0.0,
                  scale: float = 1.0, bias: bool = True):
         # Every check runs before any state is built.
-        dim = _checks.integer("dim", dim, low=1)
-        out_dim = dim if out_dim is None else _checks.integer("out_dim", out_dim, low=1)
-        rank = _checks.integer("rank", rank, low=1)
-        names = check_priors(priors)
-        grid = check_grid(grid)
-        _checks.choice("router", router, ROUTERS)
-        _checks.choice("boundary", boundary, BOUNDARIES)
-        extra_tokens = _checks.integer("extra_tokens", extra_tokens, low=0)
-        _checks.choice("poisson_zero_mode", poisson_zero_mode, ZERO_MODES)
-        for arg, value in (("kappa", kappa), ("c", c), ("t", t), ("poisson_gain", poisson_gain),
-                           ("poisson_eps", poisson_eps)):
-            _check_positive(arg, value)
-        _check_nonnegative("balance", balance)
-        _check_nonnegative("entropy", entropy)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
-                or not math.isfinite(scale):
-            raise ValueError(f"scale={scale!r} is not valid; valid: a finite number")
+        dim = checks.integer("dim", dim, low=1)
+        out_dim = dim if out_dim is None else checks.integer("out_dim", out_dim, low=1)
+        o = check_adapter_options(
+            rank=rank, priors=priors, grid=grid, router=router, boundary=boundary,
+            extra_tokens=extra_tokens, kappa=kappa, c=c, t=t, poisson_gain=poisson_gain,
+            poisson_zero_mode=poisson_zero_mode, poisson_eps=poisson_eps, balance=balance,
+            entropy=entropy, scale=scale, bias=bias)
 
         super().__init__()
+        rank, names = o["rank"], o["priors"]
         self.dim, self.out_dim, self.rank, self.prior_names = dim, out_dim, rank, names
-        self.grid, self.boundary, self.extra_tokens = grid, boundary, extra_tokens
-        self.router_name, self.balance, self.entropy = router, float(balance), float(entropy)
-        options = {"heat": {"kappa": kappa, "t": t}, "wave": {"c": c, "t": t},
-                   "poisson": {"gain": poisson_gain, "zero_mode": poisson_zero_mode,
-                               "eps": poisson_eps}}
-        self.down = nn.Linear(dim, rank, bias=bias)
+        self.grid, self.boundary, self.extra_tokens = o["grid"], o["boundary"], o["extra_tokens"]
+        self.router_name, self.balance, self.entropy = o["router"], o["balance"], o["entropy"]
+        options = {"heat": {"kappa": o["kappa"], "t": o["t"]},
+                   "wave": {"c": o["c"], "t": o["t"]},
+                   "poisson": {"gain": o["poisson_gain"], "zero_mode": o["poisson_zero_mode"],
+                               "eps": o["poisson_eps"]}}
+        self.down = nn.Linear(dim, rank, bias=o["bias"])
         self.priors = nn.ModuleDict({n: PRIORS[n](rank, **options.get(n, {})) for n in names})
-        self.router = ROUTERS[router](rank, len(names))
-        self.up = nn.Linear(rank, out_dim, bias=bias)
+        self.router = ROUTERS[o["router"]](rank, len(names))
+        self.up = nn.Linear(rank, out_dim, bias=o["bias"])
         nn.init.zeros_(self.up.weight)
-        if bias:
+        if o["bias"]:
             nn.init.zeros_(self.up.bias)
-        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.scale = nn.Parameter(torch.tensor(o["scale"]))
         self._aux: torch.Tensor | None = None
 
     def __getstate__(self):
@@ -162,7 +140,7 @@ class PhysicsAdapter(nn.Module):
         """Router weights for ``x``: ``(P,)``, ``(batch, P)`` or ``(batch, N, P)``."""
         self._check_input(x)
         self.grid_shape(x.shape[1])
-        return self.router(self.down(x)[:, self.extra_tokens:])
+        return prior_weights(self.router, self.down(x)[:, self.extra_tokens:])
 
     def aux_loss(self) -> torch.Tensor:
         """Route regulariser of the latest forward (zero before the first one)."""
@@ -181,7 +159,7 @@ class PhysicsAdapter(nn.Module):
 
         z = self.down(x)
         g = z[:, e:]
-        w = self.router(g)
+        w = prior_weights(self.router, g)
         self._aux = route_loss(w, self.balance, self.entropy)
         mults = self.multipliers(shape, z.dtype, z.device)                  # (P, N, r)
         g_hat = transform(g.reshape(b, *shape, r), bnd).reshape(b, n, r)

@@ -5,38 +5,19 @@ is passed to :class:`physics.PhysicsAdapter`; see ``docs/physics.md`` ("Using it
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Union
 
-from qiadapters import _checks
-from qiadapters.adapters.base import AdapterConfig
+from qiadapters.adapters.config import AdapterConfig
 
 from .bases import BOUNDARIES
-from .grids import GRID_MODES, check_grid
-from .priors import PRIORS, check_priors
+from .grids import GRID_MODES
+from .options import PLACEMENTS, check_layer_options
+from .priors import PRIORS
 from .routers import ROUTERS
 from .solvers import ZERO_MODES
 
 __all__ = ["PhysicsConfig", "PLACEMENTS"]
-
-#: Where the adapter sits relative to the wrapped module ``f`` (input ``x``, extra args ``a``).
-PLACEMENTS = {
-    "parallel": "y = f(x) + delta(x): beside a square nn.Linear (in_features == out_features)",
-    "input": "y = f(x + delta(x), *a): before any module taking hidden states (batch, T, d) "
-             "first, e.g. a self-attention block (MoPPA's placement)",
-}
-
-
-def check_number(arg: str, value, low: float, strict: bool) -> float:
-    """A finite real number ``> low`` (``strict``) or ``>= low``."""
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value > low if strict else value >= low))
-    if not ok:
-        raise ValueError(f"{arg}={value!r} is not valid; valid: a finite number "
-                         f"{'>' if strict else '>='} {low:g}")
-    return float(value)
-
 
 @dataclass
 class PhysicsConfig(AdapterConfig):
@@ -101,22 +82,5 @@ class PhysicsConfig(AdapterConfig):
     adapter_type: ClassVar[str] = "physics"
 
     def validate(self) -> None:
-        self.rank = _checks.integer("rank", self.rank, low=1)
-        self.priors = check_priors(self.priors)
-        if isinstance(self.grid, str) and self.grid not in GRID_MODES:
-            raise ValueError(f"grid={self.grid!r} is not valid; choose one of "
-                             f"{list(GRID_MODES)} or a tuple (L,) / (H, W) of positive integers")
-        self.grid = check_grid(self.grid)
-        _checks.choice("router", self.router, ROUTERS)
-        _checks.choice("boundary", self.boundary, BOUNDARIES)
-        self.extra_tokens = _checks.integer("extra_tokens", self.extra_tokens, low=0)
-        _checks.choice("placement", self.placement, PLACEMENTS)
-        _checks.choice("poisson_zero_mode", self.poisson_zero_mode, ZERO_MODES)
-        self.route_weight = check_number("route_weight", self.route_weight, 0, strict=False)
-        for arg in ("balance", "entropy"):
-            setattr(self, arg, check_number(arg, getattr(self, arg), 0, strict=False))
-        for arg in ("kappa", "c", "t", "poisson_gain", "poisson_eps"):
-            setattr(self, arg, check_number(arg, getattr(self, arg), 0, strict=True))
-        self.scale = check_number("scale", self.scale, -math.inf, strict=True)
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"bias={self.bias!r} must be True or False")
+        for key, value in check_layer_options(**self.layer_options()).items():
+            setattr(self, key, value)

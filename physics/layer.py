@@ -19,16 +19,17 @@ returns ``Σ_i route_weight_i · L_route,i`` of the adapters that ran in the lat
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
 
-from qiadapters import _checks
-from qiadapters.adapters.base import AdapterLayer, AdapterParts, register
+from qiadapters.adapters.layer import AdapterLayer, AdapterParts
+from qiadapters.adapters.registry import register
 
 from .adapter import PhysicsAdapter
-from .config import PLACEMENTS, PhysicsConfig, check_number
+from .config import PhysicsConfig
+from .options import check_placement
 
 __all__ = ["PhysicsLayer", "feature_width"]
 
@@ -73,32 +74,20 @@ class PhysicsLayer(AdapterLayer):
 
     adapter_layer_names = ("physics",)
     other_param_names = ("placement", "route_weight")
-    mergeable = False
 
-    #: adapters that ran in the latest forward (their route regularisers are current).
-    _ran: tuple[str, ...] = ()
-
-    def __init__(self, base_layer: nn.Module, *, adapter_name: str = "default", **options):
-        parts = self.build(base_layer, **options)
-        super().__init__(base_layer)
-        base_layer.requires_grad_(False)
-        ref = next(base_layer.parameters(), None)
-        if ref is not None:
-            parts.modules["physics"].to(device=ref.device)
-        self.attach(adapter_name, parts)
-        self.set_adapter(adapter_name)
+    def __init__(self, base_layer: nn.Module, *, adapter_name: Optional[str] = "default",
+                 parts: Optional[AdapterParts] = None, **options):
+        super().__init__(base_layer, adapter_name, parts=parts, **options)
+        #: adapters that ran in the latest forward (their route regularisers are current).
+        self._ran: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, base_layer: nn.Module, *, rank: int = 8,
-              priors: Sequence[str] = ("heat", "wave", "poisson"), grid="auto",
-              router: str = "token", boundary: str = "neumann", extra_tokens: int = 0,
-              placement: str = "parallel", route_weight: float = 1.0, balance: float = 0.01,
-              entropy: float = 0.0, kappa: float = 1.0, c: float = 1.0, t: float = 1.0,
-              poisson_gain: float = 0.1, poisson_zero_mode: str = "screened",
-              poisson_eps: float = 0.1, scale: float = 1.0, bias: bool = True) -> AdapterParts:
-        _checks.choice("placement", placement, PLACEMENTS)
-        route_weight = check_number("route_weight", route_weight, 0, strict=False)
-        if placement == "parallel":
+    def build(cls, base_layer: nn.Module, *, placement: str = "parallel",
+              route_weight: float = 1.0, **adapter_options) -> AdapterParts:
+        """Check the layer's own options, then construct the :class:`PhysicsAdapter` (which
+        checks the rest: ``rank``, ``priors``, ``grid``, ``router``, ...)."""
+        settings = check_placement(placement, route_weight)
+        if settings["placement"] == "parallel":
             if not isinstance(base_layer, nn.Linear):
                 raise TypeError(f"placement='parallel' adds the delta to the output of an "
                                 f"nn.Linear, got {type(base_layer).__name__}; target an "
@@ -106,19 +95,12 @@ class PhysicsLayer(AdapterLayer):
             dim, out_dim = base_layer.in_features, base_layer.out_features
         else:
             dim = out_dim = feature_width(base_layer)
-        adapter = PhysicsAdapter(dim, rank=rank, priors=priors, grid=grid, router=router,
-                                 out_dim=out_dim,
-                                 boundary=boundary, extra_tokens=extra_tokens, kappa=kappa, c=c,
-                                 t=t, poisson_gain=poisson_gain,
-                                 poisson_zero_mode=poisson_zero_mode, poisson_eps=poisson_eps,
-                                 balance=balance, entropy=entropy, scale=scale, bias=bias)
-        return AdapterParts(modules={"physics": adapter},
-                            settings={"placement": placement, "route_weight": route_weight})
+        adapter = PhysicsAdapter(dim, out_dim=out_dim, **adapter_options)
+        return AdapterParts(modules={"physics": adapter}, settings=settings)
 
     # ------------------------------------------------------------ forward
     def _delta(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        adapter: PhysicsAdapter = self.physics[name]
-        return adapter(x.to(adapter.scale.dtype)).to(x.dtype)
+        return self.physics[name](x.to(self.adapter_dtype)).to(x.dtype)
 
     def forward(self, x, *args, **kwargs):
         self._ran = ()  # a forward without adapters leaves no route regulariser behind
@@ -160,15 +142,10 @@ class PhysicsLayer(AdapterLayer):
         return base_output
 
     # ------------------------------------------------------------ merge
-    def merge_blocker(self) -> str:
-        """Why the adapters cannot be merged (always: see :meth:`merge`)."""
+    def merge_blocker(self, adapter_names=None) -> str:
+        """Why the adapters cannot be merged: always (there is no :meth:`fold`)."""
         return ("their delta mixes tokens through heat / wave / Poisson operators on the token "
                 "grid, so it is not a weight update of the wrapped module")
-
-    def merge(self, adapter_names=None, safe_merge: bool = False) -> None:
-        """Always raises TypeError: a physics-prior delta is not a weight update."""
-        raise TypeError(f"PhysicsLayer adapters cannot be merged: {self.merge_blocker()}; keep "
-                        f"the adapter layers, or remove them with unload()")
 
     def extra_repr(self) -> str:
         return f"placement={self.placement}, {super().extra_repr()}"

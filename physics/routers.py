@@ -1,7 +1,10 @@
-r"""Routers: softmax weights over ``P`` priors, and the route regulariser.
+r"""Routing over the priors: the shared routers, their weights, and the route regulariser.
 
-A router maps the down-projected grid features ``z: (batch, N, r)`` to weights ``w`` that are
-non-negative and sum to 1 over the last axis:
+The routers are the library's own (:mod:`qiadapters.adapters.routers`: ``token``,
+``sample``, ``global``, zero-initialised, so every router starts uniform).  A physics adapter
+reads them on the down-projected grid features ``z: (batch, N, r)``;
+:func:`prior_weights` turns their logits into weights ``w`` that are non-negative and sum to
+1 over the priors:
 
 =========  ==================  ======================================================
 router     ``w`` shape          logits
@@ -10,8 +13,6 @@ token      ``(batch, N, P)``    ``z_n G^T + b`` (a linear gate on each grid toke
 sample     ``(batch, P)``       ``mean_n(z_n) G^T + b`` (the gate on the token mean)
 global     ``(P,)``             a free vector ``ℓ`` shared by all inputs
 =========  ==================  ======================================================
-
-Gates and ``ℓ`` start at zero, so every router starts uniform (``w_p = 1/P``).
 
 Route regulariser (:func:`route_loss`).  With ``w̄_p`` the mean weight of prior ``p`` over all
 routed units (tokens and samples, or the single global vector) and ``H(w) = -Σ_p w_p log w_p``:
@@ -30,58 +31,18 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-__all__ = ["Router", "TokenRouter", "SampleRouter", "GlobalRouter", "ROUTERS", "route_loss"]
+from qiadapters.adapters.routers import ROUTERS, GlobalRouter, Router, SampleRouter, TokenRouter
 
-
-class Router(nn.Module):
-    """Base class.  ``per_token`` routers are mixed in space, the others in the spectrum."""
-
-    per_token = False
-
-    def __init__(self, rank: int, priors: int):
-        super().__init__()
-        self.rank, self.priors = rank, priors
+__all__ = ["Router", "TokenRouter", "SampleRouter", "GlobalRouter", "ROUTERS", "prior_weights",
+           "route_loss"]
 
 
-class TokenRouter(Router):
-    """A linear gate per grid token: ``w = softmax(z G^T + b)``, shape ``(batch, N, P)``."""
-
-    per_token = True
-
-    def __init__(self, rank: int, priors: int):
-        super().__init__(rank, priors)
-        self.gate = nn.Linear(rank, priors)
-        nn.init.zeros_(self.gate.weight)
-        nn.init.zeros_(self.gate.bias)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.gate(z), dim=-1)
-
-
-class SampleRouter(TokenRouter):
-    """A linear gate on the mean grid token: ``w = softmax(mean_n(z) G^T + b)``, ``(batch, P)``."""
-
-    per_token = False
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.gate(z.mean(dim=1)), dim=-1)
-
-
-class GlobalRouter(Router):
-    """Free logits shared by every input: ``w = softmax(ℓ)``, shape ``(P,)``."""
-
-    def __init__(self, rank: int, priors: int):
-        super().__init__(rank, priors)
-        self.logits = nn.Parameter(torch.zeros(priors))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits.to(z.dtype), dim=-1)
-
-
-ROUTERS: dict[str, type[Router]] = {"token": TokenRouter, "sample": SampleRouter,
-                                    "global": GlobalRouter}
+def prior_weights(router: Router, z: torch.Tensor) -> torch.Tensor:
+    """Softmax weights over the priors for grid features ``z: (batch, N, r)`` (shapes in the
+    module docstring)."""
+    w = torch.softmax(router(z), dim=-1)
+    return w.reshape(z.shape[0], -1) if isinstance(router, SampleRouter) else w
 
 
 def route_loss(w: torch.Tensor, balance: float = 0.01, entropy: float = 0.0) -> torch.Tensor:

@@ -11,7 +11,7 @@ family adds rows, not tests::
   ``model(**inputs)`` returns a tensor or a Hugging Face ``ModelOutput`` (``logits`` are used).
 * ``config`` is an :class:`~qiadapters.adapters.base.AdapterConfig`, or a list of them: a
   stack, injected as ``"default"``, ``"adapter1"``, ... and all activated.
-* Capabilities come from the layers: a family whose layers have ``mergeable = False`` is
+* Capabilities come from the layers: a family whose layers refuse merging (``merge_blocker``) is
   checked to refuse merging instead of being checked to merge exactly.
 
 Every family must: be the identity at init; (if mergeable) give the same output merged and
@@ -31,7 +31,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .adapters.base import AdapterConfig, AdapterLayer
+from .adapters.config import AdapterConfig
+from .adapters.layer import AdapterLayer
 from .model import AdapterModel, get_adapter_model
 from .model.injection import adapter_parameter_ids
 from .model.io import CONFIG_NAME, WEIGHTS_NAME, adapter_state_dict

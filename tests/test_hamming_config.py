@@ -5,7 +5,7 @@ from dataclasses import fields
 import pytest
 
 from qiadapters import HammingConfig
-from qiadapters.adapters.base import CONFIGS, AdapterConfig
+from qiadapters.adapters import CONFIGS, AdapterConfig
 
 
 def test_defaults_and_registry():
@@ -35,7 +35,6 @@ def test_json_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({}, "target_modules is required"),
     ({"target_modules": "query"}, None),  # a regex string is fine
     ({"target_modules": "("}, "not a valid regex"),
     ({"target_modules": []}, "non-empty list"),

@@ -10,7 +10,7 @@ from torch import nn
 
 from qiadapters import (AdapterModel, HammingAdapter, HammingConfig, Mixture, MixtureConfig,
                         get_adapter_model)
-from qiadapters.adapters.base import AdapterConfig
+from qiadapters.adapters import AdapterConfig
 from qiadapters.adapters.mixture import router_stats
 from qiadapters.adapters.mixture.routers import route
 from qiadapters.testing import build, perturb, tiny_mlp
@@ -165,7 +165,7 @@ def test_a_mixture_of_one_expert_equals_that_expert():
             mix = Mixture(layer.base_layer, [layer], router=router)
             with torch.no_grad():
                 torch.testing.assert_close(mix(x), layer(x), atol=1e-5, rtol=1e-5)
-    assert mix.experts["default"][0]["hamming"] is layer.hamming["default"]  # shared, not copied
+    assert mix.experts["default"][0].hamming["expert"] is layer.hamming["default"]  # not copied
 
 
 @needs_physics

@@ -9,7 +9,7 @@ from torch import nn
 
 import qiadapters
 from qiadapters import HammingAdapter, HammingConfig, get_adapter_model
-from qiadapters.adapters.base import AdapterConfig, AdapterLayer, AdapterParts, register
+from qiadapters.adapters import AdapterConfig, AdapterLayer, AdapterParts, register
 from qiadapters.model import ModulesToSave
 from qiadapters.testing import assert_valid_adapter, build, logits, perturb, tiny_bert, tiny_mlp
 
@@ -88,6 +88,8 @@ def test_all_linear_on_bert_excludes_the_classifier_only():
      r"module 'classifier' \(Linear\): blocks=3 gives block size floor\(3 / 3\) = 1"),
     (HammingConfig(target_modules=["query"], side="input", n_qubits=8), ValueError,
      r"module 'bert.encoder.layer.0.attention.self.query' \(Linear\): n_qubits=8"),
+    (HammingConfig(), ValueError,
+     r"target_modules is required to inject a HammingConfig into a model"),
     (HammingConfig(target_modules=["qurey"]), ValueError,
      r"target_modules=\['qurey'\] matches no module of BertForSequenceClassification; "
      r"some module names: \['bert.encoder.layer.0.attention.self.query'"),
@@ -227,8 +229,8 @@ class Scale(nn.Module):
 
 
 class DoublingLayer(AdapterLayer):
+    # no fold(): the generic merge_blocker declares the family not mergeable
     adapter_layer_names = ("doubling",)
-    mergeable = False
 
     @classmethod
     def build(cls, base_layer, *, init=0.0):

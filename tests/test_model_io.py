@@ -143,7 +143,7 @@ def test_qiadapters_never_imports_physics_but_loads_its_configs_on_demand():
 
     code = ("import sys, qiadapters\n"
             "assert 'physics' not in sys.modules, 'qiadapters imported physics'\n"
-            "from qiadapters.adapters.base import AdapterConfig\n"
+            "from qiadapters.adapters import AdapterConfig\n"
             "c = AdapterConfig.from_dict({'adapter_type': 'physics', 'target_modules': ['q']})\n"
             "assert type(c).__name__ == 'PhysicsConfig'\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -189,7 +189,7 @@ def test_fixed_grid_and_residual_wrapper():
     (dict(priors=("heat", "diffusion")), r"priors='diffusion'.*heat.*wave.*poisson"),
     (dict(priors=()), r"priors=\(\) is empty"),
     (dict(priors=("heat", "heat")), "duplicates"),
-    (dict(router="expert"), r"router='expert'.*token.*sample.*global"),
+    (dict(router="expert"), r"router='expert'.*global.*sample.*token"),
     (dict(boundary="robin"), r"boundary='robin'.*neumann.*dirichlet.*periodic"),
     (dict(grid=(0, 4)), "grid=0"),
     (dict(grid="patches"), r"grid='patches'.*auto.*sequence"),

@@ -10,7 +10,7 @@ from torch import nn
 import physics
 from physics import PhysicsConfig, PhysicsLayer
 from qiadapters import AdapterModel, get_adapter_model
-from qiadapters.adapters.base import CONFIGS, AdapterConfig
+from qiadapters.adapters import CONFIGS, AdapterConfig
 from qiadapters.testing import CHECKS, logits, perturb, tiny_bert
 
 torch.set_num_threads(1)
@@ -72,7 +72,7 @@ def test_config_registered_and_json_round_trip():
     ({"priors": ("heat", "diffusion")}, r"priors='diffusion' is not valid; choose one of"),
     ({"priors": ()}, r"priors=\(\) is empty"),
     ({"priors": ("heat", "heat")}, r"duplicates"),
-    ({"router": "expert"}, r"router='expert' is not valid; choose one of \['token'"),
+    ({"router": "expert"}, r"router='expert' is not valid; choose one of \['global', 'sample', 'token'\]"),
     ({"boundary": "robin"}, r"boundary='robin' is not valid; choose one of \['neumann'"),
     ({"rank": 0}, r"rank=0 is out of range"),
     ({"rank": 2.5}, r"rank=2.5 must be an integer"),

@@ -1,10 +1,21 @@
-"""Adapter families.  Each family registers ``config class -> layer class`` in
-:mod:`qiadapters.adapters.base`; the model machinery (:mod:`qiadapters.model`) only uses that
-registry, so a new family (e.g. the physics-prior adapter) plugs in by calling
-:func:`~qiadapters.adapters.base.register`."""
-from .base import CONFIGS, LAYERS, AdapterConfig, AdapterLayer, AdapterParts, register
+"""Adapter families and the contract they share.
+
+* :mod:`~qiadapters.adapters.registry` -- ``register(config_cls, layer_cls)``: the one line
+  that plugs a family in; the model machinery (:mod:`qiadapters.model`) only uses it.
+* :mod:`~qiadapters.adapters.config` -- ``AdapterConfig``, the dataclass every config extends.
+* :mod:`~qiadapters.adapters.layer` -- ``AdapterLayer``, the layer contract (build, forward,
+  fold), with the device / dtype policy.
+* :mod:`~qiadapters.adapters.routers` -- the routers shared by the mixture layer and the
+  physics family.
+* Families: :mod:`~qiadapters.adapters.hamming`, :mod:`~qiadapters.adapters.mixture`
+  (``physics`` registers itself the same way when imported).
+"""
+from .config import AdapterConfig
+from .layer import AdapterLayer, AdapterParts, SharedBase, compute_dtype
+from .registry import CONFIGS, LAYERS, register
 from .hamming import HammingAdapter, HammingConfig
 from .mixture import Mixture, MixtureConfig
 
-__all__ = ["AdapterConfig", "AdapterLayer", "AdapterParts", "register", "CONFIGS", "LAYERS",
-           "HammingAdapter", "HammingConfig", "Mixture", "MixtureConfig"]
+__all__ = ["AdapterConfig", "AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype",
+           "register", "CONFIGS", "LAYERS", "HammingAdapter", "HammingConfig",
+           "Mixture", "MixtureConfig"]

@@ -18,7 +18,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from ..adapters.base import AdapterConfig, AdapterLayer
+from ..adapters.config import AdapterConfig
+from ..adapters.layer import AdapterLayer
 from . import injection, io
 from .modules_to_save import ModulesToSave
 

@@ -13,17 +13,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..adapters.base import AdapterConfig, AdapterLayer, AdapterParts, layer_class
+from ..adapters.config import AdapterConfig
+from ..adapters.layer import AdapterLayer, AdapterParts, check_adapter_name
+from ..adapters.registry import layer_class
 from .modules_to_save import ModulesToSave
 
 #: Module names treated as a model's output head by ``target_modules="all-linear"``.
 HEAD_NAMES = frozenset({"classifier", "score", "lm_head", "qa_outputs", "head", "cls"})
-
-
-def check_adapter_name(adapter_name) -> str:
-    if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
-        raise ValueError(f"adapter_name={adapter_name!r} must be a non-empty string without '.'")
-    return adapter_name
 
 
 def visible_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -118,6 +114,10 @@ def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
         raise TypeError(f"config must be an AdapterConfig (e.g. HammingConfig), got "
                         f"{type(config).__name__}")
     check_adapter_name(adapter_name)
+    if config.target_modules is None:
+        raise ValueError(f"target_modules is required to inject a {type(config).__name__} into "
+                         f"a model: a list of module-name suffixes, a regex string, or "
+                         f"'all-linear'; some module names: {_examples(model)}")
     layer_cls = layer_class(config)
     result = Plan(adapter_name, config, layer_cls)
     names = match_targets(model, config.target_modules)
@@ -164,28 +164,25 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 def adapter_parameter_ids(model: nn.Module) -> set[int]:
     """``id`` of every parameter held by an adapter (not by a base layer)."""
     ids = set()
-    for m in model.modules():
-        if isinstance(m, AdapterLayer):
-            for attr in m.adapter_layer_names:
-                ids |= {id(p) for p in getattr(m, attr).parameters()}
+    for _, layer in adapter_layers(model):
+        for attr in layer.adapter_layer_names:
+            ids |= {id(p) for p in getattr(layer, attr).parameters()}
     return ids
 
 
 def apply(model: nn.Module, plan: Plan, active: list[str], trainable: bool = True) -> None:
     """Attach the planned adapter, freeze every non-adapter parameter.
 
-    New adapter modules move to their base module's device and are trainable if
-    ``trainable``; new wrappers get ``active`` as their active adapters.
+    New adapter modules are trainable if ``trainable`` (the layers place them next to their
+    base module); new wrappers get ``active`` as their active adapters.
     """
     for name, module, parts, cls in plan.entries():
-        layer = module if isinstance(module, AdapterLayer) else cls.wrap(module)
-        ref = next(_base(module).parameters(), None)
         for part in parts.modules.values():
-            if ref is not None:
-                part.to(device=ref.device)
             part.requires_grad_(trainable)
-        layer.attach(plan.adapter_name, parts)
-        if layer is not module:
+        if isinstance(module, AdapterLayer):
+            module.attach(plan.adapter_name, parts)
+        else:
+            layer = cls(module, adapter_name=plan.adapter_name, parts=parts)
             layer.set_adapter(active)
             _replace(model, name, layer)
     keep = adapter_parameter_ids(model)
@@ -195,6 +192,8 @@ def apply(model: nn.Module, plan: Plan, active: list[str], trainable: bool = Tru
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:
-    for name, module in model.named_modules():
+    """``(name, layer)`` for every adapter layer of ``model`` that is not inside another
+    (a mixture's experts belong to their mixture)."""
+    for name, module in visible_modules(model):
         if isinstance(module, AdapterLayer):
             yield name, module

@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._version import __version__
-from ..adapters.base import CONFIG_NAME, AdapterConfig, AdapterLayer
+from ..adapters.config import CONFIG_NAME, AdapterConfig
+from .injection import adapter_layers
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 VERSION_KEY = "qiadapters_version"
@@ -29,9 +30,7 @@ VERSION_KEY = "qiadapters_version"
 def adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
     """The tensors of one adapter, keyed as in the saved file."""
     out = {}
-    for path, layer in model.named_modules():
-        if not isinstance(layer, AdapterLayer):
-            continue
+    for path, layer in adapter_layers(model):
         for attr in layer.adapter_layer_names:
             modules = getattr(layer, attr)
             if adapter_name in modules:

@@ -10,14 +10,17 @@ import copy
 
 from torch import nn
 
-from ..adapters.base import AdapterLayer, AdapterParts
+from ..adapters.layer import AdapterLayer, AdapterParts, reference_tensor
 
 
 class ModulesToSave(AdapterLayer):
     """Wraps ``base_layer`` (frozen) with a trainable copy per adapter in ``modules_to_save``."""
 
     adapter_layer_names = ("modules_to_save",)
-    mergeable = True  # "merging" keeps the trained copy: merge_and_unload returns it
+
+    def merge_blocker(self, adapter_names=None):
+        """Always mergeable: "merging" keeps the trained copy (merge_and_unload returns it)."""
+        return None
 
     @classmethod
     def build(cls, base_layer: nn.Module) -> AdapterParts:
@@ -27,6 +30,11 @@ class ModulesToSave(AdapterLayer):
         trained = copy.deepcopy(base_layer)
         trained.requires_grad_(True)
         return AdapterParts(modules={"modules_to_save": trained}, settings={})
+
+    def place(self, module: nn.Module) -> nn.Module:
+        """Copies keep the base module's dtype; they only follow its device."""
+        ref = reference_tensor(self.base_layer)
+        return module if ref is None else module.to(device=ref.device)
 
     def current(self) -> nn.Module:
         """The module the forward pass uses now."""

@@ -1,5 +1,5 @@
 """Hamming-weight (quantum-inspired) adapters: config, layer, parametrizations."""
-from ..base import register
+from ..registry import register
 from .config import DEFAULT_BLOCKS, HammingConfig
 from .layer import HammingAdapter, plan_blocks
 from .parametrizations import PARAMETRIZATIONS, Cayley, CircuitPair, Expm, Parametrization

@@ -4,9 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from ... import _checks
+from typing import Any
+
+from ... import checks
 from ...circuits import GATES, LAYOUTS
-from ..base import AdapterConfig
+from ..config import AdapterConfig
 from .parametrizations import PARAMETRIZATIONS
 
 #: Blocks per layer when neither ``blocks`` nor ``block_size`` is given (the paper's GLUE setting).
@@ -19,11 +21,34 @@ _MAX_ORDER = 64
 
 def check_orders(orders) -> tuple[int, ...]:
     """Distinct Hamming weights ``>= 1``, sorted (weight 0 is a constant 1x1 block)."""
-    ks = _checks.orders("orders", orders, _MAX_ORDER)
+    ks = checks.orders("orders", orders, _MAX_ORDER)
     if ks[0] < 1:
         raise ValueError(f"orders={orders!r} contains 0; the weight-0 block is the constant "
                          f"[1], so valid orders are integers 1..n (e.g. (1, 2))")
     return ks
+
+
+def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
+                  layout="pyramid", gate="rbs", side="output", parametrization="cayley",
+                  share_blocks=False) -> dict[str, Any]:
+    """The per-layer options of a Hamming adapter, validated and normalised: the one check
+    shared by :class:`HammingConfig` and :meth:`HammingAdapter.build` (checks that need the
+    layer's width live in :func:`~qiadapters.adapters.hamming.plan_blocks`)."""
+    if blocks is not None and block_size is not None:
+        raise ValueError(f"give blocks or block_size, not both (got blocks={blocks}, "
+                         f"block_size={block_size})")
+    return {
+        "orders": check_orders(orders),
+        "blocks": None if blocks is None else checks.integer("blocks", blocks, low=1),
+        "block_size": None if block_size is None else checks.integer("block_size", block_size,
+                                                                     low=1),
+        "n_qubits": None if n_qubits is None else checks.integer("n_qubits", n_qubits, low=2),
+        "layout": checks.choice("layout", layout, LAYOUTS),
+        "gate": checks.choice("gate", gate, GATES),
+        "side": checks.choice("side", side, SIDES),
+        "parametrization": checks.choice("parametrization", parametrization, PARAMETRIZATIONS),
+        "share_blocks": checks.flag("share_blocks", share_blocks),
+    }
 
 
 @dataclass
@@ -66,19 +91,5 @@ class HammingConfig(AdapterConfig):
     adapter_type: ClassVar[str] = "hamming"
 
     def validate(self) -> None:
-        self.orders = check_orders(self.orders)
-        if self.blocks is not None and self.block_size is not None:
-            raise ValueError(f"give blocks or block_size, not both (got blocks={self.blocks}, "
-                             f"block_size={self.block_size})")
-        if self.blocks is not None:
-            _checks.integer("blocks", self.blocks, low=1)
-        if self.block_size is not None:
-            _checks.integer("block_size", self.block_size, low=1)
-        if self.n_qubits is not None:
-            _checks.integer("n_qubits", self.n_qubits, low=2)
-        _checks.choice("layout", self.layout, LAYOUTS)
-        _checks.choice("gate", self.gate, GATES)
-        _checks.choice("side", self.side, SIDES)
-        _checks.choice("parametrization", self.parametrization, PARAMETRIZATIONS)
-        if not isinstance(self.share_blocks, bool):
-            raise ValueError(f"share_blocks={self.share_blocks!r} must be True or False")
+        for key, value in check_options(**self.layer_options()).items():
+            setattr(self, key, value)

@@ -15,17 +15,17 @@ layer apply as their product in the order they were added.
 from __future__ import annotations
 
 from math import comb
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import _checks
-from ...circuits import GATES, LAYOUTS, max_qubits
+from ... import checks
+from ...circuits import max_qubits
 from ...circuits.blockdiag import BlockLayout
-from ..base import AdapterLayer, AdapterParts
-from .config import DEFAULT_BLOCKS, SIDES, check_orders
+from ..layer import AdapterLayer, AdapterParts
+from .config import DEFAULT_BLOCKS, check_options
 from .parametrizations import PARAMETRIZATIONS, Parametrization
 
 
@@ -37,19 +37,25 @@ def plan_blocks(dim: int, orders, blocks: int | None = None, block_size: int | N
     ``b = block_size`` and ``r = floor(dim / b)``; ``n`` defaults to the largest ``n`` with
     ``sum_k C(n,k) <= b`` (a power of two if ``power_of_two``); ``pad = b - sum_k C(n,k)``.
     """
-    ks = check_orders(orders)
-    if blocks is not None and block_size is not None:
-        raise ValueError(f"give blocks or block_size, not both (got blocks={blocks}, "
-                         f"block_size={block_size})")
+    opts = check_options(orders=orders, blocks=blocks, block_size=block_size,
+                         n_qubits=n_qubits)
+    return _plan(dim, opts["orders"], opts["blocks"], opts["block_size"], opts["n_qubits"],
+                 power_of_two)
+
+
+def _plan(dim: int, ks: tuple[int, ...], blocks: Optional[int], block_size: Optional[int],
+          n_qubits: Optional[int], power_of_two: bool) -> BlockLayout:
+    """:func:`plan_blocks` for options already checked by :func:`check_options`: only the
+    checks that need ``dim`` are made here."""
     n_min = max(2, ks[-1])
     need = sum(comb(n_min, k) for k in ks)
     if block_size is None:
-        r = _checks.integer("blocks", DEFAULT_BLOCKS if blocks is None else blocks, low=1)
+        r = DEFAULT_BLOCKS if blocks is None else blocks
         b = dim // r
         what = f"blocks={r} gives block size floor({dim} / {r}) = {b}"
         fix = f"use blocks <= {dim // need}" if dim >= need else "target a wider layer"
     else:
-        b = _checks.integer("block_size", block_size, low=1)
+        b = block_size
         r = dim // b
         what = f"block_size={b}"
         fix = f"use {need} <= block_size <= {dim}" if dim >= need else "target a wider layer"
@@ -64,7 +70,7 @@ def plan_blocks(dim: int, orders, blocks: int | None = None, block_size: int | N
                 raise ValueError(f"{what}: the largest power-of-two n with sum_k C(n,k) <= {b} "
                                  f"is {n}, below max(orders)={ks[-1]}; use larger blocks")
     else:
-        n = _checks.integer("n_qubits", n_qubits, low=n_min)
+        n = checks.integer("n_qubits", n_qubits, low=n_min)
         if sum(comb(n, k) for k in ks) > b:
             raise ValueError(f"n_qubits={n} needs sum_k C({n},k) = "
                              f"{sum(comb(n, k) for k in ks)} dims for orders={ks}, more than "
@@ -73,7 +79,6 @@ def plan_blocks(dim: int, orders, blocks: int | None = None, block_size: int | N
         if power_of_two and n & (n - 1):
             raise ValueError(f"n_qubits={n} is not valid for layout='butterfly'; n must be a "
                              f"power of two")
-    ks = _checks.orders("orders", ks, n)
     return BlockLayout(n=n, orders=ks, blocks=r, pad=b - sum(comb(n, k) for k in ks), dim=dim)
 
 
@@ -99,6 +104,7 @@ class HammingAdapter(AdapterLayer):
         share_blocks: one parameter set for all ``r`` blocks.
         adapter_name: the name of this first adapter (more can be added with
             :meth:`add_adapter`; several active ones apply as a product).
+        parts: parts built earlier by :meth:`build` (then the options are not used).
 
     Example::
 
@@ -109,49 +115,36 @@ class HammingAdapter(AdapterLayer):
 
     adapter_layer_names = ("hamming",)
     other_param_names = ("side",)
-    mergeable = True
 
     def __init__(self, linear: nn.Linear, orders: Sequence[int] = (1, 2),
                  blocks: int | None = None, block_size: int | None = None,
                  n_qubits: int | None = None, layout: str = "pyramid", gate: str = "rbs",
                  side: str = "output", parametrization: str = "cayley",
-                 share_blocks: bool = False, *, adapter_name: str = "default"):
-        parts = self.build(linear, orders=orders, blocks=blocks, block_size=block_size,
-                           n_qubits=n_qubits, layout=layout, gate=gate, side=side,
-                           parametrization=parametrization, share_blocks=share_blocks)
-        super().__init__(linear)
-        linear.requires_grad_(False)
-        self.attach(adapter_name, parts)
-        self.set_adapter(adapter_name)
+                 share_blocks: bool = False, *, adapter_name: Optional[str] = "default",
+                 parts: Optional[AdapterParts] = None):
+        super().__init__(linear, adapter_name, parts=parts, orders=orders, blocks=blocks,
+                         block_size=block_size, n_qubits=n_qubits, layout=layout, gate=gate,
+                         side=side, parametrization=parametrization, share_blocks=share_blocks)
 
     @classmethod
-    def build(cls, base_layer: nn.Module, *, orders=(1, 2), blocks=None, block_size=None,
-              n_qubits=None, layout="pyramid", gate="rbs", side="output",
-              parametrization="cayley", share_blocks=False) -> AdapterParts:
+    def build(cls, base_layer: nn.Module, **options) -> AdapterParts:
+        opts = check_options(**options)
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"a Hamming adapter wraps an nn.Linear, got "
                             f"{type(base_layer).__name__}")
-        _checks.choice("side", side, SIDES)
-        _checks.choice("parametrization", parametrization, PARAMETRIZATIONS)
-        _checks.choice("layout", layout, LAYOUTS)
-        _checks.choice("gate", gate, GATES)
-        if not isinstance(share_blocks, bool):
-            raise ValueError(f"share_blocks={share_blocks!r} must be True or False")
+        side, parametrization, layout = opts["side"], opts["parametrization"], opts["layout"]
         dim = base_layer.out_features if side == "output" else base_layer.in_features
-        circuit = parametrization == "circuit"
-        block_layout = plan_blocks(dim, orders, blocks, block_size, n_qubits,
-                                   power_of_two=circuit and layout == "butterfly")
-        module = PARAMETRIZATIONS[parametrization](block_layout, gate=gate, layout=layout,
-                                                   share_blocks=share_blocks)
+        block_layout = _plan(dim, opts["orders"], opts["blocks"], opts["block_size"],
+                             opts["n_qubits"],
+                             power_of_two=parametrization == "circuit" and layout == "butterfly")
+        module = PARAMETRIZATIONS[parametrization](block_layout, gate=opts["gate"], layout=layout,
+                                                   share_blocks=opts["share_blocks"])
         return AdapterParts(modules={"hamming": module}, settings={"side": side})
 
     # ------------------------------------------------------------ forward
-    def _compute_dtype(self) -> torch.dtype:
-        return torch.float64 if self.base_layer.weight.dtype == torch.float64 else torch.float32
-
     def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
         base = self.base_layer
-        compute = self._compute_dtype()
+        compute = self.adapter_dtype
         before = [a for a in adapter_names if self.side[a] == "input"]
         after = [a for a in adapter_names if self.side[a] == "output"]
         h = x
@@ -178,7 +171,7 @@ class HammingAdapter(AdapterLayer):
         if any(self.side[a] == "input" for a in adapter_names):
             return self.adapter_forward(x, adapter_names, *args, **kwargs)
         bias = self.base_layer.bias
-        y = base_output.to(self._compute_dtype())
+        y = base_output.to(self.adapter_dtype)
         if bias is not None:
             y = y - bias.to(y.dtype)
         for a in adapter_names:
@@ -187,42 +180,30 @@ class HammingAdapter(AdapterLayer):
         return y if bias is None else y + bias
 
     # ------------------------------------------------------------ merge
-    def _merge_sequence(self, adapter_names: list[str]) -> list[str]:
-        # Output-side maps compose after the (merged) base in added order; input-side maps
-        # compose before it, so the last-added input map is folded in first.
+    def fold(self, weights: dict[str, torch.Tensor], adapter_names: list[str],
+             inverse: bool = False) -> dict[str, torch.Tensor]:
+        """``W -> D^T W`` per output-side adapter and ``W -> W D^T`` per input-side one (the
+        bias is untouched); ``inverse`` multiplies by ``D`` instead (``D`` is orthogonal).
+
+        Output-side maps compose after the base in the order added; input-side ones before
+        it, so the last-added input map is folded first.  The inverse runs the sequence
+        backwards.
+        """
         after = [a for a in adapter_names if self.side[a] == "output"]
         before = [a for a in adapter_names if self.side[a] == "input"]
-        return after + before[::-1]
-
-    def _fold(self, W: torch.Tensor, name: str, inverse: bool) -> torch.Tensor:
-        """``W -> D^T W`` (output side) or ``W D^T`` (input side); ``inverse`` undoes it."""
-        rot: Parametrization = self.hamming[name]
-        if self.side[name] == "output":  # D^T W = (W^T D)^T ; D W = (W^T D^T)^T
-            return rot(W.T, transpose=inverse).T
-        return rot(W, transpose=not inverse)  # W D^T ; W D
-
-    @torch.no_grad()
-    def _merge(self, adapter_names: list[str], safe_merge: bool) -> None:
-        weight = self.base_layer.weight
-        W = weight.to(self._compute_dtype())
-        for a in self._merge_sequence(adapter_names):
-            W = self._fold(W, a, inverse=False)
-        if safe_merge and not torch.isfinite(W).all():
-            raise ValueError(f"merging adapters {adapter_names} gives non-finite weights; "
-                             f"the layer was left unmerged")
-        weight.copy_(W.to(weight.dtype))
-
-    @torch.no_grad()
-    def _unmerge(self, adapter_names: list[str]) -> None:
-        weight = self.base_layer.weight
-        W = weight.to(self._compute_dtype())
-        for a in reversed(self._merge_sequence(adapter_names)):
-            W = self._fold(W, a, inverse=True)
-        weight.copy_(W.to(weight.dtype))
+        sequence = after + before[::-1]
+        W = weights["weight"]
+        for a in (reversed(sequence) if inverse else sequence):
+            rot: Parametrization = self.hamming[a]
+            if self.side[a] == "output":  # D^T W = (W^T D)^T ; D W = (W^T D^T)^T
+                W = rot(W.T, transpose=inverse).T
+            else:                         # W D^T ; W D
+                W = rot(W, transpose=not inverse)
+        return {**weights, "weight": W}
 
     def delta_matrix(self, adapter_name: str) -> torch.Tensor:
         """The dense ``D`` of one adapter (``d x d``; for inspection and tests)."""
-        return self.hamming[adapter_name].dense(self._compute_dtype())
+        return self.hamming[adapter_name].dense(self.adapter_dtype)
 
     def extra_repr(self) -> str:
         base = self.base_layer

@@ -29,6 +29,7 @@ from torch import nn
 from ...circuits import Circuit
 from ...circuits.compound import compounds
 from ...circuits.blockdiag import BlockLayout, apply_blocks, dense
+from ..layer import compute_dtype
 
 
 class Parametrization(nn.Module):
@@ -62,9 +63,8 @@ class Parametrization(nn.Module):
         float64 if ``dtype`` is float64 and in float32 otherwise (fp16/bf16 included)."""
         raise NotImplementedError(f"{type(self).__name__} must implement blocks()")
 
-    def compute_dtype(self, dtype: torch.dtype | None) -> torch.dtype:
-        """float64 stays float64; everything else (fp16, bf16, fp32) is computed in float32."""
-        return torch.float64 if dtype == torch.float64 else torch.float32
+    #: float64 stays float64; everything else is computed in float32 (the library's one rule).
+    compute_dtype = staticmethod(compute_dtype)
 
     def _per_block(self, t: torch.Tensor) -> torch.Tensor:
         """Broadcast a shared ``(1, m, m)`` block to ``(r, m, m)``."""

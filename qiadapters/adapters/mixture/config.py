@@ -1,12 +1,12 @@
 """Configuration of the mixture layer (``adapter_type="mixture"``): experts are configs."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
-from ... import _checks
-from ..base import CONFIGS, AdapterConfig
+from ... import checks
+from ..config import AdapterConfig
+from ..registry import CONFIGS
 from .routers import ROUTERS
 
 
@@ -16,19 +16,13 @@ def check_options(n_experts: int, router: str, top_k: Optional[int], temperature
     if n_experts < 1:
         raise ValueError("experts=[] is empty; give at least one expert (an adapter config "
                          "such as HammingConfig(...), or an adapter layer)")
-    _checks.choice("router", router, ROUTERS)
+    checks.choice("router", router, ROUTERS)
     if top_k is not None:
-        top_k = _checks.integer("top_k", top_k, low=1, high=n_experts)
-    out = {"router": router, "top_k": top_k}
-    for arg, value, strict in (("temperature", temperature, True), ("balance", balance, False),
-                               ("z_loss", z_loss, False)):
-        ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-              and math.isfinite(value) and (value > 0 if strict else value >= 0))
-        if not ok:
-            raise ValueError(f"{arg}={value!r} is not valid; valid: a finite number "
-                             f"{'> 0' if strict else '>= 0'}")
-        out[arg] = float(value)
-    return out
+        top_k = checks.integer("top_k", top_k, low=1, high=n_experts)
+    return {"router": router, "top_k": top_k,
+            "temperature": checks.number("temperature", temperature, low=0, strict=True),
+            "balance": checks.number("balance", balance, low=0),
+            "z_loss": checks.number("z_loss", z_loss, low=0)}
 
 
 def expert_config(i: int, expert: Any) -> AdapterConfig:
@@ -55,17 +49,15 @@ class MixtureConfig(AdapterConfig):
     gives an adapted output ``E_e(x)``; the layer returns
     ``f(x) + Σ_e α_e(x) (E_e(x) - f(x))`` with router weights ``α`` summing to 1.
 
-    Each expert config carries ``target_modules`` (the config classes require it); it must
-    equal the mixture's, and ``target_modules`` of the mixture may be left out to take the
+    Expert configs adapt the mixture's targets, so they leave ``target_modules`` out (or
+    give the mixture's value); the mixture's ``target_modules`` may be left out to take the
     experts' common value.  ``modules_to_save`` belongs to the mixture only.
 
     Example::
 
         cfg = MixtureConfig(target_modules=["query", "value"], router="token", top_k=2,
-                            experts=[HammingConfig(target_modules=["query", "value"],
-                                                   orders=(1,)),
-                                     HammingConfig(target_modules=["query", "value"],
-                                                   orders=(1, 2), blocks=2)])
+                            experts=[HammingConfig(orders=(1,)),
+                                     HammingConfig(orders=(1, 2), blocks=2)])
     """
 
     experts: list = field(default_factory=list, metadata={"help": (
@@ -92,12 +84,12 @@ class MixtureConfig(AdapterConfig):
         if isinstance(self.experts, (str, bytes)) or not isinstance(self.experts, (list, tuple)):
             raise ValueError(f"experts={self.experts!r} must be a list of adapter configs")
         self.experts = [expert_config(i, e) for i, e in enumerate(self.experts)]
-        if self.target_modules is None and self.experts:
-            targets = [e.target_modules for e in self.experts]
+        if self.target_modules is None:
+            targets = [e.target_modules for e in self.experts if e.target_modules is not None]
             if any(t != targets[0] for t in targets):
                 raise ValueError(f"the experts' target_modules differ ({targets}); give the "
-                                 f"mixture's target_modules and the same value to each expert")
-            self.target_modules = targets[0]
+                                 f"mixture's target_modules and leave the experts' out")
+            self.target_modules = targets[0] if targets else None
         super().__post_init__()
 
     def validate(self) -> None:
@@ -106,12 +98,11 @@ class MixtureConfig(AdapterConfig):
         for key, value in options.items():
             setattr(self, key, value)
         for i, expert in enumerate(self.experts):
-            if expert.target_modules != self.target_modules:
+            if expert.target_modules not in (None, self.target_modules):
                 raise ValueError(f"experts[{i}].target_modules={expert.target_modules!r} "
                                  f"differs from the mixture's target_modules="
                                  f"{self.target_modules!r}; every expert adapts the mixture's "
-                                 f"targets (give them the same value, or leave the mixture's "
-                                 f"out)")
+                                 f"targets (leave the expert's out)")
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

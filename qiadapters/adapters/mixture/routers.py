@@ -1,20 +1,7 @@
-r"""Routers of the mixture layer: router logits, (top-k) weights, and the router losses.
+r"""The mixture layer's routing: (top-k) weights from router logits, and the router losses.
 
-A router maps the wrapped module's input ``x: (..., d)`` to logits ``ℓ`` over ``E`` experts,
-shaped so that they broadcast against the output ``(..., d_out)`` after one more axis:
-
-==========  ==========================  ===================================================
-router      logits shape                ``ℓ``
-==========  ==========================  ===================================================
-global      ``(E,)``                    a free vector (one routing unit for every input)
-sample      ``(B, 1, ..., 1, E)``       ``mean_t(x_t) G^T + g``, the mean over every axis
-                                        between the batch axis and the features
-token       ``(..., E)``                ``x_t G^T + g`` for each token (position)
-==========  ==========================  ===================================================
-
-``G``, ``g`` and the global vector start at zero, so every router starts uniform
-(``α_e = 1/E``).  Routers compute in float32 (float64 for a float64 input) whatever the base
-dtype.
+The routers themselves (``global``, ``sample``, ``token``) are shared with the physics
+family: see :mod:`qiadapters.adapters.routers` for their logits and shapes.
 
 Weights (:func:`route`): ``p = softmax(ℓ / T)`` with temperature ``T``; with ``top_k`` only
 the ``k`` largest entries of each unit are kept and renormalised
@@ -32,88 +19,15 @@ global unit): Switch-Transformer load balancing
 """
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from ..routers import ROUTERS, GlobalRouter, Router, SampleRouter, TokenRouter
 
 __all__ = ["Router", "GlobalRouter", "SampleRouter", "TokenRouter", "ROUTERS", "Routing",
            "route", "router_losses"]
-
-
-def _float(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype == torch.float64 else x.float()
-
-
-class Router(nn.Module):
-    """Base class: ``forward(x: (..., d)) -> logits`` (shapes in the module docstring)."""
-
-    name: ClassVar[str] = ""
-    #: whether the router reads the input (and so needs its width ``in_features``).
-    needs_input: ClassVar[bool] = True
-
-    def __init__(self, in_features: Optional[int], n_experts: int):
-        super().__init__()
-        self.in_features, self.n_experts = in_features, n_experts
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, n_experts={self.n_experts}"
-
-
-class GlobalRouter(Router):
-    """Free logits ``ℓ: (E,)`` shared by every input (zero: uniform at init)."""
-
-    name = "global"
-    needs_input = False
-
-    def __init__(self, in_features: Optional[int], n_experts: int):
-        super().__init__(in_features, n_experts)
-        self.logits = nn.Parameter(torch.zeros(n_experts))
-
-    def forward(self, x: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if x is not None and x.dtype == torch.float64:
-            return self.logits.double()
-        return self.logits.float()
-
-
-class _Gate(Router):
-    def __init__(self, in_features: Optional[int], n_experts: int):
-        super().__init__(in_features, n_experts)
-        self.gate = nn.Linear(in_features, n_experts)
-        nn.init.zeros_(self.gate.weight)
-        nn.init.zeros_(self.gate.bias)
-
-    def _gate(self, h: torch.Tensor) -> torch.Tensor:
-        h = _float(h)
-        return F.linear(h, self.gate.weight.to(h.dtype), self.gate.bias.to(h.dtype))
-
-
-class SampleRouter(_Gate):
-    """A linear gate on each sample's mean token: ``(B, 1, ..., 1, E)`` for ``x: (B, ..., d)``
-    (a 2D ``x: (B, d)`` has one token per sample)."""
-
-    name = "sample"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim <= 2:
-            return self._gate(x)
-        mean = _float(x).mean(dim=tuple(range(1, x.ndim - 1)))
-        return self._gate(mean).reshape(x.shape[0], *([1] * (x.ndim - 2)), self.n_experts)
-
-
-class TokenRouter(_Gate):
-    """A linear gate on every token: ``(..., E)`` for ``x: (..., d)``."""
-
-    name = "token"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._gate(x)
-
-
-#: Registry of routers by name.
-ROUTERS: dict[str, type[Router]] = {"global": GlobalRouter, "sample": SampleRouter,
-                                    "token": TokenRouter}
 
 
 class Routing(NamedTuple):

@@ -1,0 +1,139 @@
+"""``AdapterConfig``: the documented dataclass every family's config extends.
+
+Every field except the shared ``target_modules`` / ``modules_to_save`` is a per-layer option:
+:meth:`AdapterConfig.layer_options` hands them to the family layer's ``build``.  A family
+checks its options in ONE function that both its config (:meth:`AdapterConfig.validate`) and
+its layer's ``build`` call, so a config that constructs is a config that builds (up to the
+shapes of the modules it meets).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Optional, Sequence, Union
+
+from .registry import config_class
+
+CONFIG_NAME = "adapter_config.json"
+#: Fields of every config that are not per-layer options.
+SHARED_FIELDS = ("target_modules", "modules_to_save")
+
+
+@dataclass
+class AdapterConfig:
+    """Fields shared by every family: which modules to adapt and which to train fully."""
+
+    target_modules: Optional[Union[list[str], str]] = field(default=None, metadata={"help": (
+        "Modules to wrap: a list of name suffixes (['query', 'value'] matches "
+        "'encoder.layer.0.attention.self.query'), a regex string that must match the full "
+        "module name, or 'all-linear' (every nn.Linear except the output head: the model's "
+        "output embeddings, modules named classifier/score/lm_head/qa_outputs/head/cls, or "
+        "else the last nn.Linear).  Required to inject into a model; an expert config inside "
+        "a mixture may leave it out (it adapts the mixture's targets).")})
+    modules_to_save: Optional[list[str]] = field(default=None, metadata={"help": (
+        "Name suffixes of modules trained in full next to the adapter (e.g. the freshly "
+        "initialised ['classifier']).  Each gets a trainable copy per adapter; the original "
+        "stays frozen and is used when adapters are disabled.  Copies are saved with the "
+        "adapter.")})
+
+    adapter_type: ClassVar[str] = ""
+
+    def __post_init__(self):
+        tm = self.target_modules
+        if tm is None:
+            pass  # checked where it is needed: injecting into a model
+        elif isinstance(tm, str):
+            if not tm:
+                raise ValueError("target_modules='' is empty; give name suffixes, a regex or "
+                                 "'all-linear'")
+            if tm != "all-linear":
+                try:
+                    re.compile(tm)
+                except re.error as e:
+                    raise ValueError(f"target_modules={tm!r} is not a valid regex: {e}") from None
+        else:
+            self.target_modules = _names("target_modules", tm)
+        if self.modules_to_save is not None:
+            self.modules_to_save = _names("modules_to_save", self.modules_to_save)
+        self.validate()
+
+    def validate(self) -> None:
+        """Family hook: check and normalise the per-layer options (called on construction)
+        with the same function the family's layer ``build`` uses."""
+
+    # --------------------------------------------------------------- per-layer options
+    def layer_options(self) -> dict[str, Any]:
+        """The keyword arguments given to the layer's ``build`` (every non-shared field)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in SHARED_FIELDS}
+
+    # --------------------------------------------------------------- JSON round trip
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``adapter_type`` and every field (tuples become lists)."""
+        out: dict[str, Any] = {"adapter_type": self.adapter_type}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AdapterConfig":
+        """Inverse of :meth:`to_dict`.  On the base class, dispatches on ``adapter_type``."""
+        if not isinstance(data, dict):
+            raise TypeError(f"config data must be a dict, got {type(data).__name__}")
+        data = dict(data)
+        kind = data.pop("adapter_type", cls.adapter_type or None)
+        target = cls
+        if cls is AdapterConfig or kind != cls.adapter_type:
+            target = config_class(kind)
+            if not issubclass(target, cls):
+                raise ValueError(f"adapter_type={kind!r} is a {target.__name__}, not a "
+                                 f"{cls.__name__}")
+        known = {f.name: f for f in fields(target)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {target.__name__} fields {unknown}; valid fields: "
+                             f"{sorted(known)}")
+        kwargs = {}
+        for name, value in data.items():
+            default = known[name].default
+            if isinstance(value, list) and default is not MISSING and isinstance(default, tuple):
+                value = tuple(value)
+            kwargs[name] = value
+        return target(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> str:
+        """Write ``adapter_config.json`` (plus ``extra`` keys) into ``directory``."""
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, CONFIG_NAME)
+        data = {**self.to_dict(), **(extra or {})}
+        with open(path, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, ignore: Sequence[str] = ()) -> "AdapterConfig":
+        """Read ``adapter_config.json`` from ``directory`` (keys in ``ignore`` are dropped)."""
+        path = os.path.join(directory, CONFIG_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no {CONFIG_NAME} in {os.fspath(directory)!r}")
+        with open(path) as f:
+            data = json.load(f)
+        for key in ignore:
+            data.pop(key, None)
+        return cls.from_dict(data)
+
+
+def _names(arg: str, value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set)):
+        raise ValueError(f"{arg}={value!r} must be a list of module-name strings")
+    value = list(value)
+    bad = [v for v in value if not isinstance(v, str) or not v]
+    if bad or not value:
+        raise ValueError(f"{arg}={value!r} must be a non-empty list of non-empty strings")
+    return value

@@ -1,0 +1,366 @@
+r"""``AdapterLayer``: the contract every adapter family's layer implements.
+
+A layer wraps one frozen base module (``base_layer``) and holds any number of named
+adapters.  Each adapter's state lives in the ``nn.ModuleDict`` attributes listed in
+``adapter_layer_names`` (trainable, saved) and the plain dicts listed in
+``other_param_names`` (settings rebuilt from the config, not saved), keyed by adapter name,
+so adding, activating, deleting, casting and saving are generic and live here.
+
+A family implements four hooks, nothing else:
+
+=====================  ==================================================================
+``build`` (classmethod)  validate the options against the base module and construct one
+                         adapter's :class:`AdapterParts`; never touches the base module
+``adapter_forward``      the adapted output of the active, unmerged adapters
+``adapter_output``       the same, given the base output already computed (optional: by
+                         default a second call of ``adapter_forward``)
+``fold``                 a pure map of the base parameters to the merged ones (optional:
+                         a family without it is not mergeable)
+=====================  ==================================================================
+
+and may refine :meth:`~AdapterLayer.merge_blocker` (the one place mergeability is declared)
+and :meth:`~AdapterLayer.aux_loss`.
+
+**Construction.**  ``Layer(base, adapter_name, **options)`` builds the first adapter's parts
+(validating every option before anything changes), freezes ``base``, attaches the parts and
+activates them.  ``Layer(base, adapter_name, parts=parts)`` attaches parts built earlier
+(the model machinery builds every layer's parts first, so a bad config fails before the
+model changes); ``Layer(base, None)`` is a layer holding no adapter yet.
+
+**Devices and dtypes** (stated once, here).  Attached adapter modules are moved to the base
+module's device and cast to :func:`compute_dtype` of its floating dtype: float32 for
+float16 / bfloat16 / float32 bases, float64 for float64 bases.  Adapter math runs in that
+dtype and results are cast back to the dtype of the tensors the base module returns.
+"""
+from __future__ import annotations
+
+import warnings
+from itertools import chain
+from typing import Any, ClassVar, NamedTuple, Optional, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype", "reference_tensor",
+           "check_adapter_name", "unwrap"]
+
+
+def compute_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype adapter math runs in for tensors of ``dtype``: float64 stays float64,
+    everything else (float16, bfloat16, float32, integer or packed weights, None) is float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module a :class:`SharedBase` stands for (any other module is returned as is)."""
+    return module.target if isinstance(module, SharedBase) else module
+
+
+def reference_tensor(module: nn.Module) -> Optional[torch.Tensor]:
+    """The tensor that fixes where a module's adapters live: its first floating parameter or
+    buffer (else its first tensor at all; None for a module without tensors)."""
+    tensors = list(chain(unwrap(module).parameters(), unwrap(module).buffers()))
+    floating = [t for t in tensors if t.is_floating_point()]
+    return (floating or tensors or [None])[0]
+
+
+def check_adapter_name(adapter_name: Any) -> str:
+    """An adapter name is a non-empty string without ``.`` (it becomes a state-dict key)."""
+    if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
+        raise ValueError(f"adapter_name={adapter_name!r} must be a non-empty string without '.'")
+    return adapter_name
+
+
+class AdapterParts(NamedTuple):
+    """One adapter's state for one layer, built before anything is attached.
+
+    ``modules``: attribute in ``adapter_layer_names`` -> module; ``settings``: attribute in
+    ``other_param_names`` -> value.
+    """
+
+    modules: dict[str, nn.Module]
+    settings: dict[str, Any]
+
+
+class SharedBase(nn.Module):
+    """Stands for a base module owned elsewhere (a mixture's experts share its base).
+
+    Calls and attribute reads go to ``target``, which is not registered as a submodule: its
+    parameters are neither saved, moved nor counted a second time through this proxy.
+    """
+
+    def __init__(self, target: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "target", unwrap(target))
+
+    def forward(self, *args, **kwargs):
+        return self.target(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            target = self.__dict__.get("target")
+            if target is None:
+                raise
+            return getattr(target, name)
+
+    def extra_repr(self) -> str:
+        return f"target={type(self.target).__name__}"
+
+
+class AdapterLayer(nn.Module):
+    """A frozen base module with named adapters (the contract: see the module docstring).
+
+    ``forward`` runs the base module alone when adapters are disabled or none is active,
+    the merged base module when every active adapter is merged, and otherwise the family's
+    :meth:`adapter_forward` on the active, unmerged adapters in the order they were added.
+    """
+
+    #: ``nn.ModuleDict`` attributes holding per-adapter modules (the saved, trainable state).
+    adapter_layer_names: ClassVar[tuple[str, ...]] = ()
+    #: plain dict attributes holding per-adapter settings.
+    other_param_names: ClassVar[tuple[str, ...]] = ()
+    #: whether ``fold(..., inverse=True)`` undoes a merge; if not, :meth:`merge` keeps the
+    #: original parameters (non-persistent buffers) and :meth:`unmerge` copies them back.
+    fold_invertible: ClassVar[bool] = True
+
+    def __init__(self, base_layer: nn.Module, adapter_name: Optional[str] = "default", *,
+                 parts: Optional[AdapterParts] = None, **options):
+        if not isinstance(base_layer, nn.Module):
+            raise TypeError(f"base_layer must be an nn.Module, got {type(base_layer).__name__}")
+        if not self.adapter_layer_names:
+            raise TypeError(f"{type(self).__name__}.adapter_layer_names must name at least "
+                            f"one nn.ModuleDict attribute")
+        if adapter_name is None:
+            if parts is not None:
+                raise ValueError("parts were given without an adapter_name to attach them as")
+        else:
+            check_adapter_name(adapter_name)
+            if parts is None:
+                parts = self.build(base_layer, **options)  # validates before any change
+        super().__init__()
+        self.base_layer = base_layer
+        base_layer.requires_grad_(False)
+        for attr in self.adapter_layer_names:
+            setattr(self, attr, nn.ModuleDict())
+        for attr in self.other_param_names:
+            setattr(self, attr, {})
+        self._active: list[str] = []
+        self.merged_adapters: list[str] = []
+        self.disable_adapters = False
+        if adapter_name is not None:
+            self.attach(adapter_name, parts)
+            self.set_adapter(adapter_name)
+
+    # ------------------------------------------------------------ family hooks
+    @classmethod
+    def build(cls, base_layer: nn.Module, **options) -> AdapterParts:
+        """Validate ``options`` against ``base_layer`` and construct one adapter's state.
+
+        Must not modify ``base_layer``; raises ValueError/TypeError naming the bad value.
+        """
+        raise NotImplementedError(f"{cls.__name__} must implement build()")
+
+    def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
+        """Forward through ``base_layer`` with the named (active, unmerged) adapters."""
+        raise NotImplementedError(f"{type(self).__name__} must implement adapter_forward()")
+
+    def adapter_output(self, x: torch.Tensor, base_output: torch.Tensor,
+                       adapter_names: list[str], *args, **kwargs):
+        """The adapted output, given ``base_output = base_layer(x, *args, **kwargs)`` already
+        computed (the mixture layer computes it once for all its experts).
+
+        Default: :meth:`adapter_forward`, which ignores ``base_output`` (a second base call).
+        A family overrides this when its output is cheap given the base output.
+        """
+        return self.adapter_forward(x, adapter_names, *args, **kwargs)
+
+    def fold(self, weights: dict[str, torch.Tensor], adapter_names: list[str],
+             inverse: bool = False) -> dict[str, torch.Tensor]:
+        """The base parameters with the named adapters folded in (``inverse``: taken out).
+
+        A pure function: ``weights`` maps the base module's parameter names to tensors in
+        :attr:`adapter_dtype`; the result maps the same names (entries it does not change
+        may be the same objects).  Nothing is written; :meth:`merge` does the writing.
+        """
+        raise NotImplementedError(f"{type(self).__name__} adapters are not mergeable")
+
+    def merge_blocker(self, adapter_names: Optional[Sequence[str]] = None) -> Optional[str]:
+        """Why :meth:`merge` cannot fold these adapters (default: the active ones) into the
+        base weights, or None when it can.  The one place mergeability is declared.
+
+        Default: mergeable exactly when the family implements :meth:`fold`.
+        """
+        if type(self).fold is AdapterLayer.fold:
+            return f"{type(self).__name__} adapters do not change the base weights"
+        return None
+
+    @property
+    def mergeable(self) -> bool:
+        """Whether :meth:`merge` can fold the active adapters (see :meth:`merge_blocker`)."""
+        return self.merge_blocker() is None
+
+    def aux_loss(self) -> torch.Tensor:
+        """Auxiliary loss of the active adapters (regularisers, router losses); default 0."""
+        ref = reference_tensor(self.base_layer)
+        return torch.zeros((), device=None if ref is None else ref.device)
+
+    # ------------------------------------------------------------ devices and dtypes
+    @property
+    def adapter_dtype(self) -> torch.dtype:
+        """The dtype of this layer's adapter parameters and math (module docstring)."""
+        ref = reference_tensor(self.base_layer)
+        return compute_dtype(None if ref is None else ref.dtype)
+
+    def place(self, module: nn.Module) -> nn.Module:
+        """Move an adapter module next to the base module: its device, :attr:`adapter_dtype`."""
+        ref = reference_tensor(self.base_layer)
+        if ref is None:
+            return module
+        return module.to(device=ref.device, dtype=self.adapter_dtype)
+
+    # ------------------------------------------------------------ bookkeeping
+    @property
+    def adapter_names(self) -> list[str]:
+        """Names of the adapters held by this layer, in the order they were added."""
+        return list(getattr(self, self.adapter_layer_names[0]).keys())
+
+    @property
+    def active_adapters(self) -> list[str]:
+        """Active adapters held by this layer, in the order they were added."""
+        return [a for a in self.adapter_names if a in self._active]
+
+    @property
+    def merged(self) -> bool:
+        return bool(self.merged_adapters)
+
+    def attach(self, adapter_name: str, parts: AdapterParts) -> None:
+        """Store an adapter built by :meth:`build` under ``adapter_name`` (not activated),
+        its modules placed next to the base module (:meth:`place`)."""
+        check_adapter_name(adapter_name)
+        if adapter_name in self.adapter_names:
+            raise ValueError(f"adapter_name={adapter_name!r} already exists on this "
+                             f"{type(self).__name__}; existing: {self.adapter_names}")
+        missing = [a for a in self.adapter_layer_names if a not in parts.modules] + \
+                  [a for a in self.other_param_names if a not in parts.settings]
+        if missing:
+            raise ValueError(f"parts for {type(self).__name__} lack {missing}")
+        for attr in self.adapter_layer_names:
+            getattr(self, attr)[adapter_name] = self.place(parts.modules[attr])
+        for attr in self.other_param_names:
+            getattr(self, attr)[adapter_name] = parts.settings[attr]
+
+    def add_adapter(self, adapter_name: str, **options) -> None:
+        """Build and attach another adapter (use :meth:`set_adapter` to activate it)."""
+        check_adapter_name(adapter_name)
+        self.attach(adapter_name, self.build(self.base_layer, **options))
+
+    def set_adapter(self, adapter_names: str | Sequence[str]) -> None:
+        """Make these adapters active (they apply in the order they were added).
+
+        Names this layer does not hold are ignored (a model's adapters may target different
+        layers).  A merged layer is unmerged first, with a warning.
+        """
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        if self.merged and set(names) != set(self.merged_adapters):
+            warnings.warn("set_adapter on a merged layer: unmerging first", stacklevel=2)
+            self.unmerge()
+        self._active = names
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an adapter (unmerging the layer first if it is merged)."""
+        if adapter_name not in self.adapter_names:
+            raise ValueError(f"adapter_name={adapter_name!r} is not on this layer; "
+                             f"existing: {self.adapter_names}")
+        if adapter_name in self.merged_adapters:
+            self.unmerge()
+        for attr in self.adapter_layer_names:
+            del getattr(self, attr)[adapter_name]
+        for attr in self.other_param_names:
+            getattr(self, attr).pop(adapter_name, None)
+        self._active = [a for a in self._active if a != adapter_name]
+
+    # ------------------------------------------------------------ merge
+    def _weights(self) -> tuple[dict[str, nn.Parameter], dict[str, torch.Tensor]]:
+        """The base module's floating parameters, and detached copies in :attr:`adapter_dtype`."""
+        params = {n: p for n, p in self.base_layer.named_parameters() if p.is_floating_point()}
+        dtype = self.adapter_dtype
+        return params, {n: p.detach().to(dtype) for n, p in params.items()}
+
+    @torch.no_grad()
+    def merge(self, adapter_names: Sequence[str] | None = None, safe_merge: bool = False) -> None:
+        """Fold the adapters (default: the active ones) into the base weights with
+        :meth:`fold`.  A second merge while merged is a no-op with a warning.
+        ``safe_merge`` checks the merged weights are finite before writing them."""
+        names = self.active_adapters if adapter_names is None else [
+            a for a in self.adapter_names if a in set(adapter_names)]
+        reason = self.merge_blocker(names)
+        if reason is not None:
+            raise TypeError(f"{type(self).__name__} adapters are not mergeable ({reason}); "
+                            f"use unload() instead")
+        if self.merged:
+            warnings.warn(f"{type(self).__name__} is already merged "
+                          f"({self.merged_adapters}); merge() is a no-op", stacklevel=2)
+            return
+        if not names:
+            return
+        params, weights = self._weights()
+        merged = self.fold(weights, names)
+        if safe_merge and not all(torch.isfinite(merged[n]).all() for n in params):
+            raise ValueError(f"merging adapters {names} gives non-finite weights; the layer "
+                             f"was left unmerged")
+        if not self.fold_invertible:
+            for n, p in params.items():
+                self.register_buffer(_backup_name(n), p.detach().clone(), persistent=False)
+        for n, p in params.items():
+            if merged[n] is not weights[n]:
+                p.copy_(merged[n].to(p.dtype))
+        self.merged_adapters = names
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo :meth:`merge`; a no-op with a warning when nothing is merged."""
+        if not self.merged:
+            warnings.warn(f"{type(self).__name__} is not merged; unmerge() is a no-op",
+                          stacklevel=2)
+            return
+        params, weights = self._weights()
+        if self.fold_invertible:
+            restored = self.fold(weights, self.merged_adapters, inverse=True)
+            for n, p in params.items():
+                if restored[n] is not weights[n]:
+                    p.copy_(restored[n].to(p.dtype))
+        else:
+            for n, p in params.items():
+                p.copy_(getattr(self, _backup_name(n)))
+                delattr(self, _backup_name(n))
+        self.merged_adapters = []
+
+    def unload(self, merge: bool = False) -> nn.Module:
+        """The base module with the adapters merged in (``merge=True``) or removed."""
+        if merge:
+            if not self.merged:
+                self.merge()
+        elif self.merged:
+            self.unmerge()
+        return self.base_layer
+
+    # ------------------------------------------------------------ forward
+    def forward(self, x, *args, **kwargs):
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        pending = [a for a in self.active_adapters if a not in self.merged_adapters]
+        if not pending:
+            return self.base_layer(x, *args, **kwargs)
+        return self.adapter_forward(x, pending, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (f"active={self.active_adapters}, merged={self.merged_adapters}, "
+                f"disabled={self.disable_adapters}")
+
+
+def _backup_name(param: str) -> str:
+    return "_unmerged_" + param.replace(".", "_")

@@ -80,7 +80,4 @@ class PhysicsConfig(AdapterConfig):
         "Whether the down- and up-projections have biases.")})
 
     adapter_type: ClassVar[str] = "physics"
-
-    def validate(self) -> None:
-        for key, value in check_layer_options(**self.layer_options()).items():
-            setattr(self, key, value)
+    check_options: ClassVar = staticmethod(check_layer_options)

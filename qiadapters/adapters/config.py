@@ -12,7 +12,7 @@ import json
 import os
 import re
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
 from .registry import config_class
 
@@ -39,6 +39,9 @@ class AdapterConfig:
         "adapter.")})
 
     adapter_type: ClassVar[str] = ""
+    #: The family's one options check, shared with its layer's ``build``: keyword options ->
+    #: the same options validated and normalised (set with ``staticmethod(check)``).
+    check_options: ClassVar[Optional[Callable[..., dict[str, Any]]]] = None
 
     def __post_init__(self):
         tm = self.target_modules
@@ -60,8 +63,12 @@ class AdapterConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Family hook: check and normalise the per-layer options (called on construction)
-        with the same function the family's layer ``build`` uses."""
+        """Check and normalise the per-layer options (called on construction) with
+        :attr:`check_options`, the function the family's layer ``build`` uses too."""
+        check = type(self).check_options
+        if check is not None:
+            for key, value in check(**self.layer_options()).items():
+                setattr(self, key, value)
 
     # --------------------------------------------------------------- per-layer options
     def layer_options(self) -> dict[str, Any]:

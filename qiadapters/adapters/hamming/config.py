@@ -89,7 +89,4 @@ class HammingConfig(AdapterConfig):
         "Use one parameter set for all r blocks of a layer.")})
 
     adapter_type: ClassVar[str] = "hamming"
-
-    def validate(self) -> None:
-        for key, value in check_options(**self.layer_options()).items():
-            setattr(self, key, value)
+    check_options: ClassVar = staticmethod(check_options)

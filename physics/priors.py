@@ -21,7 +21,7 @@ from qiadapters import checks
 from .solvers import ZERO_MODES, heat_multiplier, poisson_multiplier, wave_multipliers
 
 __all__ = ["Prior", "HeatPrior", "WavePrior", "PoissonPrior", "PRIORS", "inverse_softplus",
-           "check_priors"]
+           "positive_parameter", "check_priors"]
 
 
 def inverse_softplus(value: float) -> float:
@@ -29,7 +29,10 @@ def inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
 
 
-def _positive(channels: int, value: float) -> nn.Parameter:
+def positive_parameter(channels: int, value: float) -> nn.Parameter:
+    """A learnable positive constant per channel, stored raw: ``softplus(raw) = value`` at
+    init (a prior reads it through ``F.softplus``; name it ``raw_<constant>`` so
+    :meth:`Prior.constants` reports it)."""
     return nn.Parameter(torch.full((channels,), inverse_softplus(value)))
 
 
@@ -60,8 +63,8 @@ class HeatPrior(Prior):
 
     def __init__(self, channels: int, kappa: float = 1.0, t: float = 1.0):
         super().__init__(channels)
-        self.raw_kappa = _positive(channels, kappa)
-        self.raw_t = _positive(channels, t)
+        self.raw_kappa = positive_parameter(channels, kappa)
+        self.raw_t = positive_parameter(channels, t)
 
     def multiplier(self, lam):
         lam = lam[:, None]
@@ -81,8 +84,8 @@ class WavePrior(Prior):
 
     def __init__(self, channels: int, c: float = 1.0, t: float = 1.0):
         super().__init__(channels)
-        self.raw_c = _positive(channels, c)
-        self.raw_t = _positive(channels, t)
+        self.raw_c = positive_parameter(channels, c)
+        self.raw_t = positive_parameter(channels, t)
         self.velocity = nn.Parameter(torch.zeros(channels))
 
     def multiplier(self, lam):
@@ -110,7 +113,7 @@ class PoissonPrior(Prior):
         if not float(eps) > 0:
             raise ValueError(f"eps={eps!r} is not valid; valid: eps > 0")
         self.eps = float(eps)
-        self.raw_gain = _positive(channels, gain)
+        self.raw_gain = positive_parameter(channels, gain)
 
     def multiplier(self, lam):
         return F.softplus(self.raw_gain) * poisson_multiplier(lam[:, None], self.zero_mode,

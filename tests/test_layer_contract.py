@@ -120,6 +120,21 @@ def test_empty_layer_and_parts_without_a_name():
         HammingAdapter(nn.Linear(8, 8), adapter_name="a.b")
 
 
+def test_wrap_is_a_deprecated_empty_construction():
+    with pytest.warns(DeprecationWarning, match=r"HammingAdapter\(base, adapter_name=None\)"):
+        layer = HammingAdapter.wrap(nn.Linear(8, 8))
+    assert type(layer) is HammingAdapter and layer.adapter_names == []
+
+
+def test_old_base_module_names_warn_and_resolve():
+    import qiadapters.adapters.base as old
+
+    with pytest.warns(DeprecationWarning, match="moved to qiadapters.adapters.layer"):
+        assert old.AdapterLayer is AdapterLayer
+    with pytest.raises(AttributeError):
+        old.not_a_name
+
+
 def test_bad_options_raise_before_the_base_is_frozen():
     base = nn.Linear(8, 8)
     with pytest.raises(ValueError, match="blocks=5 gives block size"):

@@ -153,6 +153,13 @@ class AdapterLayer(nn.Module):
             self.attach(adapter_name, parts)
             self.set_adapter(adapter_name)
 
+    @classmethod
+    def wrap(cls, base_layer: nn.Module) -> "AdapterLayer":
+        """Deprecated: ``cls(base_layer, adapter_name=None)``, a layer holding no adapter."""
+        warnings.warn(f"{cls.__name__}.wrap(base) is deprecated; construct the layer with "
+                      f"{cls.__name__}(base, adapter_name=None)", DeprecationWarning, stacklevel=2)
+        return cls(base_layer, adapter_name=None)
+
     # ------------------------------------------------------------ family hooks
     @classmethod
     def build(cls, base_layer: nn.Module, **options) -> AdapterParts:

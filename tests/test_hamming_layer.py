@@ -12,7 +12,7 @@ from qiadapters.adapters.hamming import PARAMETRIZATIONS, plan_blocks
 from qiadapters.adapters.hamming import parametrizations as P
 
 
-GATE_COUNT = {  # DESIGN.md
+GATE_COUNT = {  # docs/conventions.md, "Layouts"
     "pyramid": lambda n: n * (n - 1) // 2,
     "brick": lambda n: n * (n - 1) // 2,
     "x": lambda n: 2 * n - 3,

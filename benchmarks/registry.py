@@ -91,7 +91,8 @@ def peft_config(entry: Entry, target_modules=None, modules_to_save=(HEAD,)):
         return lora_config(target_modules=targets, modules_to_save=modules_to_save, **kwargs)
     import peft
     cls = getattr(peft, _PEFT_CLASSES[entry.family])
-    return cls(target_modules=targets, modules_to_save=list(modules_to_save), **kwargs)
+    return cls(target_modules=targets, **kwargs,
+               modules_to_save=None if modules_to_save is None else list(modules_to_save))
 
 
 def _peft_record(config) -> dict:
@@ -160,6 +161,12 @@ def _build_adapter(model, entry):
 
 
 # --------------------------------------------------------------------------- the rest
+
+def head_parameters(model: nn.Module) -> int:
+    """Trainable parameters of the classification head (its trainable copy under an adapter)."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if p.requires_grad and f".{HEAD}." in f".{name}")
+
 
 def freeze_all_but_head(model: nn.Module) -> None:
     for name, p in model.named_parameters():

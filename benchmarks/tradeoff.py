@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from .constants import RESULTS, results_dir
-from .tradeoff_methods import METHODS, QUICK, Method, family_available, head_parameters
+from .registry import head_parameters
+from .tradeoff_methods import METHODS, QUICK, Method, family_available
 from .tradeoff_sweep import (EXTEND_FACTOR, MAX_EXTEND, append_run, choose_lr, load_runs, plan,
                              record_key, run_key, sweep_grid)
 

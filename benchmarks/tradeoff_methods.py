@@ -12,7 +12,6 @@ from typing import Callable
 from torch import nn
 
 from . import registry
-from .constants import HEAD
 
 #: The adapter grid: spans 5e-4 .. 1e-2 (the range first specified for this benchmark), plus
 #: 2e-2: at 100 steps every method's best validation accuracy sat at 1e-2, the old edge, so
@@ -75,12 +74,6 @@ METHODS: dict[str, Method] = {row[0]: _method(*row) for row in ROWS}
 #: ``--quick``: a smoke check of every code path that matters, well under 10 minutes.
 QUICK = {"methods": ("head", "lora-r8", "hamming-12-b3"), "lrs": (2e-3, 1e-2),
          "seeds": (0, 1), "steps": 15, "eval_examples": 256}
-
-
-def head_parameters(model: nn.Module) -> int:
-    """Trainable parameters of the classification head (its trainable copy under an adapter)."""
-    return sum(p.numel() for name, p in model.named_parameters()
-               if p.requires_grad and f".{HEAD}." in f".{name}")
 
 
 def family_available(method: Method):

@@ -13,7 +13,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from benchmarks import tradeoff, tradeoff_methods, tradeoff_sweep  # noqa: E402
+from benchmarks import registry, tradeoff, tradeoff_methods, tradeoff_sweep  # noqa: E402
 
 NUM_LABELS = 5
 
@@ -61,7 +61,7 @@ def test_every_method_builds_and_counts_head_separately(base, name):
         pytest.skip(why)
     model, aux_loss_fn, record = method.build(copy.deepcopy(base))
     json.dumps(record)  # the record goes into the jsonl as is
-    head = tradeoff_methods.head_parameters(model)
+    head = registry.head_parameters(model)
     assert head == 64 * NUM_LABELS + NUM_LABELS
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     adapter = sum(p.numel() for n, p in trainable) - head
@@ -97,7 +97,7 @@ def test_mixture_rows_name_their_single_expert_rows(base):
     def adapter_params(name):
         model = tradeoff_methods.METHODS[name].build(copy.deepcopy(base))[0]
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return trainable - tradeoff_methods.head_parameters(model)
+        return trainable - registry.head_parameters(model)
 
     # A global router adds one logit per expert and wrapped module: 2 experts x 2 targets x
     # 2 layers of the tiny BERT.

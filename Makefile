@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test verify data bench clean
+.PHONY: demo test verify data bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,20 @@ verify: $(STAMP)
 data: $(STAMP)
 	$(PY) -c "from benchmarks.data import ensure_wordnet; ensure_wordnet()"
 
-# The benchmarks behind benchmarks/results/ (long: see each module's docstring for --quick).
+# The commands behind benchmarks/results/ (hours on 2 cores; each module's docstring says more).
 bench: $(STAMP)
-	$(PY) -m benchmarks.circuits
+	$(PY) -m benchmarks.circuits --threads 1 --budget 10
 	$(PY) -m benchmarks.physics
-	$(PY) -m benchmarks.speed
-	$(PY) -m benchmarks.tradeoff
+	$(PY) -m benchmarks.physics --threads 1 --tag threads1
+	$(PY) -m benchmarks.speed --threads 1
+	$(PY) -m benchmarks.tradeoff --threads 1
+
+# Smoke runs of the same code paths (minutes), written to benchmarks/results/quick/ (ignored).
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.circuits --quick
+	$(PY) -m benchmarks.physics --quick
+	$(PY) -m benchmarks.speed --quick
+	$(PY) -m benchmarks.tradeoff --quick --threads 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,16 +1,18 @@
 """Benchmark: compiled Hamming blocks vs the minors-by-determinant construction vs PennyLane.
 
-    python -m benchmarks.circuits            # full run (commits results/circuits.{csv,png})
-    python -m benchmarks.circuits --quick    # a smaller smoke run
+    python -m benchmarks.circuits --threads 1 --budget 10   # the committed results/circuits*
+    python -m benchmarks.circuits --quick                   # a smaller smoke run, results/quick/
 
-For each (n, k) and r blocks, 2 threads, medians of interleaved timings after warm-up:
+For each (n, k) and r blocks, ``--threads`` threads, medians of interleaved timings after
+warm-up (:func:`benchmarks.timing.interleaved`):
 
 * ``ours_matrix``: all r weight-k blocks from r weight-1 orthogonal matrices
   (``compound``, the route the Cayley adapters use), forward and forward+backward;
 * ``ours_angles``: the same from the pyramid circuit's angles (``Circuit.compile``);
-* ``minors``: the paper's construction, every k x k minor of Q gathered from
-  ``itertools.combinations`` index lists and passed to ``torch.linalg.det`` (batched over all
-  minors at once, the fastest form of that construction);
+* ``minors``: the paper's construction (:func:`benchmarks.paper.minors_compound`), every
+  k x k minor of Q gathered from ``itertools.combinations`` index lists and passed to
+  ``torch.linalg.det`` (batched over all minors at once, the fastest form of that
+  construction);
 * ``pennylane``: ``qml.matrix`` of the circuit and extraction of the weight-k block
   (n <= 12, one block, once: it is far too slow to repeat);
 * ``floor``: writing a new tensor of the output's size (allocation and first touch
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import math
 from pathlib import Path
 
@@ -30,18 +31,12 @@ from tqdm import tqdm
 
 import qiadapters as qa
 
-from .timing import interleaved, once
+from .constants import results_dir
+from .paper import minors_compound
+from .timing import interleaved
 
-RESULTS = Path(__file__).parent / "results"
 SIZES = [(8, 2), (11, 3), (13, 2), (13, 3), (22, 2), (44, 2), (64, 2)]
 PENNYLANE_SIZES = [(8, 2), (10, 2), (11, 3)]
-
-
-def minors_compound(Q: torch.Tensor, k: int) -> torch.Tensor:
-    """The paper's construction: det of every k x k minor, indices from itertools."""
-    n = Q.shape[-1]
-    subsets = torch.tensor(list(itertools.combinations(range(n), k)))
-    return torch.linalg.det(Q[:, subsets[:, None, :, None], subsets[None, :, None, :]])
 
 
 def pennylane_block(circuit, theta, k):
@@ -80,7 +75,8 @@ def run_case(n: int, k: int, r: int, budget: float) -> dict:
         "minors_fwd": no_grad(lambda q: minors_compound(q, k), Q),
         "minors_fb": fb(lambda q: minors_compound(q, k), Qg),
     }
-    row = dict(n=n, k=k, r=r, block=m, **interleaved(contenders, budget_s=budget))
+    t = interleaved(contenders, reps=7, warmup=2, min_reps=3, budget_s=budget)
+    row = dict(n=n, k=k, r=r, block=m, **t.medians(), threads=t.threads)
     torch.testing.assert_close(qa.compound(Q, k), minors_compound(Q, k), atol=1e-4, rtol=0)
     return row
 
@@ -89,11 +85,14 @@ def run_pennylane(n: int, k: int) -> dict:
     circuit = qa.Circuit.pyramid(n)
     theta = torch.randn(circuit.n_params, dtype=torch.float64)
     op = circuit.compile(orders=(k,), blocks=1, dtype=torch.float64)
-    pl = once(lambda: pennylane_block(circuit, theta, k))
-    ours = interleaved({"ours": lambda: op(theta[None])[0]}, reps=20)["ours"]
+    # PennyLane is far too slow to repeat: one timed call, no warm-up.
+    pl = interleaved({"pl": lambda: pennylane_block(circuit, theta, k)}, reps=1, warmup=0)
+    ours = interleaved({"ours": lambda: op(theta[None])[0]}, reps=20, warmup=2, min_reps=3,
+                       budget_s=20.0).median("ours")
     err = (op(theta[None])[0][0] - pennylane_block(circuit, theta, k)).abs().max().item()
-    return dict(n=n, k=k, block=math.comb(n, k), pennylane=pl, ours_angles_fwd=ours,
-                speedup=pl / ours, max_abs_diff=err)
+    return dict(n=n, k=k, block=math.comb(n, k), pennylane=pl.median("pl"),
+                ours_angles_fwd=ours, speedup=pl.median("pl") / ours, max_abs_diff=err,
+                threads=pl.threads)
 
 
 def plot(rows, path: Path):
@@ -123,7 +122,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="compiled Hamming blocks vs minors vs PennyLane")
     ap.add_argument("--quick", action="store_true", help="small sizes, r=1,3 only")
     ap.add_argument("--budget", type=float, default=15.0, help="seconds per case")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output folder (default benchmarks/results, results/quick with --quick)")
     ap.add_argument("--threads", type=int, default=2,
                     help="intra-op threads (2 as specified; 1 on a loaded machine, where "
                          "two threads mostly measure scheduler delay)")
@@ -139,17 +139,17 @@ def main(argv=None):
         row["speedup_fb_vs_minors"] = row["minors_fb"] / row["ours_matrix_fb"]
         row["fwd_over_floor"] = row["ours_matrix_fwd"] / row["floor"]
         row["fwd_over_floor_prealloc"] = row["ours_matrix_fwd"] / row["floor_prealloc"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
-    with open(args.out / f"circuits{suffix}.csv", "w", newline="") as f:
+    out = args.out or results_dir(args.quick)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "circuits.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with open(args.out / f"circuits_pennylane{suffix}.csv", "w", newline="") as f:
+    with open(out / "circuits_pennylane.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(pl_rows[0]))
         w.writeheader()
         w.writerows(pl_rows)
-    plot(rows, args.out / f"circuits{suffix}.png")
+    plot(rows, out / "circuits.png")
     ms = lambda s: f"{s * 1e3:9.3f}"  # noqa: E731
     print(f"threads={args.threads}")
     print(f"{'n':>3}{'k':>3}{'r':>3}{'C(n,k)':>8}{'floor':>10}{'ours fwd':>10}{'ours fb':>10}"

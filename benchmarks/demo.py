@@ -3,15 +3,21 @@
 Fine-tunes the pretrained all-MiniLM-L6-v2 on WordNet noun glosses (26 lexicographer
 classes) twice with the same budget, seed, data order and fresh classification head:
 
-1. ``qiadapters`` HammingAdapter on ``query``/``value`` (orders {1, 2}, 3 blocks, Cayley);
-2. Hugging Face ``peft`` LoRA r=8 on ``query``/``value``;
+1. ``hamming-12-b3``: a qiadapters HammingAdapter on ``query``/``value`` (orders {1, 2},
+   3 blocks, Cayley);
+2. ``lora-r8``: Hugging Face ``peft`` LoRA r=8 on ``query``/``value`` (``lora_alpha = r``,
+   the registry's one LoRA convention);
 
+(both registry entries, :mod:`benchmarks.registry`; ``--methods`` takes any registry names),
 then prints trainable adapter parameters, head parameters, held-out test accuracy and
-seconds per step, saves the Hamming adapter with ``save_pretrained`` and reloads it onto a
-fresh copy of the model to show the reloaded model scores the same.
+seconds per step, saves each qiadapters adapter with ``save_pretrained`` and reloads it onto
+a fresh copy of the model to show the reloaded model scores the same.
 
     python -m benchmarks.demo                  # ~8 CPU-minutes: under 8 min on 2 idle cores
     python -m benchmarks.demo --steps 40       # a quick smoke run
+
+Nothing is committed: the numbers in README.md and docs/demo.md come from the first command
+(``runs/demo/results.json``).
 """
 from __future__ import annotations
 
@@ -24,14 +30,15 @@ from pathlib import Path
 
 import torch
 
+from . import registry
+from .registry import head_parameters
+from .constants import REPO_ROOT
 from .data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
                    load_minilm_tokenizer, load_wordnet_splits, tokenize_splits)
 from .training import count_trainable, evaluate, train
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["query", "value"]
-HEAD = "classifier"
-METHODS = ("hamming", "lora")
+#: The demo's methods and learning rates (the best of a short sweep at 200 steps).
+DEFAULT_LRS = {"hamming-12-b3": 1e-2, "lora-r8": 5e-3}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,29 +47,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per method")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="split, head init and data order")
-    p.add_argument("--hamming-lr", type=float, default=1e-2)
-    p.add_argument("--lora-lr", type=float, default=5e-3)
+    p.add_argument("--lr", action="append", default=[], metavar="NAME=LR",
+                   help=f"learning rate of a method (repeatable; defaults {DEFAULT_LRS}, "
+                        "1e-2 for any other)")
     p.add_argument("--warmup-frac", type=float, default=0.1)
     p.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "demo",
-                   help="where the Hamming adapter (adapter/) and results.json go")
+                   help="where the qiadapters adapters (<name>/) and results.json go")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch intra-op threads (default: all cores; use 1 on a busy machine)")
-    p.add_argument("--methods", default="hamming,lora",
-                   help=f"comma-separated subset of {list(METHODS)} to run, in that order")
+    p.add_argument("--methods", default=",".join(DEFAULT_LRS),
+                   help="comma-separated registry names, run in that order")
     p.add_argument("--no-install", action="store_true",
                    help="do not run apt-get when WordNet is missing; just say what to install")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in METHODS]
+    unknown = [m for m in args.methods if m not in registry.METHODS]
     if unknown or not args.methods:
-        p.error(f"--methods {unknown or args.methods}: choose from {list(METHODS)}")
+        p.error(f"--methods {unknown or args.methods}: choose from {sorted(registry.METHODS)}")
+    try:
+        args.lrs = dict(DEFAULT_LRS, **{k: float(v) for k, v in
+                                        (item.split("=", 1) for item in args.lr)})
+    except ValueError:
+        p.error(f"--lr {args.lr}: write NAME=LR, e.g. --lr lora-r8=5e-3")
     return args
-
-
-def head_parameters(model: torch.nn.Module) -> int:
-    """Trainable parameters of the classification head (its trainable copy under PEFT)."""
-    return sum(p.numel() for name, p in model.named_parameters()
-               if p.requires_grad and f"{HEAD}." in f".{name}")
 
 
 def run_method(name: str, model: torch.nn.Module, data: dict, args, lr: float,
@@ -84,27 +91,27 @@ def run_method(name: str, model: torch.nn.Module, data: dict, args, lr: float,
             "train_seconds": metrics["train_seconds"]}
 
 
-def run_hamming(data: dict, args) -> tuple[dict, dict]:
-    """Train the Hamming adapter, save it, reload it onto a fresh model and score both."""
+def run_registry_method(name: str, data: dict, args) -> tuple[dict, dict | None]:
+    """Train one registry method; a qiadapters adapter is then saved, reloaded onto a fresh
+    model and scored again (the second value; None for other methods)."""
     import qiadapters
 
     base, _ = load_minilm(NUM_CLASSES, seed=args.seed)
-    config = qiadapters.HammingConfig(target_modules=TARGETS, orders=(1, 2), blocks=3,
-                                      modules_to_save=[HEAD])
-    hamming = qiadapters.get_adapter_model(base, config)
-    row = run_method("hamming (orders 1,2; 3 blocks)", hamming, data, args, args.hamming_lr,
-                     aux_loss_fn=hamming.aux_loss)
-
-    adapter_dir = args.out / "adapter"
-    hamming.save_pretrained(adapter_dir)
+    model, aux_loss_fn, _ = registry.build(name, base)
+    lr = args.lrs.get(name, 1e-2)
+    row = run_method(registry.get(name).label, model, data, args, lr, aux_loss_fn=aux_loss_fn)
+    if not isinstance(model, qiadapters.AdapterModel):
+        return row, None
+    adapter_dir = args.out / name
+    model.save_pretrained(adapter_dir)
     # A different random head, so the reload has to restore the trained one.
     fresh, _ = load_minilm(NUM_CLASSES, seed=args.seed + 1)
     reloaded = qiadapters.AdapterModel.from_pretrained(fresh, adapter_dir)
     reloaded_accuracy = evaluate(reloaded, data["test"])
     probe = {k: v[:64] for k, v in data["test"].items() if k != "labels"}
-    hamming.eval()
+    model.eval()
     with torch.no_grad():
-        max_logit_diff = (hamming(**probe).logits - reloaded(**probe).logits).abs().max().item()
+        max_logit_diff = (model(**probe).logits - reloaded(**probe).logits).abs().max().item()
     saved_bytes = sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file())
     print(f"saved to {adapter_dir} ({saved_bytes / 1024:.0f} KiB); reloaded onto a fresh "
           f"model: test {reloaded_accuracy:.4f} (max |logit difference| {max_logit_diff:.2e})",
@@ -138,37 +145,34 @@ def main(argv=None) -> int:
     except WordNetMissingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    from peft import LoraConfig, get_peft_model
-
     torch.set_num_threads(max(1, args.threads))
     splits = load_wordnet_splits(seed=args.seed)
     print(f"WordNet noun glosses, {NUM_CLASSES} classes: "
           + ", ".join(f"{k} {len(v):,d}" for k, v in splits.items()), flush=True)
 
     data = tokenize_splits(splits, load_minilm_tokenizer())
-    rows, reload = [], None
-    if "hamming" in args.methods:
-        row, reload = run_hamming(data, args)
+    rows, reloads = [], {}
+    for name in args.methods:
+        row, reload = run_registry_method(name, data, args)
         rows.append(row)
-    if "lora" in args.methods:
-        base, _ = load_minilm(NUM_CLASSES, seed=args.seed)
-        lora = get_peft_model(base, LoraConfig(r=8, lora_alpha=8, lora_dropout=0.0,
-                                               target_modules=TARGETS, modules_to_save=[HEAD]))
-        rows.append(run_method("peft LoRA r=8", lora, data, args, args.lora_lr))
+        if reload is not None:
+            reloads[row["method"]] = reload, row
 
     total = time.perf_counter() - started
     print(f"\nall-MiniLM-L6-v2 on WordNet glosses ({NUM_CLASSES} classes), {args.steps} steps "
           f"x batch {args.batch_size}, seed {args.seed}; test set {len(splits['test']):,d}\n")
     print(format_table(rows))
     reload_ok = True
-    if reload is not None:
-        reload_ok = reload["test_accuracy"] == rows[0]["test_accuracy"]
-        print(f"\nreloaded Hamming adapter: test {100 * reload['test_accuracy']:.2f}% "
-              f"({'identical' if reload_ok else 'DIFFERENT'}, max |logit difference| "
+    for label, (reload, row) in reloads.items():
+        same = reload["test_accuracy"] == row["test_accuracy"]
+        reload_ok &= same
+        print(f"\nreloaded {label}: test {100 * reload['test_accuracy']:.2f}% "
+              f"({'identical' if same else 'DIFFERENT'}, max |logit difference| "
               f"{reload['max_logit_diff']:.1e})")
     print(f"demo wall time {total / 60:.1f} min")
     results = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-               "threads": torch.get_num_threads(), "rows": rows, "reload": reload,
+               "threads": torch.get_num_threads(), "rows": rows,
+               "reload": {label: r for label, (r, _) in reloads.items()},
                "wall_seconds": total}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -2,8 +2,11 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.physics            # full run (~15 min on 2 busy cores)
-    .venv/bin/python -m benchmarks.physics --quick    # smoke run, a few reps
+    .venv/bin/python -m benchmarks.physics                          # physics.{json,csv,png}
+    .venv/bin/python -m benchmarks.physics --threads 1 --tag threads1  # physics_threads1.*
+    .venv/bin/python -m benchmarks.physics --quick    # smoke run, a few reps, results/quick/
+
+(the full runs take ~15 min on 2 busy cores).
 
 Part 1 (accuracy, float64): max-abs error of explicit Euler and Crank–Nicolson (heat) and
 leapfrog (wave) against the exact spectral solution, for a range of step sizes, on a 1D and a
@@ -20,7 +23,8 @@ backward and AdamW on the adapters, for a stack of 4 residual blocks, batch 32, 
 
 Each PhysicsAdapter (rank 8, all three priors, every router) is timed against a plain
 bottleneck adapter of the same rank (down, GELU, up) built on the same input, both trained by
-AdamW (the fused CPU kernel where available); A and B steps alternate after warm-up, and the
+AdamW (the fused CPU kernel where available); A and B steps alternate after warm-up
+(:func:`benchmarks.timing.interleaved`, the order reversed every other round), and the
 medians of wall time and process CPU time, their ratios and the median per-pair ratio are
 reported.  A short profile of
 the PhysicsAdapter step and a transform micro-benchmark (cached basis matmul vs an FFT-based
@@ -37,7 +41,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -49,7 +52,8 @@ from tqdm import tqdm
 
 import physics
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from .constants import results_dir
+from .timing import Timings, interleaved
 DIM, RANK, BATCH, DEPTH = 384, 8, 32, 4
 LAYOUTS = {"vit-197-cls-14x14": dict(tokens=197, grid="auto", extra_tokens=1),
            "seq-128": dict(tokens=128, grid="sequence", extra_tokens=0)}
@@ -166,27 +170,18 @@ def make_optimizer(model):
         return torch.optim.AdamW(params, lr=1e-3)
 
 
-def time_pair(model_a, model_b, x, target, warmup, reps, desc):
-    """Alternating A/B steps; returns wall-clock and process-CPU seconds for A and B.
+def time_pair(model_a, model_b, x, target, warmup, reps, desc) -> Timings:
+    """Alternating A/B training steps (``"a"``, ``"b"``): wall-clock and process-CPU seconds.
 
     Process CPU time (all threads) is reported beside wall time because on a shared machine a
     descheduled process still accrues wall time; the per-pair ratio ``A_i / B_i`` compares
     two steps taken back to back, under the same load.
     """
     opt_a, opt_b = make_optimizer(model_a), make_optimizer(model_b)
-    for _ in range(warmup):
-        train_step(model_a, opt_a, x, target)
-        train_step(model_b, opt_b, x, target)
-    out = {"wall_a": [], "wall_b": [], "cpu_a": [], "cpu_b": []}
-    for i in tqdm(range(reps), desc=desc, leave=False):
-        # alternate which goes first so drift and cache effects hit both equally
-        order = [(model_a, opt_a, "a"), (model_b, opt_b, "b")]
-        for model, opt, key in (order if i % 2 == 0 else order[::-1]):
-            wall, cpu = time.perf_counter(), time.process_time()
-            train_step(model, opt, x, target)
-            out[f"cpu_{key}"].append(time.process_time() - cpu)
-            out[f"wall_{key}"].append(time.perf_counter() - wall)
-    return out
+    steps = {"a": lambda: train_step(model_a, opt_a, x, target),
+             "b": lambda: train_step(model_b, opt_b, x, target)}
+    # alternate which goes first so drift and cache effects hit both equally
+    return interleaved(steps, reps=reps, warmup=warmup, alternate=True, desc=desc)
 
 
 def speed(routers, settings, warmup, reps_adapter, reps_blocks) -> list[dict]:
@@ -206,19 +201,18 @@ def speed(routers, settings, warmup, reps_adapter, reps_blocks) -> list[dict]:
                               for _ in range(DEPTH)], fz)
                 t = time_pair(phys, base, x, target, warmup, reps,
                               f"{setting} {layout} {router}")
-                med = {k: statistics.median(v) for k, v in t.items()}
-                paired = statistics.median(a / b for a, b in zip(t["wall_a"], t["wall_b"]))
                 rows.append(dict(
                     setting=setting, layout=layout, router=router, reps=reps,
-                    physics_ms=round(1e3 * med["wall_a"], 2),
-                    bottleneck_ms=round(1e3 * med["wall_b"], 2),
-                    ratio=round(med["wall_a"] / med["wall_b"], 4),
-                    paired_ratio=round(paired, 4),
-                    physics_cpu_ms=round(1e3 * med["cpu_a"], 2),
-                    bottleneck_cpu_ms=round(1e3 * med["cpu_b"], 2),
-                    cpu_ratio=round(med["cpu_a"] / med["cpu_b"], 4),
+                    physics_ms=round(1e3 * t.median("a"), 2),
+                    bottleneck_ms=round(1e3 * t.median("b"), 2),
+                    ratio=round(t.median("a") / t.median("b"), 4),
+                    paired_ratio=round(t.paired_ratio("a", "b"), 4),
+                    physics_cpu_ms=round(1e3 * t.cpu_median("a"), 2),
+                    bottleneck_cpu_ms=round(1e3 * t.cpu_median("b"), 2),
+                    cpu_ratio=round(t.cpu_median("a") / t.cpu_median("b"), 4),
                     physics_params=sum(p.numel() for p in phys.adapters.parameters()),
-                    bottleneck_params=sum(p.numel() for p in base.adapters.parameters())))
+                    bottleneck_params=sum(p.numel() for p in base.adapters.parameters()),
+                    threads=t.threads))
                 r = rows[-1]
                 tqdm.write(f"{setting:12s} {layout:18s} {router:7s} "
                            f"physics {r['physics_ms']:8.1f} ms"
@@ -276,17 +270,10 @@ def transform_micro(reps=200) -> list[dict]:
         fft_fn = dct2_fft_2d if len(shape) == 2 else dct2_fft
         torch.testing.assert_close(fft_fn(u), physics.transform(u, "neumann"),
                                    atol=1e-4, rtol=1e-4)
-        for method, fn in (("basis-matmul", lambda: physics.transform(u, "neumann")),
-                           ("torch.fft", lambda: fft_fn(u))):
-            for _ in range(10):
-                fn()
-            samples = []
-            for _ in range(reps):
-                start = time.perf_counter()
-                fn()
-                samples.append(time.perf_counter() - start)
-            rows.append(dict(grid=name, method=method,
-                             median_us=round(1e6 * statistics.median(samples), 1)))
+        t = interleaved({"basis-matmul": lambda: physics.transform(u, "neumann"),
+                         "torch.fft": lambda: fft_fn(u)}, reps=reps, warmup=10)
+        rows += [dict(grid=name, method=method, median_us=round(1e6 * t.median(method), 1))
+                 for method in t.wall]
     return rows
 
 
@@ -342,12 +329,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--routers", default="token,sample,global")
     parser.add_argument("--settings", default="adapter-only,blocks")
     parser.add_argument("--quick", action="store_true", help="few reps, for a smoke test")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default benchmarks/results; results/quick with "
+                             "--quick)")
     parser.add_argument("--tag", default="", help="suffix for the result file names")
     args = parser.parse_args(argv)
     if args.quick:
         args.warmup, args.reps_adapter, args.reps_blocks = 1, 3, 1
     torch.set_num_threads(args.threads)
+    args.out = args.out or results_dir(args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
 
     load_before = os.getloadavg()

@@ -1,6 +1,8 @@
 """Peak memory of one method's training step, measured in a fresh process.
 
-    python -m benchmarks.speed_memory hamming_o12_b3 [--steps 2]   # prints one JSON line
+    python -m benchmarks.speed_memory hamming-12-b3 [--steps 2]   # prints one JSON line
+
+(``python -m benchmarks.speed --only memory`` runs it once per method.)
 
 Method (Linux): PyTorch's CPU allocator keeps no statistics and ``tracemalloc`` does not see
 its buffers, so we read the kernel's resident-set accounting of this process.
@@ -46,11 +48,11 @@ def measure(method: str, steps: int = 2, batch: int = 32, seq: int = 64) -> dict
     import torch
 
     from .data import load_minilm
-    from .speed_methods import METHODS, minilm_batch, train_step_fn, trainable_count
+    from .speed_minilm import attach, minilm_batch, train_step_fn, trainable_count
 
     torch.set_num_threads(2)
     model, _ = load_minilm(num_labels=26)
-    model, info = METHODS[method](model)
+    model, info = attach(method, model)
     step = train_step_fn(model, minilm_batch(batch, seq))
     gc.collect()
     baseline = _status_kib("VmRSS")

@@ -1,11 +1,13 @@
 """Scaling part of the speed benchmark: a stack of frozen ``nn.Linear(d, d)`` layers.
 
-Contenders per ``(d, tokens)``, each a fresh stack of 4 frozen layers with the same weights:
+Contenders per ``(d, tokens)``, each a fresh stack of 4 frozen layers with the same weights,
+each configured by its registry entry (:mod:`benchmarks.registry`):
 
-* ``hamming``: every layer wrapped by ``qiadapters.HammingAdapter(linear, orders=(1, 2),
+* ``hamming-12-b3``: every layer wrapped by ``qiadapters.HammingAdapter(linear, orders=(1, 2),
   blocks=3)``;
-* ``lora_r8``: peft's LoRA (``inject_adapter_in_model``, r=8, alpha=16) on the 4 layers;
-* ``paper_dense``: :class:`~benchmarks.speed_methods.DenseCompoundLinear` (dense ``D`` from
+* ``lora-r8``: peft's LoRA (``inject_adapter_in_model``, the registry's ``LoraConfig``) on
+  the 4 layers;
+* ``paper-dense-12-b3``: :class:`~benchmarks.paper.DenseCompoundLinear` (dense ``D`` from
   minors every step, applied as ``y @ D``) with the same block layout.
 
 One call = forward, ``loss = mean(out^2)``, backward, AdamW step on the adapter parameters,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from typing import Callable
 
@@ -26,8 +29,9 @@ from torch import nn
 import qiadapters as qa
 from qiadapters.circuits.blockdiag import apply_blocks
 
-from .speed_methods import DenseCompoundLinear
-from .timing import median
+from . import registry
+from .paper import replace_linears
+from .timing import interleaved
 
 LAYERS = 4
 
@@ -47,32 +51,38 @@ class Stack(nn.Module):
         return x
 
 
-def _wrap_all(stack: Stack, make: Callable[[nn.Linear], nn.Module]) -> Stack:
-    for i, layer in enumerate(stack.layers):
-        stack.layers[i] = make(layer)
-    return stack
+LAYER_NAMES = [str(i) for i in range(LAYERS)]
+HAMMING, LORA, DENSE = "hamming-12-b3", "lora-r8", "paper-dense-12-b3"
+
+
+def _orders_blocks(name: str) -> tuple:
+    config = registry.get(name).config
+    return tuple(config["orders"]), config["blocks"]
 
 
 def hamming_stack(stack: Stack) -> Stack:
-    return _wrap_all(stack, lambda lin: qa.HammingAdapter(lin, orders=(1, 2), blocks=3))
+    orders, blocks = _orders_blocks(HAMMING)
+    for i, layer in enumerate(stack.layers):
+        stack.layers[i] = qa.HammingAdapter(layer, orders=orders, blocks=blocks)
+    return stack
 
 
 def dense_stack(stack: Stack) -> Stack:
-    return _wrap_all(stack, lambda lin: DenseCompoundLinear(lin, orders=(1, 2), blocks=3))
+    replace_linears(stack, LAYER_NAMES, *_orders_blocks(DENSE))
+    return stack
 
 
 def lora_stack(stack: Stack) -> Stack:
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import inject_adapter_in_model
 
-    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                     target_modules=[str(i) for i in range(LAYERS)])
-    stack = inject_adapter_in_model(cfg, stack)
+    config = registry.peft_config(registry.get(LORA), LAYER_NAMES, modules_to_save=None)
+    stack = inject_adapter_in_model(config, stack)
     for name, p in stack.named_parameters():
         p.requires_grad_("lora_" in name)
     return stack
 
 
-STACKS = {"hamming": hamming_stack, "lora_r8": lora_stack, "paper_dense": dense_stack}
+STACKS = {HAMMING: hamming_stack, LORA: lora_stack, DENSE: dense_stack}
 
 
 def _perturb(model: nn.Module, scale: float = 0.02) -> None:
@@ -176,11 +186,6 @@ def split_times(layer, token_list, reps: int = 7) -> dict[int, dict[str, float]]
     time slice (~4 ms) on a loaded machine; preemption only ever adds time, so the minimum
     over rounds estimates the cost of the computation itself."""
     calls = {t: split_step(layer, t) for t in token_list}
-    for call in calls.values():
-        call()
-    samples = {t: [] for t in token_list}
-    for _ in range(reps):
-        for t, call in calls.items():
-            samples[t].append(call())
-    return {t: {"build": median([s[0] for s in v]), "build_min": min(s[0] for s in v),
-                "apply": median([s[1] for s in v])} for t, v in samples.items()}
+    parts = interleaved(calls, reps=reps, warmup=1).results
+    return {t: {"build": statistics.median(s[0] for s in v), "build_min": min(s[0] for s in v),
+                "apply": statistics.median(s[1] for s in v)} for t, v in parts.items()}

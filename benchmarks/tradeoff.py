@@ -1,9 +1,9 @@
-"""Issue 7: parameter count vs accuracy, qiadapters against Hugging Face peft in one run.
+"""Parameter count vs accuracy, qiadapters against Hugging Face peft in one run.
 
 all-MiniLM-L6-v2 (``AutoModelForSequenceClassification``, fresh 26-way head, trainable and
 counted separately for every method) on WordNet noun glosses (seeded stratified split
 8,000 / 2,000 / 2,000, max length 32). Every method (a row of :data:`METHODS`) gets the same
-protocol:
+protocol (the methods themselves are registry entries, :mod:`benchmarks.registry`):
 
 1. learning-rate sweep: one run per lr of its grid at seed 0, scored on VALIDATION (the test
    accuracy of the same run is recorded too, but never looked at for the choice); while the
@@ -19,8 +19,8 @@ Resumable: every finished training run is one JSON line in ``tradeoff_runs.jsonl
 reads it and skips runs already there (keyed by method, lr, seed, steps, batch size), then
 rebuilds ``tradeoff.csv`` and ``tradeoff.png`` from everything recorded.
 
-    python -m benchmarks.tradeoff                       # the full sweep (hours on 2 CPU cores)
-    python -m benchmarks.tradeoff --quick               # smoke check, < 10 min, *_quick files
+    python -m benchmarks.tradeoff --threads 1           # the committed files (hours on 2 cores)
+    python -m benchmarks.tradeoff --quick               # smoke check, < 10 min, results/quick/
     python -m benchmarks.tradeoff --methods lora-r8 hamming-12-b3 --seeds 0 1 2
     python -m benchmarks.tradeoff --report-only         # rebuild csv / png from the jsonl
     python -m benchmarks.tradeoff --list                # the method table
@@ -40,11 +40,11 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .tradeoff_methods import (ADAPTER_LRS, FULL_LRS, HEAD, HEAD_LRS, METHODS, QUICK,  # noqa: F401
-                               RESULTS, TARGETS, Builder, Method, family_available,
-                               head_parameters)
-from .tradeoff_sweep import (EXTEND_FACTOR, MAX_EXTEND, append_run,  # noqa: F401
-                             choose_lr, load_runs, plan, record_key, run_key, sweep_grid)
+from .constants import RESULTS, results_dir
+from .registry import head_parameters
+from .tradeoff_methods import METHODS, QUICK, Method, family_available
+from .tradeoff_sweep import (EXTEND_FACTOR, MAX_EXTEND, append_run, choose_lr, load_runs, plan,
+                             record_key, run_key, sweep_grid)
 
 
 # ----------------------------------------------------------------------------------- running
@@ -224,7 +224,7 @@ def _acc(r: dict) -> str:
 
 
 def mixture_lines(rows: list[dict], methods) -> list[str]:
-    """Issue 6: does mixing beat the best single expert?  Each mixture row against (a) the rows
+    """Does mixing beat the best single expert?  Each mixture row against (a) the rows
     that train its experts alone and (b) the best single-expert row (Hamming or physics) with
     at most ``EQUAL_PARAMS`` x the mixture's adapter parameters."""
     by_name = {r["method"]: r for r in rows}
@@ -329,7 +329,7 @@ def report(runs_path: Path, csv_path: Path, png_path: Path, md_path: Path, metho
     table = markdown_table(rows)
     sections = {"The paper's claim (>= 99% of LoRA r=8 with >= 40x fewer adapter parameters)":
                 claim_lines(rows),
-                "Mixtures against single experts (issue 6)": mixture_lines(rows, methods)}
+                "Mixtures against single experts": mixture_lines(rows, methods)}
     missing = [m.name for m in methods if m.name not in {r["method"] for r in rows}
                or next(r for r in rows if r["method"] == m.name)["n_seeds"] < len(seeds)]
     text = "".join(f"{head}:\n\n" + "".join(f"- {line}\n" for line in lines) + "\n"
@@ -350,7 +350,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"smoke check: methods {QUICK['methods']}, lrs {QUICK['lrs']}, seeds "
                         f"{QUICK['seeds']}, {QUICK['steps']} steps, scored on the first "
-                        f"{QUICK['eval_examples']} val/test examples; writes *_quick files")
+                        f"{QUICK['eval_examples']} val/test examples; writes to results/quick/")
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help=f"rows to train (default all, in this order): {list(METHODS)}")
     p.add_argument("--seeds", nargs="+", type=int, default=None,
@@ -370,7 +370,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only rebuild the csv / png / md from the recorded runs")
     p.add_argument("--list", action="store_true", help="print the method table and exit")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--results", type=Path, default=None,
+                   help=f"output folder (default {RESULTS}; results/quick/ with --quick)")
     return p.parse_args(argv)
 
 
@@ -389,7 +390,7 @@ def main(argv=None) -> int:
             print(f"{m.name:24s} {m.family:11s} lrs {' '.join(f'{x:g}' for x in m.lrs):30s} "
                   f"{m.label}")
         return 0
-    suffix = "_quick" if args.quick else ""
+    out = args.results or results_dir(args.quick)
     names = args.methods or (list(QUICK["methods"]) if args.quick else list(METHODS))
     unknown = [n for n in names if n not in METHODS]
     if unknown:
@@ -400,9 +401,8 @@ def main(argv=None) -> int:
     steps = args.steps or (QUICK["steps"] if args.quick else 100)
     lrs = args.lrs or (QUICK["lrs"] if args.quick else None)
     extend = args.extend if args.extend is not None else (0 if args.quick else MAX_EXTEND)
-    runs_path = args.results / f"tradeoff_runs{suffix}.jsonl"
-    outputs = (args.results / f"tradeoff{suffix}.csv", args.results / f"tradeoff{suffix}.png",
-               args.results / f"tradeoff_table{suffix}.md")
+    runs_path = out / "tradeoff_runs.jsonl"
+    outputs = out / "tradeoff.csv", out / "tradeoff.png", out / "tradeoff_table.md"
 
     if not args.report_only:
         from .data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,

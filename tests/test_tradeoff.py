@@ -1,4 +1,5 @@
-"""benchmarks.tradeoff: the method table, lr selection on validation, resumability, report.
+"""benchmarks.tradeoff: the method table (tradeoff_methods), lr selection on validation and
+the sweep (tradeoff_sweep), resumability, report.
 
 Everything runs on a tiny random BERT (hidden 64) and random token data, in a few seconds.
 """
@@ -12,7 +13,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from benchmarks import tradeoff  # noqa: E402
+from benchmarks import registry, tradeoff, tradeoff_methods, tradeoff_sweep  # noqa: E402
 
 NUM_LABELS = 5
 
@@ -38,29 +39,29 @@ def base():
 
 
 def test_method_table_protocol():
-    names = list(tradeoff.METHODS)
+    names = list(tradeoff_methods.METHODS)
     assert len(names) == len(set(names))
-    for m in tradeoff.METHODS.values():
+    for m in tradeoff_methods.METHODS.values():
         assert len(m.lrs) >= 4, m.name
         assert list(m.lrs) == sorted(m.lrs)
-    # The issue's span 5e-4 .. 1e-2, with at least 4 values inside it.
-    assert tradeoff.ADAPTER_LRS[0] == 5e-4 and 1e-2 in tradeoff.ADAPTER_LRS
-    assert sum(5e-4 <= lr <= 1e-2 for lr in tradeoff.ADAPTER_LRS) >= 4
-    # The issue's priority rows come first.
+    # The specified span 5e-4 .. 1e-2, with at least 4 values inside it.
+    assert tradeoff_methods.ADAPTER_LRS[0] == 5e-4 and 1e-2 in tradeoff_methods.ADAPTER_LRS
+    assert sum(5e-4 <= lr <= 1e-2 for lr in tradeoff_methods.ADAPTER_LRS) >= 4
+    # The priority rows come first.
     assert names[:3] == ["lora-r8", "lora-r1", "head"]
     assert {"oft", "boft", "full", "hamming-12-b3", "hamming-12-b8", "hamming-1-b8",
             "hamming-123-b8", "hamming-12-b3-expm", "hamming-12-b3-circuit"} <= set(names)
 
 
-@pytest.mark.parametrize("name", list(tradeoff.METHODS))
+@pytest.mark.parametrize("name", list(tradeoff_methods.METHODS))
 def test_every_method_builds_and_counts_head_separately(base, name):
-    method = tradeoff.METHODS[name]
-    why = tradeoff.family_available(method)
+    method = tradeoff_methods.METHODS[name]
+    why = tradeoff_methods.family_available(method)
     if why is not None:
         pytest.skip(why)
     model, aux_loss_fn, record = method.build(copy.deepcopy(base))
     json.dumps(record)  # the record goes into the jsonl as is
-    head = tradeoff.head_parameters(model)
+    head = registry.head_parameters(model)
     assert head == 64 * NUM_LABELS + NUM_LABELS
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     adapter = sum(p.numel() for n, p in trainable) - head
@@ -87,16 +88,16 @@ def _run(method, lr, seed, val, test):
 
 
 def test_mixture_rows_name_their_single_expert_rows(base):
-    """Issue 6: a mixture, its experts trained alone, and equal parameters."""
-    mixtures = [m for m in tradeoff.METHODS.values() if m.family == "mixture"]
+    """A mixture, its experts trained alone, and equal parameters."""
+    mixtures = [m for m in tradeoff_methods.METHODS.values() if m.family == "mixture"]
     assert {"mixture-quantum", "mixture-physics", "mixture-both"} <= {m.name for m in mixtures}
     for m in mixtures:
-        assert m.experts and set(m.experts) <= set(tradeoff.METHODS), m.name
+        assert m.experts and set(m.experts) <= set(tradeoff_methods.METHODS), m.name
 
     def adapter_params(name):
-        model = tradeoff.METHODS[name].build(copy.deepcopy(base))[0]
+        model = tradeoff_methods.METHODS[name].build(copy.deepcopy(base))[0]
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return trainable - tradeoff.head_parameters(model)
+        return trainable - registry.head_parameters(model)
 
     # A global router adds one logit per expert and wrapped module: 2 experts x 2 targets x
     # 2 layers of the tiny BERT.
@@ -112,7 +113,7 @@ def _row(name, family, acc, std, params):
 
 
 def test_mixture_lines_compare_with_experts_and_equal_parameters():
-    methods = [tradeoff.Method("mix", "mixture", "mix", None, experts=("a", "b"))]
+    methods = [tradeoff_methods.Method("mix", "mixture", "mix", None, experts=("a", "b"))]
     rows = [_row("a", "qiadapters", 0.60, 0.01, 100), _row("b", "physics", 0.70, 0.01, 900),
             _row("c", "qiadapters", 0.80, 0.02, 1050), _row("d", "qiadapters", 0.90, 0.0, 1200),
             _row("lora", "peft", 0.95, 0.0, 10), _row("mix", "mixture", 0.75, 0.03, 1000)]
@@ -129,13 +130,13 @@ def test_mixture_lines_compare_with_experts_and_equal_parameters():
 
 def test_lr_is_chosen_on_validation_only():
     runs = [_run("m", 1e-3, 0, 0.50, 0.99), _run("m", 1e-2, 0, 0.70, 0.10)]
-    assert tradeoff.choose_lr(runs, "m", (1e-3, 1e-2), 10, 4) == 1e-2
+    assert tradeoff_sweep.choose_lr(runs, "m", (1e-3, 1e-2), 10, 4) == 1e-2
     # An unfinished sweep chooses nothing.
-    assert tradeoff.choose_lr(runs, "m", (1e-3, 1e-2, 3e-2), 10, 4) is None
-    method = tradeoff.Method("m", "peft", "m", build=None, lrs=(1e-3, 1e-2))
-    assert tradeoff.plan(runs, method, method.lrs, (0, 1, 2), 10, 4) == (1e-2, 1, ("test",))
+    assert tradeoff_sweep.choose_lr(runs, "m", (1e-3, 1e-2, 3e-2), 10, 4) is None
+    method = tradeoff_methods.Method("m", "peft", "m", build=None, lrs=(1e-3, 1e-2))
+    assert tradeoff_sweep.plan(runs, method, method.lrs, (0, 1, 2), 10, 4) == (1e-2, 1, ("test",))
     runs += [_run("m", 1e-2, 1, None, 0.2), _run("m", 1e-2, 2, None, 0.3)]
-    assert tradeoff.plan(runs, method, method.lrs, (0, 1, 2), 10, 4) is None
+    assert tradeoff_sweep.plan(runs, method, method.lrs, (0, 1, 2), 10, 4) is None
     runs = [dict(r, adapter_params=7, head_params=3, median_seconds_per_step=0.1, config={})
             for r in runs]
     (row,) = tradeoff.summarize(runs, [method], (0, 1, 2), 10, 4)
@@ -145,27 +146,27 @@ def test_lr_is_chosen_on_validation_only():
 
 def test_sweep_grid_extends_until_the_best_lr_is_inside():
     runs = [_run("m", 1e-3, 0, 0.50, 0.0), _run("m", 1e-2, 0, 0.70, 0.0)]
-    method = tradeoff.Method("m", "peft", "m", build=None, lrs=(1e-3, 1e-2))
+    method = tradeoff_methods.Method("m", "peft", "m", build=None, lrs=(1e-3, 1e-2))
     # Best at the edge: the grid grows by 2.5x and the extension point is trained next.
-    assert tradeoff.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2) == (1e-3, 1e-2, 2.5e-2)
-    assert tradeoff.plan(runs, method, method.lrs, (0, 1), 10, 4, extend=2) == (
+    assert tradeoff_sweep.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2) == (1e-3, 1e-2, 2.5e-2)
+    assert tradeoff_sweep.plan(runs, method, method.lrs, (0, 1), 10, 4, extend=2) == (
         2.5e-2, 0, ("validation", "test"))
     # Without extension the edge value is taken as is.
-    assert tradeoff.plan(runs, method, method.lrs, (0, 1), 10, 4) == (1e-2, 1, ("test",))
+    assert tradeoff_sweep.plan(runs, method, method.lrs, (0, 1), 10, 4) == (1e-2, 1, ("test",))
     # Still best at the new edge: one more value, and no more than ``extend``.
     runs.append(_run("m", 2.5e-2, 0, 0.80, 0.0))
-    assert tradeoff.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2)[-1] == 6.25e-2
+    assert tradeoff_sweep.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2)[-1] == 6.25e-2
     runs.append(_run("m", 6.25e-2, 0, 0.90, 0.0))
-    assert len(tradeoff.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2)) == 4
+    assert len(tradeoff_sweep.sweep_grid(runs, "m", method.lrs, 10, 4, extend=2)) == 4
     # A worse extension point brackets the optimum: the seeds go to the interior best.
     runs[-1] = _run("m", 6.25e-2, 0, 0.10, 0.0)
-    assert tradeoff.plan(runs, method, method.lrs, (0, 1), 10, 4, extend=2) == (
+    assert tradeoff_sweep.plan(runs, method, method.lrs, (0, 1), 10, 4, extend=2) == (
         2.5e-2, 1, ("test",))
 
 
 def test_resumable_run_and_report(tmp_path, base):
     data = {"train": tiny_data(32, 0), "validation": tiny_data(16, 1), "test": tiny_data(16, 2)}
-    methods = [tradeoff.METHODS["head"], tradeoff.METHODS["hamming-12-b3"]]
+    methods = [tradeoff_methods.METHODS["head"], tradeoff_methods.METHODS["hamming-12-b3"]]
     runs_path = tmp_path / "tradeoff_runs.jsonl"
 
     def load_model(seed):
@@ -185,7 +186,7 @@ def test_resumable_run_and_report(tmp_path, base):
         f.write('{"method": "head", "lr"')
     assert tradeoff.run_all(methods, data, load_model, runs_path, **kwargs) == 0
     # A deadline in the past starts nothing.
-    assert tradeoff.run_all([tradeoff.METHODS["lora-r1"]], data, load_model, runs_path,
+    assert tradeoff.run_all([tradeoff_methods.METHODS["lora-r1"]], data, load_model, runs_path,
                             deadline=0.0, **kwargs) == 0
 
     outputs = tmp_path / "t.csv", tmp_path / "t.png", tmp_path / "t.md"

@@ -1,0 +1,179 @@
+"""benchmarks.registry: every method config loads, builds and has the parameters it claims;
+one LoRA definition; the committed trade-off records are what the registry builds today.
+
+Builds run on a one-layer random BERT of all-MiniLM-L6-v2's width (hidden 384, 12 heads,
+MLP 1536; no network): every method adapts each layer alike, so its adapter parameters on
+MiniLM's 6 layers are 6x those of one layer.
+"""
+import copy
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from benchmarks import paper, registry, speed_minilm, timing, tradeoff_methods  # noqa: E402
+from benchmarks.constants import RESULTS  # noqa: E402
+from benchmarks.demo import DEFAULT_LRS  # noqa: E402
+
+BENCHMARKS = Path(registry.__file__).resolve().parent
+MINILM_LAYERS = 6
+CONFIG_FILES = sorted(registry.CONFIGS.glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def one_layer_minilm():
+    config = transformers.BertConfig(vocab_size=64, hidden_size=384, num_hidden_layers=1,
+                                     num_attention_heads=12, intermediate_size=1536,
+                                     max_position_embeddings=32, num_labels=26)
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
+
+
+@pytest.fixture(scope="module")
+def committed_tradeoff():
+    with open(RESULTS / "tradeoff.csv", newline="") as f:
+        return {row["method"]: row for row in csv.DictReader(f)}
+
+
+def test_every_config_file_is_a_registry_entry():
+    assert len(CONFIG_FILES) == len(registry.METHODS) >= 20
+    for path in CONFIG_FILES:
+        entry = registry.load(path)
+        assert registry.METHODS[path.stem] == entry
+        assert entry.label and entry.adapter_params is not None, path.name
+        assert all(e in registry.METHODS for e in entry.experts), path.name
+        assert bool(entry.experts) == (entry.family == "mixture"), path.name
+
+
+def test_unknown_names_and_families_list_the_valid_ones(tmp_path):
+    with pytest.raises(KeyError, match="lora-r8"):
+        registry.get("lora-r3")
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"family": "dora", "label": "x"}))
+    with pytest.raises(ValueError, match="'lora'"):
+        registry.load(bad)
+    bad.write_text(json.dumps({"family": "lora", "label": "x", "lr": 1e-3}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        registry.load(bad)
+
+
+@pytest.mark.parametrize("name", sorted(registry.METHODS))
+def test_entry_builds_with_the_parameters_it_claims(one_layer_minilm, name):
+    entry = registry.get(name)
+    why = registry.family_available(entry)
+    if why is not None:
+        pytest.skip(why)
+    base = copy.deepcopy(one_layer_minilm)
+    model, aux_loss_fn, record = entry.build(base)
+    json.dumps(record)  # records go into CSV / JSONL files as they are
+    head = registry.head_parameters(model)
+    assert head == 384 * 26 + 26
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    adapter = sum(p.numel() for _, p in trainable) - head
+    if entry.family == "full":
+        assert adapter == sum(p.numel() for p in one_layer_minilm.parameters()) - head
+    else:
+        assert MINILM_LAYERS * adapter == entry.adapter_params
+        assert not any(n.endswith("attention.self.key.weight") for n, _ in trainable)
+    out = model(input_ids=torch.randint(1, 64, (2, 8)))
+    assert out.logits.shape == (2, 26)
+    if aux_loss_fn is not None:
+        assert torch.as_tensor(aux_loss_fn()).dim() == 0
+
+
+def test_one_lora_definition():
+    """``LoraConfig(`` is written once in benchmarks/, and its alpha convention is r."""
+    hits = [(p.name, line) for p in BENCHMARKS.rglob("*.py")
+            for line in p.read_text().splitlines() if "LoraConfig(" in line]
+    assert len(hits) == 1 and hits[0][0] == "registry.py", hits
+    for r in (1, 4, 8):
+        assert registry.lora_config(r).lora_alpha == r
+    config = registry.peft_config(registry.get("lora-r8"), ["0", "1"], modules_to_save=None)
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (8, 8, 0.0)
+    assert sorted(config.target_modules) == ["0", "1"] and config.modules_to_save is None
+
+
+def test_committed_tradeoff_rows_are_what_the_registry_builds(one_layer_minilm,
+                                                              committed_tradeoff):
+    """Each row of results/tradeoff.csv: same adapter parameters and the same recorded
+    configuration (BOFT's peft warning text names a machine's cache path: left out)."""
+    assert set(committed_tradeoff) == set(tradeoff_methods.METHODS)
+    for name, row in committed_tradeoff.items():
+        entry = registry.get(name)
+        assert entry.adapter_params == int(row["adapter_params"]), name
+        assert entry.group == row["family"] and entry.label == row["label"], name
+        if registry.family_available(entry) is not None:
+            continue
+        record = entry.build(copy.deepcopy(one_layer_minilm))[2]
+        committed = json.loads(row["config"])
+        if name == "boft":
+            committed.pop("peft_warnings"), record.pop("peft_warnings")
+            committed.pop("ran_boft_R_shapes"), record.pop("ran_boft_R_shapes")
+        assert json.loads(json.dumps(record)) == committed, name
+
+
+def test_lora_r8_record_is_the_committed_one(one_layer_minilm, committed_tradeoff):
+    record = registry.build("lora-r8", copy.deepcopy(one_layer_minilm))[2]
+    assert record == json.loads(committed_tradeoff["lora-r8"]["config"])
+    assert record["lora_alpha"] == record["r"] == 8
+
+
+def test_benchmarks_pick_registry_names():
+    names = set(registry.METHODS)
+    assert set(speed_minilm.METHODS) <= names and set(DEFAULT_LRS) <= names
+    assert set(tradeoff_methods.METHODS) <= names
+    assert registry.get("mixture-physics").experts == ("physics-qv-r4", "physics-qv-r4-periodic")
+    assert tradeoff_methods.METHODS["mixture-physics"].experts == ("physics-qv-r4",)
+
+
+def test_paper_minors_are_the_compound_matrix():
+    from qiadapters import compound_by_minors
+
+    Q = torch.linalg.qr(torch.randn(2, 6, 6, dtype=torch.float64))[0]
+    for k in (1, 2, 3):
+        got = paper.minors_compound(Q, k)
+        for i in range(2):
+            torch.testing.assert_close(got[i], compound_by_minors(Q[i], k))
+
+
+def test_paper_dense_layer_is_orthogonal_and_identity_at_init():
+    layer = paper.DenseCompoundLinear(torch.nn.Linear(40, 40), orders=(1, 2), blocks=2)
+    x = torch.randn(3, 40)
+    torch.testing.assert_close(layer(x), layer.base_layer(x))
+    with torch.no_grad():
+        layer.weight.normal_(0, 0.3)
+    D = layer.dense()
+    torch.testing.assert_close(D @ D.T, torch.eye(40), atol=1e-5, rtol=0)
+    assert not torch.allclose(D, torch.eye(40))
+
+
+def test_timing_harness_records_wall_cpu_threads_and_order():
+    calls = []
+    t = timing.interleaved({"a": lambda: calls.append("a") or 1,
+                            "b": lambda: calls.append("b") or 2},
+                           reps=4, warmup=1, alternate=True)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert t.rounds("a") == t.rounds("b") == 4 and t.results["b"] == [2] * 4
+    assert t.threads == torch.get_num_threads()
+    assert all(x >= 0 for x in t.wall["a"] + t.cpu["a"])
+    assert t.paired_ratio("a", "a") == 1.0
+    t.extend(timing.interleaved({"a": lambda: None}, reps=2, warmup=0))
+    assert t.rounds("a") == 6 and t.rounds("b") == 4
+
+
+def test_no_quick_outputs_are_committed_or_linked():
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files", str(RESULTS)], capture_output=True,
+                             text=True, cwd=BENCHMARKS.parent).stdout
+    assert "quick" not in tracked
+    docs = BENCHMARKS.parent / "docs"
+    for path in [*docs.glob("*.md"), *RESULTS.glob("*.md")]:
+        # a markdown link or image into quick outputs, or an old *_quick file name
+        assert not re.search(r"\]\([^)]*quick[^)]*\)|_quick\.", path.read_text()), path.name

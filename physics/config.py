@@ -5,10 +5,10 @@ is passed to :class:`physics.PhysicsAdapter`; see ``docs/physics.md`` ("Using it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Union
 
-from qiadapters.adapters.config import AdapterConfig
+from qiadapters.adapters.config import AdapterConfig, option
 
 from .bases import BOUNDARIES
 from .grids import GRID_MODES
@@ -33,51 +33,51 @@ class PhysicsConfig(AdapterConfig):
                             extra_tokens=1, modules_to_save=["classifier"])
     """
 
-    rank: int = field(default=8, metadata={"help": (
+    rank: int = option(8, (
         "Bottleneck width r >= 1: the adapter projects d -> r, applies the priors to the r "
-        "channels on the token grid and projects r -> d.")})
-    priors: tuple[str, ...] = field(default=("heat", "wave", "poisson"), metadata={"help": (
-        f"Physical priors mixed by the router, distinct names from {list(PRIORS)}.")})
-    grid: Union[str, tuple[int, ...]] = field(default="auto", metadata={"help": (
+        "channels on the token grid and projects r -> d."))
+    priors: tuple[str, ...] = option(("heat", "wave", "poisson"), (
+        f"Physical priors mixed by the router, distinct names from {list(PRIORS)}."))
+    grid: Union[str, tuple[int, ...]] = option("auto", (
         f"Token grid: one of {list(GRID_MODES)} or a fixed (H, W) / (L,).  'auto' is a "
         f"square (s, s) grid when the grid tokens are s*s (s >= 2), else 1D; text models "
-        f"should use 'sequence'.  A fixed grid must match the token count at every forward.")})
-    router: str = field(default="token", metadata={"help": (
+        f"should use 'sequence'.  A fixed grid must match the token count at every forward."))
+    router: str = option("token", (
         f"How the priors are mixed: one of {list(ROUTERS)} (weights per token, per sample, "
-        f"or one learned vector).")})
-    boundary: str = field(default="neumann", metadata={"help": (
+        f"or one learned vector)."))
+    boundary: str = option("neumann", (
         f"Grid boundary condition and basis: one of {list(BOUNDARIES)} (DCT-II, DST-I, real "
-        f"Fourier).")})
-    extra_tokens: int = field(default=0, metadata={"help": (
+        f"Fourier)."))
+    extra_tokens: int = option(0, (
         "Leading tokens that bypass the grid operator (1 for a ViT's CLS token); they still "
-        "get the low-rank path.")})
-    placement: str = field(default="parallel", metadata={"help": (
+        "get the low-rank path."))
+    placement: str = option("parallel", (
         f"Where the adapter sits: one of {list(PLACEMENTS)}.  'parallel' needs a square "
         f"nn.Linear target; 'input' works on any module whose first argument is the hidden "
-        f"states (e.g. BERT 'attention.self', ViT 'attention').")})
-    route_weight: float = field(default=1.0, metadata={"help": (
+        f"states (e.g. BERT 'attention.self', ViT 'attention')."))
+    route_weight: float = option(1.0, (
         "Weight of each layer's route regulariser in AdapterModel.aux_loss() (>= 0; 0 turns "
-        "it off).  The regulariser's own terms are weighted by balance and entropy.")})
-    balance: float = field(default=0.01, metadata={"help": (
-        "Weight alpha >= 0 of the load-balancing term of the route regulariser.")})
-    entropy: float = field(default=0.0, metadata={"help": (
-        "Weight beta >= 0 of the entropy term of the route regulariser.")})
-    kappa: float = field(default=1.0, metadata={"help": (
-        "Initial heat diffusivity (> 0, learned per channel through softplus).")})
-    c: float = field(default=1.0, metadata={"help": (
-        "Initial wave speed (> 0, learned per channel through softplus).")})
-    t: float = field(default=1.0, metadata={"help": (
-        "Initial time of the heat and wave priors (> 0, learned per channel).")})
-    poisson_gain: float = field(default=0.1, metadata={"help": (
-        "Initial Poisson source gain (> 0, learned per channel).")})
-    poisson_zero_mode: str = field(default="screened", metadata={"help": (
-        f"Rule for the Poisson lambda = 0 mode: one of {list(ZERO_MODES)}.")})
-    poisson_eps: float = field(default=0.1, metadata={"help": (
-        "Screening eps > 0 of poisson_zero_mode='screened': (-Laplacian + eps) u = g z.")})
-    scale: float = field(default=1.0, metadata={"help": (
-        "Initial value of the learnable scalar output scale.")})
-    bias: bool = field(default=True, metadata={"help": (
-        "Whether the down- and up-projections have biases.")})
+        "it off).  The regulariser's own terms are weighted by balance and entropy."))
+    balance: float = option(0.01, (
+        "Weight alpha >= 0 of the load-balancing term of the route regulariser."))
+    entropy: float = option(0.0, (
+        "Weight beta >= 0 of the entropy term of the route regulariser."))
+    kappa: float = option(1.0, (
+        "Initial heat diffusivity (> 0, learned per channel through softplus)."))
+    c: float = option(1.0, (
+        "Initial wave speed (> 0, learned per channel through softplus)."))
+    t: float = option(1.0, (
+        "Initial time of the heat and wave priors (> 0, learned per channel)."))
+    poisson_gain: float = option(0.1, (
+        "Initial Poisson source gain (> 0, learned per channel)."))
+    poisson_zero_mode: str = option("screened", (
+        f"Rule for the Poisson lambda = 0 mode: one of {list(ZERO_MODES)}."))
+    poisson_eps: float = option(0.1, (
+        "Screening eps > 0 of poisson_zero_mode='screened': (-Laplacian + eps) u = g z."))
+    scale: float = option(1.0, (
+        "Initial value of the learnable scalar output scale."))
+    bias: bool = option(True, (
+        "Whether the down- and up-projections have biases."))
 
     adapter_type: ClassVar[str] = "physics"
     check_options: ClassVar = staticmethod(check_layer_options)

@@ -21,22 +21,30 @@ CONFIG_NAME = "adapter_config.json"
 SHARED_FIELDS = ("target_modules", "modules_to_save")
 
 
+def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MISSING):
+    """A config field with its documentation: ``field(default=..., metadata={"help": ...})``
+    as peft writes them (the help text is what ``--help`` style tools and the docs show)."""
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class AdapterConfig:
     """Fields shared by every family: which modules to adapt and which to train fully."""
 
-    target_modules: Optional[Union[list[str], str]] = field(default=None, metadata={"help": (
+    target_modules: Optional[Union[list[str], str]] = option(None, (
         "Modules to wrap: a list of name suffixes (['query', 'value'] matches "
         "'encoder.layer.0.attention.self.query'), a regex string that must match the full "
         "module name, or 'all-linear' (every nn.Linear except the output head: the model's "
         "output embeddings, modules named classifier/score/lm_head/qa_outputs/head/cls, or "
         "else the last nn.Linear).  Required to inject into a model; an expert config inside "
-        "a mixture may leave it out (it adapts the mixture's targets).")})
-    modules_to_save: Optional[list[str]] = field(default=None, metadata={"help": (
+        "a mixture may leave it out (it adapts the mixture's targets)."))
+    modules_to_save: Optional[list[str]] = option(None, (
         "Name suffixes of modules trained in full next to the adapter (e.g. the freshly "
         "initialised ['classifier']).  Each gets a trainable copy per adapter; the original "
         "stays frozen and is used when adapters are disabled.  Copies are saved with the "
-        "adapter.")})
+        "adapter."))
 
     adapter_type: ClassVar[str] = ""
     #: The family's one options check, shared with its layer's ``build``: keyword options ->

@@ -1,14 +1,12 @@
 """Configuration of the Hamming (quantum-inspired) adapter family."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Optional
-
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
 from ... import checks
 from ...circuits import GATES, LAYOUTS
-from ..config import AdapterConfig
+from ..config import AdapterConfig, option
 from .parametrizations import PARAMETRIZATIONS
 
 #: Blocks per layer when neither ``blocks`` nor ``block_size`` is given (the paper's GLUE setting).
@@ -61,32 +59,32 @@ class HammingConfig(AdapterConfig):
                             modules_to_save=["classifier"])
     """
 
-    orders: tuple[int, ...] = field(default=(1, 2), metadata={"help": (
+    orders: tuple[int, ...] = option((1, 2), (
         "Hamming weights k of the blocks of D: each block holds C(n,k) x C(n,k) compound "
-        "blocks for every k.  (1,) is OFT-like; (1, 2) is the paper's default.")})
-    blocks: Optional[int] = field(default=None, metadata={"help": (
+        "blocks for every k.  (1,) is OFT-like; (1, 2) is the paper's default."))
+    blocks: Optional[int] = option(None, (
         f"Number r of blocks per layer (block size floor(d / r)).  Give blocks or block_size, "
-        f"not both; default {DEFAULT_BLOCKS} when neither is given.")})
-    block_size: Optional[int] = field(default=None, metadata={"help": (
-        "Dimension b of each block (r = floor(d / b) blocks).  Alternative to blocks.")})
-    n_qubits: Optional[int] = field(default=None, metadata={"help": (
+        f"not both; default {DEFAULT_BLOCKS} when neither is given."))
+    block_size: Optional[int] = option(None, (
+        "Dimension b of each block (r = floor(d / b) blocks).  Alternative to blocks."))
+    n_qubits: Optional[int] = option(None, (
         "Qubits n per block; default the largest n with sum_k C(n,k) <= b (for the butterfly "
-        "circuit layout: the largest power of two).  The rest of each block is identity.")})
-    layout: str = field(default="pyramid", metadata={"help": (
+        "circuit layout: the largest power of two).  The rest of each block is identity."))
+    layout: str = option("pyramid", (
         f"Circuit layout for parametrization='circuit': one of {list(LAYOUTS)}.  Recorded "
-        f"but unused by the matrix parametrizations.")})
-    gate: str = field(default="rbs", metadata={"help": (
+        f"but unused by the matrix parametrizations."))
+    gate: str = option("rbs", (
         f"Two-qubit gate for parametrization='circuit': one of {list(GATES)} (FBS keeps "
-        f"block_k == C_k(block_1) for non-adjacent gates).")})
-    side: str = field(default="output", metadata={"help": (
+        f"block_k == C_k(block_1) for non-adjacent gates)."))
+    side: str = option("output", (
         "'output': y = (x W0^T) D + b (the paper; merged weight D^T W0).  'input': "
-        "y = (x D) W0^T + b (merged weight W0 D^T).")})
-    parametrization: str = field(default="cayley", metadata={"help": (
+        "y = (x D) W0^T + b (merged weight W0 D^T)."))
+    parametrization: str = option("cayley", (
         f"How the weight-1 block Q is parametrised: one of {list(PARAMETRIZATIONS)}.  "
         f"'cayley' (default) and 'expm' use n(n-1)/2 values of a skew matrix per block; "
-        f"'circuit' uses a mirrored pair of circuits V(a) V(b)^T.")})
-    share_blocks: bool = field(default=False, metadata={"help": (
-        "Use one parameter set for all r blocks of a layer.")})
+        f"'circuit' uses a mirrored pair of circuits V(a) V(b)^T."))
+    share_blocks: bool = option(False, (
+        "Use one parameter set for all r blocks of a layer."))
 
     adapter_type: ClassVar[str] = "hamming"
     check_options: ClassVar = staticmethod(check_options)

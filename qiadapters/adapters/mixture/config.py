@@ -1,11 +1,11 @@
 """Configuration of the mixture layer (``adapter_type="mixture"``): experts are configs."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 from ... import checks
-from ..config import AdapterConfig
+from ..config import AdapterConfig, option
 from ..registry import CONFIGS
 from .routers import ROUTERS
 
@@ -60,23 +60,23 @@ class MixtureConfig(AdapterConfig):
                                      HammingConfig(orders=(1, 2), blocks=2)])
     """
 
-    experts: list = field(default_factory=list, metadata={"help": (
+    experts: list = option(default_factory=list, help=(
         "Expert adapter configs (any registered family except mixture), at least one.  "
-        "Saved as a list of their own JSON dicts, each tagged with its adapter_type.")})
-    router: str = field(default="global", metadata={"help": (
+        "Saved as a list of their own JSON dicts, each tagged with its adapter_type."))
+    router: str = option("global", (
         f"How the experts are weighted: one of {list(ROUTERS)}: one learned vector "
-        f"(mergeable), a linear gate on each sample's mean token, or on every token.")})
-    top_k: Optional[int] = field(default=None, metadata={"help": (
+        f"(mergeable), a linear gate on each sample's mean token, or on every token."))
+    top_k: Optional[int] = option(None, (
         "Keep only the k largest router weights of each routing unit, renormalised "
         "(1 <= top_k <= len(experts)); None: dense routing.  With top_k=1 the kept weight is "
-        "1, so only the aux losses train the router.")})
-    temperature: float = field(default=1.0, metadata={"help": (
-        "Softmax temperature T > 0: alpha = softmax(logits / T).")})
-    balance: float = field(default=0.01, metadata={"help": (
+        "1, so only the aux losses train the router."))
+    temperature: float = option(1.0, (
+        "Softmax temperature T > 0: alpha = softmax(logits / T)."))
+    balance: float = option(0.01, (
         "Weight (>= 0) of the Switch-Transformer load-balancing loss "
-        "balance * E * sum_e f_e P_e, added to AdapterModel.aux_loss().")})
-    z_loss: float = field(default=0.0, metadata={"help": (
-        "Weight (>= 0) of the router z-loss z_loss * mean(logsumexp(logits / T)^2).")})
+        "balance * E * sum_e f_e P_e, added to AdapterModel.aux_loss()."))
+    z_loss: float = option(0.0, (
+        "Weight (>= 0) of the router z-loss z_loss * mean(logsumexp(logits / T)^2)."))
 
     adapter_type: ClassVar[str] = "mixture"
 

@@ -125,6 +125,22 @@ def test_compiled_op_tables_come_from_the_one_cache_and_move_with_to():
         moved(torch.zeros(2, c.n_params))
 
 
+def test_mixed_gate_kinds_schedule_only_commuting_gates_together():
+    """An RBS gate straddling an FBS gate's span changes the parity that FBS gate reads:
+    the two do not commute although their wires are disjoint."""
+    from qiadapters import pennylane as qpl
+    from qiadapters.circuits.gates import FBS, RBS
+
+    c = qa.Circuit(5, [RBS((2, 4), 0), RBS((2, 4), 1), FBS((0, 3), 2)])
+    assert c.depth == 3
+    theta = torch.randn(1, 3, dtype=torch.float64)
+    op = c.compile(orders=(1, 2, 3), dtype=torch.float64)
+    for block, k in zip(op(theta), op.orders):
+        ref = qpl.hamming_block(c, theta[0], k)
+        torch.testing.assert_close(c.hamming_block(theta[0], k), ref, atol=1e-12, rtol=0)
+        torch.testing.assert_close(block[0], ref, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("call,exc,match", [
     (lambda op: op(torch.zeros(2, 5)), ValueError, r"expected \(blocks, n_params\) = \(3, 6\)"),
     (lambda op: op(torch.zeros(3, 6, dtype=torch.float64)), TypeError, "compiled for"),

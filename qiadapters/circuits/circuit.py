@@ -23,9 +23,11 @@ class Circuit:
     name in :data:`~qiadapters.circuits.layouts.LAYOUTS` through :meth:`from_layout`) or from an
     explicit gate list with :meth:`from_gates`.
 
-    Gates are grouped into ``layers`` of gates on disjoint wires by earliest-possible
-    scheduling; this never changes the unitary (RBS gates on disjoint wires commute, and so do
-    FBS gates, being even fermionic operators).
+    Gates are grouped into ``layers`` of commuting gates by earliest-possible scheduling, so
+    this never changes the unitary: RBS gates on disjoint wires commute, and so do FBS gates
+    (even fermionic operators), but an FBS gate reads the parity of the wires between its
+    own, which a non-adjacent RBS gate can change; in a circuit mixing the two, each gate
+    therefore occupies every wire from ``min(i, j)`` to ``max(i, j)`` for the scheduling.
 
     Example::
 
@@ -123,7 +125,7 @@ class Circuit:
 
     @property
     def layers(self) -> tuple[tuple[Gate, ...], ...]:
-        """Gates grouped into layers acting on disjoint wires, in execution order."""
+        """Gates grouped into layers of commuting gates on disjoint wires, in execution order."""
         return tuple(tuple(self._gates[g] for g in layer) for layer in self._layers)
 
     @property
@@ -181,15 +183,19 @@ class Circuit:
     # ---------------------------------------------------------------- helpers
     @staticmethod
     def _schedule(n: int, gates) -> tuple[tuple[int, ...], ...]:
+        # A non-adjacent RBS gate can change the parity an FBS gate reads: see the class doc.
+        spans = any(g.fermionic for g in gates) and not all(g.compound_exact for g in gates)
         free_at = [0] * n
         layers: list[list[int]] = []
         for g, gate in enumerate(gates):
-            i, j = gate.wires
-            t = max(free_at[i], free_at[j])
+            lo, hi = sorted(gate.wires)
+            wires = range(lo, hi + 1) if spans else (lo, hi)
+            t = max(free_at[w] for w in wires)
             if t == len(layers):
                 layers.append([])
             layers[t].append(g)
-            free_at[i] = free_at[j] = t + 1
+            for w in wires:
+                free_at[w] = t + 1
         return tuple(tuple(layer) for layer in layers)
 
     def __eq__(self, other) -> bool:

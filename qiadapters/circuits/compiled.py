@@ -112,10 +112,12 @@ class CompiledCircuit(nn.Module):
     # ------------------------------------------------------------------ routes
     def weight1(self, theta: torch.Tensor) -> torch.Tensor:
         """The weight-1 block ``U: (r, n, n)`` (layer matrices by one scatter, product tree)."""
+        return self._weight1(factor_values(theta, self.kinds, max_parity=0))
+
+    def _weight1(self, vals: torch.Tensor) -> torch.Tensor:
         n, depth = self.circuit.n_qubits, self.circuit.depth
         pos, fac, idle = self.tables("w1")
-        vals = factor_values(theta, self.kinds)
-        flat = theta.new_zeros(theta.shape[0], depth * n * n)
+        flat = vals.new_zeros(vals.shape[0], depth * n * n)
         flat = flat.index_fill(-1, idle, 1.0)
         flat = flat.index_copy(-1, pos, vals.index_select(-1, fac))
         return product_tree(flat.unflatten(-1, (depth, n, n)))
@@ -134,11 +136,11 @@ class CompiledCircuit(nn.Module):
     def hamming_blocks(self, theta: torch.Tensor) -> list[torch.Tensor]:
         """All Hamming blocks ``[(r, C(n,k), C(n,k)) for k in orders]`` for ``theta: (r, P)`` of
         any floating dtype on this op's device (no checks: :meth:`forward` checks first)."""
-        U = self.weight1(theta)
         if self.compound_route:
             tables = {int(g[1:]): self.tables(g) for g in self._tables if g[0] == "c"}
-            return compounds(U, self.orders, tables)
+            return compounds(self.weight1(theta), self.orders, tables)
         vals = factor_values(theta, self.kinds)
+        U = self._weight1(vals)
         return [compound(U, k) if k <= 1 else self._simulate(vals, k) for k in self.orders]
 
     def forward(self, theta: torch.Tensor) -> list[torch.Tensor]:

@@ -26,9 +26,13 @@ import torch
 
 
 def givens(theta: torch.Tensor, sign=1) -> torch.Tensor:
-    r"""``[[cos t, sign sin t], [-sign sin t, cos t]]``; ``theta``, ``sign`` broadcast -> ``(..., 2, 2)``."""
-    c, s = torch.broadcast_tensors(torch.cos(theta), torch.sin(theta) * sign)
-    return torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)
+    r"""``[[cos t, sign sin t], [-sign sin t, cos t]]``; ``theta`` and ``sign`` (an int or a
+    tensor of signs) broadcast -> ``(..., 2, 2)``."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    if not isinstance(sign, int) or sign != 1:
+        s = s * sign
+        c = c.expand_as(s)
+    return torch.stack([c, s, -s, c], -1).unflatten(-1, (2, 2))
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,13 @@ def simulate_block(circuit, theta: torch.Tensor, k: int) -> torch.Tensor:
     batch = theta.shape[:-1]
     # A real copy, not an expanded view: Inductor miscompiles index_copy on expanded inputs.
     block = torch.eye(dim, dtype=theta.dtype, device=theta.device).expand(*batch, dim, dim).clone()
+    mats = {cls: torch.stack([cls.compute_matrix(theta, parity) for parity in (0, 1)], -3)
+            for cls in {type(g) for g in circuit.gates}}  # (..., P, parity, 2, 2)
     for gate, (src, dst, parity) in zip(circuit.gates,
                                         cache.tables(gate_tables, circuit, k, device=theta.device)):
         if src.numel() == 0:
             continue
-        M = gate.compute_matrix(theta[..., gate.param, None], parity)[..., None]  # (..., P|1, 2, 2, 1)
+        M = mats[type(gate)][..., gate.param, :, :, :][..., parity, :, :, None]  # (..., pairs, 2, 2, 1)
         rows_s, rows_p = block[..., src, :], block[..., dst, :]
         block = block.index_copy(-2, src, M[..., 0, 0, :] * rows_s + M[..., 0, 1, :] * rows_p)
         block = block.index_copy(-2, dst, M[..., 1, 0, :] * rows_s + M[..., 1, 1, :] * rows_p)

@@ -28,18 +28,20 @@ def gate_kinds(circuit) -> tuple[type, ...]:
     return tuple(sorted({type(g) for g in circuit.gates}, key=lambda cls: cls.name))
 
 
-def factor_values(theta: torch.Tensor, kinds) -> torch.Tensor:
-    """``theta: (..., P)`` -> ``(..., 2 + 8 P len(kinds))``: ``[1, 0]`` then, per gate kind, its
-    matrices ``compute_matrix(theta_p, parity)`` flattened over ``(p, parity, a, b)``."""
+def factor_values(theta: torch.Tensor, kinds, max_parity: int = 1) -> torch.Tensor:
+    """``theta: (..., P)`` -> ``(..., 2 + 4 P len(kinds) (max_parity + 1))``: ``[1, 0]``, then
+    for each parity ``0..max_parity`` and each gate kind its matrices
+    ``compute_matrix(theta_p, parity)`` flattened over ``(p, a, b)``.  Parity-0 slots do not
+    depend on ``max_parity`` (the weight-1 block reads only those)."""
     const = torch.tensor([1.0, 0.0], dtype=theta.dtype, device=theta.device)
-    mats = [torch.stack([cls.compute_matrix(theta, parity) for parity in (0, 1)], -3)
-            for cls in kinds]  # (..., P, 2, 2, 2) each
-    return torch.cat([const.expand(*theta.shape[:-1], 2)] + [m.flatten(-4) for m in mats], -1)
+    mats = [cls.compute_matrix(theta, parity).flatten(-3)
+            for parity in range(max_parity + 1) for cls in kinds]  # (..., 4P) each
+    return torch.cat([const.expand(*theta.shape[:-1], 2)] + mats, -1)
 
 
 def _entry(kinds, P: int, gate, parity: int, a: int, b: int) -> int:
     """Slot in :func:`factor_values` of ``gate``'s matrix entry ``[a, b]`` at ``parity``."""
-    return 2 + 8 * P * kinds.index(type(gate)) + ((gate.param * 2 + parity) * 2 + a) * 2 + b
+    return 2 + 4 * P * (parity * len(kinds) + kinds.index(type(gate))) + gate.param * 4 + a * 2 + b
 
 
 def weight1_tables(circuit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -115,6 +115,7 @@ class CompiledCircuit(nn.Module):
         return self._weight1(factor_values(theta, self.kinds, max_parity=0))
 
     def _weight1(self, vals: torch.Tensor) -> torch.Tensor:
+        """``U: (r, n, n)`` from the factor table ``vals: (r, F)`` of :func:`factor_values`."""
         n, depth = self.circuit.n_qubits, self.circuit.depth
         pos, fac, idle = self.tables("w1")
         flat = vals.new_zeros(vals.shape[0], depth * n * n)

@@ -238,10 +238,10 @@ def test_compound_gradcheck(k):
 @pytest.mark.parametrize("n", [3, 6, 21])
 def test_pair_minor_routes_agree_with_minors_and_gradcheck(n):
     from qiadapters.circuits.compound import (PairMinors, PairMinorsByColumn,
-                                              _tables, compound_det)
+                                              compound_det, compound_tables)
 
     U = torch.randn(2, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
-    rows, upper, lower = _tables(n, 2, U.device)
+    rows, upper, lower = compound_tables(n, 2, U.device)
     A = U.index_select(-2, rows[:, 0]).requires_grad_()
     B = U.index_select(-2, rows[:, 1]).requires_grad_()
     ref = compound_det(U, 2)

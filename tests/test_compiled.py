@@ -1,10 +1,16 @@
 """Compiled circuits: every route equal to the exact simulation, forward and backward."""
+import copy
+from math import comb
+
 import pytest
 import torch
 
 import qiadapters as qa
-from qiadapters.circuits.blockdiag import dense
+from qiadapters.circuits import cache
+from qiadapters.circuits.blockdiag import BlockLayout, apply_blocks, dense
 from qiadapters.circuits.compiled import product_tree
+from qiadapters.circuits.compound import compound_tables, compounds
+from qiadapters.circuits.tables import weight1_tables
 
 CASES = [("pyramid", "rbs", 6), ("pyramid", "fbs", 5), ("brick", "rbs", 7), ("x", "fbs", 6),
          ("x", "rbs", 5), ("butterfly", "rbs", 8), ("butterfly", "fbs", 8), ("butterfly", "rbs", 4)]
@@ -40,27 +46,27 @@ def test_gradients_equal_exact_simulation(layout, gate, n):
 
 
 @pytest.mark.parametrize("layout,gate,n", CASES)
-@pytest.mark.parametrize("route", ["blocks", "gates"])
 @pytest.mark.parametrize("transpose", [False, True])
-def test_apply_routes_equal_dense_map(layout, gate, n, route, transpose):
+def test_apply_blocks_equals_dense_map(layout, gate, n, transpose):
     c, op, theta = setup(layout, gate, n, orders=(1, 2))
     pad, tail = 2, 5
-    dim = op.blocks * (sum(op.layout_for(10_000).sizes) + pad) + tail
-    layout_ = op.layout_for(dim, pad)
+    dim = op.blocks * (sum(comb(n, k) for k in op.orders) + pad) + tail
+    layout_ = BlockLayout(n, op.orders, op.blocks, pad, dim)
     D = dense([c.hamming_block(theta, k) for k in op.orders], layout_)
     x = torch.randn(4, 3, dim, dtype=torch.float64).requires_grad_()
-    out = op.apply(theta, x, pad=pad, route=route, transpose=transpose)
+    out = apply_blocks(x, op(theta), layout_, transpose=transpose)
     torch.testing.assert_close(out, x @ (D.T if transpose else D), atol=1e-12, rtol=0)
     g = torch.randn_like(out)
     (gx,) = torch.autograd.grad(out, x, g)
     torch.testing.assert_close(gx, g @ (D if transpose else D.T), atol=1e-12, rtol=0)
 
 
-def test_from_matrices_equals_compound_and_circuit():
+def test_weight1_and_compounds_equal_circuit():
+    """The weight-1 route, and the compounds of U (the route of the Cayley / expm adapters)."""
     c, op, theta = setup("pyramid", "rbs", 6, orders=(1, 2, 3))
     U = op.weight1(theta)
     torch.testing.assert_close(U, c.hamming_block(theta, 1), atol=1e-13, rtol=0)
-    for b, k in zip(op.from_matrices(U), op.orders):
+    for b, k in zip(compounds(U, op.orders), op.orders):
         torch.testing.assert_close(b, c.hamming_block(theta, k), atol=1e-12, rtol=0)
 
 
@@ -70,9 +76,9 @@ def test_gradcheck(layout, gate, n):
     c, op, theta = setup(layout, gate, n, blocks=2, orders=(1, 2, 3))
     theta.requires_grad_()
     assert torch.autograd.gradcheck(lambda t: tuple(op(t)), (theta,))
-    x = torch.randn(3, op.layout_for(100).active * 2 + 1, dtype=torch.float64, requires_grad=True)
-    for route in ("blocks", "gates"):
-        assert torch.autograd.gradcheck(lambda t, v: op.apply(t, v, route=route), (theta, x))
+    lay = BlockLayout(n, op.orders, op.blocks, 0, 2 * sum(comb(n, k) for k in op.orders) + 1)
+    x = torch.randn(3, lay.dim, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, v: apply_blocks(v, op(t), lay), (theta, x))
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -87,38 +93,58 @@ def test_product_tree_order():
     torch.testing.assert_close(product_tree(mats), want)
 
 
-def test_torch_compile_matches_eager():
-    c, op, theta = setup("pyramid", "rbs", 5, dtype=torch.float32, orders=(1, 2))
-    x = torch.randn(6, op.layout_for(100).active * 3, dtype=torch.float32)
-    compiled = torch.compile(lambda t, v: op.apply(t, v, route="blocks"), backend="aot_eager",
-                             fullgraph=False)
-    torch.testing.assert_close(compiled(theta, x), op.apply(theta, x, route="blocks"),
+@pytest.mark.parametrize("layout,gate", [("pyramid", "rbs"), ("butterfly", "rbs")])
+def test_torch_compile_fullgraph_matches_eager(layout, gate):
+    """Compound and simulation routes trace as one graph, from a cold table cache."""
+    c, op, theta = setup(layout, gate, 4, dtype=torch.float32, orders=(1, 2, 3))
+    lay = BlockLayout(4, op.orders, op.blocks, 1, 3 * (1 + sum(comb(4, k) for k in op.orders)))
+    x = torch.randn(6, lay.dim, dtype=torch.float32)
+    cache.clear()
+    compiled = torch.compile(lambda t, v: apply_blocks(v, op(t), lay), backend="aot_eager",
+                             fullgraph=True)
+    torch.testing.assert_close(compiled(theta, x), apply_blocks(x, op(theta), lay),
                                atol=1e-5, rtol=0)
     Q = torch.linalg.qr(torch.randn(3, 5, 5))[0]
     comp = torch.compile(lambda q: qa.compound(q, 2), backend="aot_eager")
     torch.testing.assert_close(comp(Q), qa.compound(Q, 2), atol=1e-6, rtol=0)
 
 
-def test_route_cost_model_prefers_blocks_for_many_tokens_and_gates_for_few():
-    op = qa.Circuit.pyramid(12).compile(orders=(1, 2), blocks=3)
-    assert op.choose_route(4096) == "blocks"
-    big = qa.Circuit.brick(40, depth=2).compile(orders=(1, 2), blocks=1)
-    assert big.choose_route(1) == "gates"
-
-
-def test_compiled_op_has_no_parameters_and_moves_with_to():
-    op = qa.Circuit.butterfly(4).compile(orders=(1, 2), blocks=2)
+def test_compiled_op_tables_come_from_the_one_cache_and_move_with_to():
+    c = qa.Circuit.butterfly(4)
+    op = c.compile(orders=(1, 2), blocks=2)
     assert list(op.parameters()) == [] and len(list(op.buffers())) > 0
-    assert op.state_dict() == {} or all(not v.is_floating_point() for v in op.state_dict().values())
+    assert op.state_dict() == {}
+    assert op.tables("w1") == cache.tables(weight1_tables, c)  # the very same tensors
+    fbs = qa.Circuit.pyramid(5, gate="fbs").compile(orders=(1, 3))
+    assert fbs.tables("c3") == compound_tables(5, 3)
+    assert fbs.tables("c2") == compound_tables(5, 2)  # the Laplace route reads order 2
+    moved = copy.deepcopy(op).to("meta")
+    assert {b.device.type for b in moved.buffers()} == {"meta"}
+    assert {b.device.type for b in op.buffers()} == {"cpu"}
+    with pytest.raises(ValueError, match=r"move it with \.to\(device\)"):
+        moved(torch.zeros(2, c.n_params))
+
+
+def test_mixed_gate_kinds_schedule_only_commuting_gates_together():
+    """An RBS gate straddling an FBS gate's span changes the parity that FBS gate reads:
+    the two do not commute although their wires are disjoint."""
+    from qiadapters import pennylane as qpl
+    from qiadapters.circuits.gates import FBS, RBS
+
+    c = qa.Circuit(5, [RBS((2, 4), 0), RBS((2, 4), 1), FBS((0, 3), 2)])
+    assert c.depth == 3
+    theta = torch.randn(1, 3, dtype=torch.float64)
+    op = c.compile(orders=(1, 2, 3), dtype=torch.float64)
+    for block, k in zip(op(theta), op.orders):
+        ref = qpl.hamming_block(c, theta[0], k)
+        torch.testing.assert_close(c.hamming_block(theta[0], k), ref, atol=1e-12, rtol=0)
+        torch.testing.assert_close(block[0], ref, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("call,exc,match", [
     (lambda op: op(torch.zeros(2, 5)), ValueError, r"expected \(blocks, n_params\) = \(3, 6\)"),
     (lambda op: op(torch.zeros(3, 6, dtype=torch.float64)), TypeError, "compiled for"),
-    (lambda op: op.apply(torch.zeros(3, 6), torch.zeros(2, 30), route="magic"), ValueError,
-     "route='magic'"),
-    (lambda op: op.apply(torch.zeros(3, 6), torch.zeros(2, 10)), ValueError, "dim=10"),
-    (lambda op: op.from_matrices(torch.zeros(3, 3, 3)), ValueError, r"\(3, 4, 4\)"),
+    (lambda op: BlockLayout(4, op.orders, 3, 0, 10), ValueError, "dim=10"),
 ])
 def test_bad_input(call, exc, match):
     op = qa.Circuit.pyramid(4).compile(orders=(1, 2), blocks=3)

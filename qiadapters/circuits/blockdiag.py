@@ -1,6 +1,6 @@
 r"""Block-diagonal orthogonal maps built from Hamming blocks, applied without a dense matrix.
 
-Layout of the ``d x d`` map ``D`` used by every Hamming adapter (DESIGN.md):
+Layout of the ``d x d`` map ``D`` used by every Hamming adapter (``docs/conventions.md``):
 
 .. math:: D = \bigoplus_{i<r} \Big[ \bigoplus_{k \in K} B_{i,k} \oplus I_{\text{pad}} \Big]
               \oplus I_{\text{tail}},
@@ -12,6 +12,14 @@ Row-vector convention: :func:`apply_blocks` returns ``x D`` (``(..., d)`` -> ``(
 :func:`apply_blocks` with ``transpose=True`` returns ``x D^T``.  Cost
 ``O(tokens * r * sum_k C(n,k)^2)``; the dense ``d x d`` matrix is never formed
 (:func:`dense` builds it for tests and merging only).
+
+:func:`apply_blocks` is the one way ``D`` is applied.  It splits ``x`` into the per-order
+pieces ``(..., r, C(n,k))``, applies one batched product per order and passes the pad and the
+tail through.  A later route that applies a Hamming block without building it (gate by gate,
+or mode-wise: ``C_k(U)`` acting on the antisymmetric k-tensor, ``v -> U Omega(v) U^T`` for
+``k = 2``) plugs in as another form of :func:`apply_block`, the per-order product, and takes
+whatever it needs (the angles, ``U``) in place of the built block: the splitting, the layout
+and the callers stay as they are.
 """
 from __future__ import annotations
 
@@ -62,19 +70,26 @@ class BlockLayout:
         return self.dim - self.blocks * self.block_size
 
 
+def apply_block(x: torch.Tensor, B: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """``x B`` (or ``x B^T``) per diagonal block: ``x: (..., r, m)``, ``B: (r, m, m)`` ->
+    ``(..., r, m)``.  The per-order product of :func:`apply_blocks`, and the seam where a
+    route that does not build ``B`` plugs in (see the module docstring)."""
+    eq = "...rm,rnm->...rn" if transpose else "...rm,rmn->...rn"
+    return torch.einsum(eq, x, B.to(x.dtype))
+
+
 def apply_blocks(x: torch.Tensor, blocks: Sequence[torch.Tensor], layout: BlockLayout,
                  transpose: bool = False) -> torch.Tensor:
     """``x D`` (or ``x D^T``) for ``x: (..., d)`` and ``blocks[o]: (r, C(n,k_o), C(n,k_o))``.
 
-    Each order is one batched product over the r blocks; the identity pad and tail pass
-    through untouched.
+    Each order is one batched product over the r blocks (:func:`apply_block`); the identity
+    pad and tail pass through untouched.
     """
     r, b = layout.blocks, layout.block_size
     head, tail = x[..., : r * b], x[..., r * b:]
     head = head.unflatten(-1, (r, b))
     pieces = head.split(list(layout.sizes) + [layout.pad], dim=-1)
-    eq = "...rm,rnm->...rn" if transpose else "...rm,rmn->...rn"
-    out = [torch.einsum(eq, p, B.to(x.dtype)) for p, B in zip(pieces, blocks)]
+    out = [apply_block(p, B, transpose) for p, B in zip(pieces, blocks)]
     if layout.pad:
         out.append(pieces[-1])
     out = torch.cat(out, -1).flatten(-2)

@@ -1,15 +1,14 @@
 """The symbolic circuit: qubits, gates in order, parameters, layers."""
 from __future__ import annotations
 
-from math import comb
 from typing import Iterable, Sequence
 
 import torch
 
 from .. import _checks
-from .gates import GATES, RBS
+from .gates import GATES, Gate
 from .layouts import LAYOUTS
-from .simulate import gate_tables, simulate_block
+from .simulate import simulate_block
 
 
 class Circuit:
@@ -24,9 +23,11 @@ class Circuit:
     name in :data:`~qiadapters.circuits.layouts.LAYOUTS` through :meth:`from_layout`) or from an
     explicit gate list with :meth:`from_gates`.
 
-    Gates are grouped into ``layers`` of gates on disjoint wires by earliest-possible
-    scheduling; this never changes the unitary (RBS gates on disjoint wires commute, and so do
-    FBS gates, being even fermionic operators).
+    Gates are grouped into ``layers`` of commuting gates by earliest-possible scheduling, so
+    this never changes the unitary: RBS gates on disjoint wires commute, and so do FBS gates
+    (even fermionic operators), but an FBS gate reads the parity of the wires between its
+    own, which a non-adjacent RBS gate can change; in a circuit mixing the two, each gate
+    therefore occupies every wire from ``min(i, j)`` to ``max(i, j)`` for the scheduling.
 
     Example::
 
@@ -37,14 +38,14 @@ class Circuit:
         torch.Size([6, 6])
     """
 
-    __slots__ = ("_n", "_gates", "_n_params", "_layers", "_layout", "_tables")
+    __slots__ = ("_n", "_gates", "_n_params", "_layers", "_layout")
 
-    def __init__(self, n_qubits: int, gates: Sequence[RBS], n_params: int | None = None,
+    def __init__(self, n_qubits: int, gates: Sequence[Gate], n_params: int | None = None,
                  layout: str = "custom"):
         n = _checks.integer("n_qubits", n_qubits, low=2)
         gates = tuple(gates)
         for g in gates:
-            if not isinstance(g, RBS):
+            if not isinstance(g, Gate):
                 raise TypeError(f"gates must be gate instances from {list(GATES)}, got {g!r}")
             i, j = g.wires
             for w in (i, j):
@@ -55,7 +56,6 @@ class Circuit:
         n_params = used if n_params is None else _checks.integer("n_params", n_params, low=used)
         self._n, self._gates, self._n_params, self._layout = n, gates, n_params, layout
         self._layers = self._schedule(n, gates)
-        self._tables = {}
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -120,12 +120,12 @@ class Circuit:
         return self._n_params
 
     @property
-    def gates(self) -> tuple[RBS, ...]:
+    def gates(self) -> tuple[Gate, ...]:
         return self._gates
 
     @property
-    def layers(self) -> tuple[tuple[RBS, ...], ...]:
-        """Gates grouped into layers acting on disjoint wires, in execution order."""
+    def layers(self) -> tuple[tuple[Gate, ...], ...]:
+        """Gates grouped into layers of commuting gates on disjoint wires, in execution order."""
         return tuple(tuple(self._gates[g] for g in layer) for layer in self._layers)
 
     @property
@@ -149,7 +149,7 @@ class Circuit:
     def compound_exact(self) -> bool:
         """True when ``hamming_block(theta, k) == compound(hamming_block(theta, 1), k)``:
         FBS gates on any wires, RBS gates only on adjacent wires."""
-        return all(g.name == "fbs" or abs(g.wires[0] - g.wires[1]) == 1 for g in self._gates)
+        return all(g.compound_exact for g in self._gates)
 
     # ---------------------------------------------------------------- maths
     def check_theta(self, theta: torch.Tensor) -> torch.Tensor:
@@ -164,13 +164,6 @@ class Circuit:
                              f"{self.n_params}) for this circuit's {self.n_params} parameters")
         return theta
 
-    def tables(self, k: int):
-        """Per-gate index tables in the weight-k basis (cached)."""
-        k = _checks.integer("k", k, low=0, high=self._n)
-        if k not in self._tables:
-            self._tables[k] = gate_tables(self, k)
-        return self._tables[k]
-
     def hamming_block(self, theta: torch.Tensor, k: int) -> torch.Tensor:
         """Exact weight-k block ``(..., C(n,k), C(n,k))`` of the circuit for ``theta: (..., n_params)``.
 
@@ -179,7 +172,7 @@ class Circuit:
         """
         self.check_theta(theta)
         k = _checks.integer("k", k, low=0, high=self._n)
-        return simulate_block(self.tables(k), theta, comb(self._n, k))
+        return simulate_block(self, theta, k)
 
     def compile(self, orders=(1, 2), blocks: int = 1, dtype=None, device=None):
         """Compile into a fast batched op; see :class:`~qiadapters.circuits.compiled.CompiledCircuit`."""
@@ -190,15 +183,19 @@ class Circuit:
     # ---------------------------------------------------------------- helpers
     @staticmethod
     def _schedule(n: int, gates) -> tuple[tuple[int, ...], ...]:
+        # A non-adjacent RBS gate can change the parity an FBS gate reads: see the class doc.
+        spans = any(g.fermionic for g in gates) and not all(g.compound_exact for g in gates)
         free_at = [0] * n
         layers: list[list[int]] = []
         for g, gate in enumerate(gates):
-            i, j = gate.wires
-            t = max(free_at[i], free_at[j])
+            lo, hi = sorted(gate.wires)
+            wires = range(lo, hi + 1) if spans else (lo, hi)
+            t = max(free_at[w] for w in wires)
             if t == len(layers):
                 layers.append([])
             layers[t].append(g)
-            free_at[i] = free_at[j] = t + 1
+            for w in wires:
+                free_at[w] = t + 1
         return tuple(tuple(layer) for layer in layers)
 
     def __eq__(self, other) -> bool:
@@ -214,7 +211,7 @@ class Circuit:
     def __setstate__(self, state):
         n, gates, n_params, layout = state
         self._n, self._gates, self._n_params, self._layout = n, gates, n_params, layout
-        self._layers, self._tables = self._schedule(n, gates), {}
+        self._layers = self._schedule(n, gates)
 
     def __repr__(self) -> str:
         kinds = "+".join(sorted(self.gate_kinds)) or "none"
@@ -232,9 +229,9 @@ def draw(circuit: Circuit) -> str:
     ``│`` on the wires it spans; columns are separated by wire segments ``─``.
     """
     n = circuit.n_qubits
-    columns: list[list[RBS]] = []
+    columns: list[list[Gate]] = []
     for layer in circuit.layers:
-        spans: list[list[RBS]] = []
+        spans: list[list[Gate]] = []
         for gate in layer:
             lo, hi = sorted(gate.wires)
             for col in spans:  # pack gates whose vertical spans do not overlap

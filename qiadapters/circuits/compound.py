@@ -32,6 +32,7 @@ from itertools import combinations
 import torch
 
 from .. import _checks
+from . import cache
 from .basis import basis_position, hamming_basis
 
 
@@ -119,54 +120,60 @@ def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     return U.shape[-1]
 
 
-_TABLES: dict = {}
+def pair_tables(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Order-2 route tables (builder): ``rows: (C(n,2), 2)`` the row pairs ``(a, b)``, and the
+    flat positions ``a*n + b`` (``upper``) and ``b*n + a`` (``lower``) of each pair."""
+    rows = torch.tensor(hamming_basis(n, 2), dtype=torch.long).reshape(-1, 2)
+    return rows, rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0]
 
 
-@torch.compiler.disable
-def _build_tables(n: int, k: int, device: torch.device):
-    subsets = hamming_basis(n, k)
+def laplace_tables(n: int, k: int) -> tuple[torch.Tensor, ...]:
+    """Order-k Laplace route tables (builder), per k-subset ``I = (a, I')`` in order:
+    ``first: (m,)`` = a, ``rest: (m,)`` the row of ``I'`` in the (k-1)-subsets, and per
+    position ``j < k``: ``cols: (k, m)`` = ``I_j`` and ``minus: (k, m)`` the row of ``I - I_j``."""
+    subsets, lower = hamming_basis(n, k), basis_position(n, k - 1)
+    first = torch.tensor([s[0] for s in subsets], dtype=torch.long)
+    rest = torch.tensor([lower[s[1:]] for s in subsets], dtype=torch.long)
+    cols = torch.tensor([[s[j] for s in subsets] for j in range(k)], dtype=torch.long)
+    minus = torch.tensor([[lower[s[:j] + s[j + 1:]] for s in subsets] for j in range(k)],
+                         dtype=torch.long)
+    return first, rest, cols, minus
+
+
+def compound_tables(n: int, k: int, device=None) -> tuple[torch.Tensor, ...]:
+    """The order-k route's index tables on ``device`` (``2 <= k < n``), from the one cache."""
     if k == 2:
-        rows = torch.tensor(subsets, dtype=torch.long).reshape(-1, 2)
-        tables = (rows, rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0])
-    else:  # Laplace: first element, position of the rest, and per j: J_j and J minus J_j
-        lower = basis_position(n, k - 1)
-        first = torch.tensor([s[0] for s in subsets], dtype=torch.long)
-        rest = torch.tensor([lower[s[1:]] for s in subsets], dtype=torch.long)
-        cols = torch.tensor([[s[j] for s in subsets] for j in range(k)], dtype=torch.long)
-        minus = torch.tensor([[lower[s[:j] + s[j + 1:]] for s in subsets] for j in range(k)],
-                             dtype=torch.long)
-        tables = (first, rest, cols, minus)
-    _TABLES[(n, k, str(device))] = tuple(t.to(device) for t in tables)
+        return cache.tables(pair_tables, n, device=device)
+    return cache.tables(laplace_tables, n, k, device=device)
 
 
-def _tables(n: int, k: int, device: torch.device):
-    """Index tables of the order-k route, built once per ``(n, k, device)`` outside any
-    ``torch.compile`` trace and cached in a plain dict (read as constants)."""
-    key = (n, k, str(device))
-    if key not in _TABLES:
-        _build_tables(n, k, device)
-    return _TABLES[key]
+def _route_tables(U: torch.Tensor, k: int, tables):
+    """``tables[k]`` if the caller holds the tables (a compiled op's buffers), else the cache's."""
+    return tables[k] if tables is not None else compound_tables(U.shape[-1], k, U.device)
 
 
-def compound_pairs(U: torch.Tensor) -> torch.Tensor:
-    """Second compound: all 2x2 minors (:class:`PairMinors` / :class:`PairMinorsByColumn`)."""
+def compound_pairs(U: torch.Tensor, tables=None) -> torch.Tensor:
+    """Second compound: all 2x2 minors (:class:`PairMinors` / :class:`PairMinorsByColumn`).
+
+    ``tables``: optional ``{2: pair tables}`` (default: from the cache)."""
     n = U.shape[-1]
-    rows, upper, lower = _tables(n, 2, U.device)
+    rows, upper, lower = _route_tables(U, 2, tables)
     A, B = U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1])
     if n >= COLUMN_LOOP_MIN_N:
         return PairMinorsByColumn.apply(A, B)
     return PairMinors.apply(A, B, upper, lower)
 
 
-def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None) -> torch.Tensor:
+def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None,
+                     tables=None) -> torch.Tensor:
     """k-th compound (k >= 3) by Laplace expansion along the first row of each row subset.
 
-    ``lower`` may pass the (k-1)-th compound if already computed.
+    ``lower`` may pass the (k-1)-th compound if already computed; ``tables`` the route tables
+    ``{j: compound_tables(n, j)}`` for ``2 <= j <= k`` (default: from the cache).
     """
-    n = U.shape[-1]
-    first, rest, cols, minus = _tables(n, k, U.device)
+    first, rest, cols, minus = _route_tables(U, k, tables)
     if lower is None:
-        lower = compound(U, k - 1)
+        lower = compound(U, k - 1, tables)
     minors = lower.index_select(-2, rest)           # (..., C(n,k), C(n,k-1)): rows I'
     lead = U.index_select(-2, first)                # (..., C(n,k), n): rows a
     out = lead.index_select(-1, cols[0]) * minors.index_select(-1, minus[0])
@@ -184,11 +191,12 @@ def compound_det(U: torch.Tensor, k: int) -> torch.Tensor:
     return torch.linalg.det(minors)
 
 
-def compound(U: torch.Tensor, k: int) -> torch.Tensor:
+def compound(U: torch.Tensor, k: int, tables=None) -> torch.Tensor:
     """The k-th compound matrix of ``U: (..., n, n)`` -> ``(..., C(n,k), C(n,k))``.
 
     Any ``k`` in ``0..n``; exact and differentiable; dispatches to the cheapest route
-    (see the module docstring).
+    (see the module docstring).  ``tables``: optional ``{j: compound_tables(n, j)}`` for
+    ``2 <= j <= k`` held by the caller (default: read from the cache).
     """
     n = _check_square(U)
     k = _checks.integer("k", k, low=0, high=n)
@@ -199,21 +207,22 @@ def compound(U: torch.Tensor, k: int) -> torch.Tensor:
     if k == n:
         return torch.linalg.det(U)[..., None, None]
     if k == 2:
-        return compound_pairs(U)
-    return compound_laplace(U, k)
+        return compound_pairs(U, tables)
+    return compound_laplace(U, k, tables=tables)
 
 
-def compounds(U: torch.Tensor, orders) -> list[torch.Tensor]:
+def compounds(U: torch.Tensor, orders, tables=None) -> list[torch.Tensor]:
     """``[compound(U, k) for k in orders]``, each order >= 3 reusing the one below it when
-    that is computed anyway (orders (1, 2, 3) form the second compound once)."""
+    that is computed anyway (orders (1, 2, 3) form the second compound once); ``tables`` as
+    for :func:`compound`."""
     n = _check_square(U)
     ks = [_checks.integer("orders", k, low=0, high=n) for k in orders]
     done: dict[int, torch.Tensor] = {}
     for k in sorted(set(ks)):
         if 3 <= k < n and k - 1 in done:
-            done[k] = compound_laplace(U, k, lower=done[k - 1])
+            done[k] = compound_laplace(U, k, lower=done[k - 1], tables=tables)
         else:
-            done[k] = compound(U, k)
+            done[k] = compound(U, k, tables)
     return [done[k] for k in ks]
 
 

@@ -1,68 +1,55 @@
-"""Exact simulation of a circuit in its weight-k basis (any connectivity, RBS or FBS).
+"""Exact simulation of a circuit in its weight-k basis (any connectivity, any gate kind).
 
-Every gate acting on ``(i, j)`` pairs each weight-k state ``S`` with ``i in S, j not in S`` to
-``S' = S - {i} + {j}`` and, with ``c = cos(theta)``, ``s = sigma * sin(theta)`` (``sigma`` the
-gate's parity sign on ``S``), maps ``|S> -> c|S> - s|S'>`` and ``|S'> -> s|S> + c|S'>``; every
-other state is left alone.  The block is built by applying these row updates to the identity,
-gate by gate in circuit order.  This is the exact reference route: the fast compiled routes
-are proven equal to it.
+A gate on wires ``(i, j)`` pairs each weight-k state ``S`` with ``i in S, j not in S`` (local
+state ``e_i``) with ``S' = S - {i} + {j}`` (local state ``e_j``) and acts on the pair by its
+class's 2x2 matrix ``M = compute_matrix(theta, parity(S))``
+(:mod:`~qiadapters.circuits.gates`); every other state is left alone.  The block is built
+from the identity by the row updates ``(row_S, row_S') <- M (row_S, row_S')``, gate by gate
+in circuit order.  This is the exact reference route: the compiled routes are proven equal to
+it, and it is proven equal to PennyLane.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from math import comb
 
 import torch
 
+from . import cache
 from .basis import basis_position, hamming_basis
 
 
-@dataclass(frozen=True)
-class GateTable:
-    """Index tables of one gate in the weight-k basis.
+def gate_tables(circuit, k: int) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]:
+    """Per gate of ``circuit``, the pairs it mixes in the weight-k basis (int64 builder).
 
-    ``src``: rows ``S`` (``i in S, j not in S``); ``dst``: rows ``S'``; ``sign``: ``sigma``
-    per pair (+1 for RBS).  All three have shape ``(n_pairs,)``.
+    For each gate ``(src, dst, parity)``, each ``(n_pairs,)``: rows ``S`` (``i in S, j not in
+    S``), rows ``S'`` and the parity of the occupied wires strictly between ``i`` and ``j``.
     """
-
-    src: torch.Tensor
-    dst: torch.Tensor
-    sign: torch.Tensor
-    param: int
-
-
-def gate_tables(circuit, k: int) -> tuple[GateTable, ...]:
-    """Per-gate index tables of ``circuit`` on the weight-k basis (built once, CPU int64)."""
     n = circuit.n_qubits
     pos = basis_position(n, k)
-    tables = []
+    out = []
     for gate in circuit.gates:
         i, j = gate.wires
-        src, dst, sign = [], [], []
-        for s in hamming_basis(n, k):
-            if i in s and j not in s:
-                partner = tuple(sorted((set(s) - {i}) | {j}))
-                src.append(pos[s])
-                dst.append(pos[partner])
-                sign.append(gate.sign(s))
-        tables.append(GateTable(torch.tensor(src, dtype=torch.long),
-                                torch.tensor(dst, dtype=torch.long),
-                                torch.tensor(sign, dtype=torch.float64), gate.param))
-    return tuple(tables)
+        pairs = [(pos[s], pos[tuple(sorted((set(s) - {i}) | {j}))], gate.parity(s))
+                 for s in hamming_basis(n, k) if i in s and j not in s]
+        out.append(tuple(torch.tensor(col, dtype=torch.long).reshape(-1)
+                         for col in (zip(*pairs) if pairs else ((), (), ()))))
+    return tuple(out)
 
 
-def simulate_block(tables, theta: torch.Tensor, dim: int) -> torch.Tensor:
-    """Weight-k block ``(..., dim, dim)`` for angles ``theta: (..., n_params)``."""
+def simulate_block(circuit, theta: torch.Tensor, k: int) -> torch.Tensor:
+    """Weight-k block ``(..., C(n,k), C(n,k))`` of ``circuit`` for ``theta: (..., n_params)``."""
+    dim = comb(circuit.n_qubits, k)
     batch = theta.shape[:-1]
     # A real copy, not an expanded view: Inductor miscompiles index_copy on expanded inputs.
     block = torch.eye(dim, dtype=theta.dtype, device=theta.device).expand(*batch, dim, dim).clone()
-    for t in tables:
-        if t.src.numel() == 0:
+    mats = {cls: torch.stack([cls.compute_matrix(theta, parity) for parity in (0, 1)], -3)
+            for cls in {type(g) for g in circuit.gates}}  # (..., P, parity, 2, 2)
+    for gate, (src, dst, parity) in zip(circuit.gates,
+                                        cache.tables(gate_tables, circuit, k, device=theta.device)):
+        if src.numel() == 0:
             continue
-        src, dst = t.src.to(theta.device), t.dst.to(theta.device)
-        sign = t.sign.to(device=theta.device, dtype=theta.dtype)[:, None]
-        c = torch.cos(theta[..., t.param])[..., None, None]
-        s = torch.sin(theta[..., t.param])[..., None, None] * sign
+        M = mats[type(gate)][..., gate.param, :, :, :][..., parity, :, :, None]  # (..., pairs, 2, 2, 1)
         rows_s, rows_p = block[..., src, :], block[..., dst, :]
-        block = block.index_copy(-2, src, c * rows_s + s * rows_p)
-        block = block.index_copy(-2, dst, c * rows_p - s * rows_s)
+        block = block.index_copy(-2, src, M[..., 0, 0, :] * rows_s + M[..., 0, 1, :] * rows_p)
+        block = block.index_copy(-2, dst, M[..., 1, 0, :] * rows_s + M[..., 1, 1, :] * rows_p)
     return block

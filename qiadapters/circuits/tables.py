@@ -1,20 +1,20 @@
 """Compile-time index tables: everything about a circuit that does not depend on its angles.
 
-Two kinds of table, both built once per circuit with plain Python and stored as int64:
+The compiled op never writes ``cos`` or ``sin`` itself: every number it uses is an entry of a
+gate class's own 2x2 matrix (:meth:`~qiadapters.circuits.gates.Gate.compute_matrix`), read
+from the *factor table* of :func:`factor_values`.  The tables below say which entry goes where:
 
-* :func:`weight1_tables` — the positions of the four entries ``(i,i), (i,j), (j,i), (j,j)`` of
+* :func:`weight1_tables` -- the positions of the four entries ``(i,i), (i,j), (j,i), (j,j)`` of
   every gate inside its layer's ``n x n`` matrix, to build all layer matrices with one scatter.
-* :func:`layer_tables` — each layer as a sparse operator ``L`` on the weight-k basis.  A layer's
-  gates act on disjoint wires, so column ``S`` of ``L`` is found by branching over the gates
-  that see exactly one excitation on their wires (keep: ``cos``, move ``i -> j``: ``-sigma sin``,
-  move ``j -> i``: ``+sigma sin``; FBS parities ``sigma`` read off the branch's current state, so
-  the order of the commuting gates does not matter).  Every entry of ``L`` is a product of at
-  most ``F`` such factors; a factor is an index into the per-angle value table of
-  :func:`factor_values`.
+* :func:`layer_tables` -- each layer as a sparse operator ``L`` on the weight-k basis.  A layer's
+  gates commute, so row ``T`` of ``L`` is found by branching over the gates that see exactly
+  one excitation on their wires (stay: entry ``M[a, a]``, move: entry ``M[1-a, a]``, with
+  ``a`` the local state and the parity read off the branch's current state).  Every entry of
+  ``L`` is a product of at most ``F`` factors.
+
+All are builders for :func:`qiadapters.circuits.cache.tables` (plain Python, int64 on CPU).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -23,22 +23,36 @@ from .basis import basis_position, hamming_basis
 ONE, ZERO = 0, 1  # fixed slots of the factor value table
 
 
-def factor_values(theta: torch.Tensor) -> torch.Tensor:
-    """``theta: (..., P)`` -> ``(..., 2 + 3P)``: ``[1, 0, cos theta, sin theta, -sin theta]``."""
-    c, s = torch.cos(theta), torch.sin(theta)
+def gate_kinds(circuit) -> tuple[type, ...]:
+    """The gate classes of ``circuit``, by name: the order of their slots in the factor table."""
+    return tuple(sorted({type(g) for g in circuit.gates}, key=lambda cls: cls.name))
+
+
+def factor_values(theta: torch.Tensor, kinds, max_parity: int = 1) -> torch.Tensor:
+    """``theta: (..., P)`` -> ``(..., 2 + 4 P len(kinds) (max_parity + 1))``: ``[1, 0]``, then
+    for each parity ``0..max_parity`` and each gate kind its matrices
+    ``compute_matrix(theta_p, parity)`` flattened over ``(p, a, b)``.  Parity-0 slots do not
+    depend on ``max_parity`` (the weight-1 block reads only those)."""
     const = torch.tensor([1.0, 0.0], dtype=theta.dtype, device=theta.device)
-    return torch.cat([const.expand(*theta.shape[:-1], 2), c, s, -s], -1)
+    mats = [cls.compute_matrix(theta, parity).flatten(-3)
+            for parity in range(max_parity + 1) for cls in kinds]  # (..., 4P) each
+    return torch.cat([const.expand(*theta.shape[:-1], 2)] + mats, -1)
+
+
+def _entry(kinds, P: int, gate, parity: int, a: int, b: int) -> int:
+    """Slot in :func:`factor_values` of ``gate``'s matrix entry ``[a, b]`` at ``parity``."""
+    return 2 + 4 * P * (parity * len(kinds) + kinds.index(type(gate))) + gate.param * 4 + a * 2 + b
 
 
 def weight1_tables(circuit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scatter positions for all layer matrices ``(depth, n, n)`` flattened.
 
     Returns ``(position, factor, idle)``: ``position: (4G,)`` flat indices of each gate's
-    entries ``[(i,i), (i,j), (j,i), (j,j)]``, ``factor: (4G,)`` their indices into
-    :func:`factor_values` (``cos, sin, -sin, cos``; the matrix in basis ``(e_i, e_j)``), and
+    entries ``[(i,i), (i,j), (j,i), (j,j)]``, ``factor: (4G,)`` the slots of its matrix entries
+    ``[0,0], [0,1], [1,0], [1,1]`` at parity 0 (one excitation: nothing lies between), and
     ``idle: (k,)`` flat diagonal positions of wires no gate of that layer touches (value 1).
     """
-    n, P = circuit.n_qubits, circuit.n_params
+    n, P, kinds = circuit.n_qubits, circuit.n_params, gate_kinds(circuit)
     pos, fac, idle = [], [], []
     for t, layer in enumerate(circuit.layers):
         base, busy = t * n * n, set()
@@ -46,29 +60,13 @@ def weight1_tables(circuit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             i, j = g.wires
             busy |= {i, j}
             pos += [base + i * n + i, base + i * n + j, base + j * n + i, base + j * n + j]
-            fac += [2 + g.param, 2 + P + g.param, 2 + 2 * P + g.param, 2 + g.param]
+            fac += [_entry(kinds, P, g, 0, a, b) for a in (0, 1) for b in (0, 1)]
         idle += [base + w * n + w for w in range(n) if w not in busy]
     return (torch.tensor(pos, dtype=torch.long), torch.tensor(fac, dtype=torch.long),
             torch.tensor(idle, dtype=torch.long))
 
 
-@dataclass(frozen=True)
-class LayerTable:
-    """One layer as a sparse operator on the weight-k basis, in both orientations.
-
-    ``col_src[T, e]`` / ``col_fac[T, e]``: the states ``S`` and factors with ``L[S, T] != 0``
-    (what ``x L`` needs); ``row_src`` / ``row_fac``: the ``S`` with ``L[T, S] != 0`` (what
-    ``L M`` and ``x L^T`` need).  Shapes ``(m, E)`` and ``(m, E, F)``; padding entries point at
-    ``T`` itself with a zero factor.
-    """
-
-    col_src: torch.Tensor
-    col_fac: torch.Tensor
-    row_src: torch.Tensor
-    row_fac: torch.Tensor
-
-
-def _branch(state: frozenset, layer, P: int):
+def _branch(state: frozenset, layer, kinds, P: int):
     """All ``(T, factors)`` with ``L[T, S] = prod(factors)`` for the column ``S = state``."""
     branches = [(state, [])]
     for g in layer:
@@ -78,12 +76,10 @@ def _branch(state: frozenset, layer, P: int):
             if (i in s) == (j in s):
                 nxt.append((s, facs))
                 continue
-            sign = g.sign(s)
-            moved = (s - {i}) | {j} if i in s else (s - {j}) | {i}
-            # G|..1_i 0_j..> = c|.> - sigma s|..0_i 1_j..>;  G|..0_i 1_j..> = c|.> + sigma s|..1_i 0_j..>
-            minus = (i in s) == (sign > 0)
-            nxt.append((s, facs + [2 + g.param]))
-            nxt.append((moved, facs + [(2 + 2 * P if minus else 2 + P) + g.param]))
+            a, parity = (0 if i in s else 1), g.parity(s)
+            moved = (s - {i}) | {j} if a == 0 else (s - {j}) | {i}
+            nxt.append((s, facs + [_entry(kinds, P, g, parity, a, a)]))
+            nxt.append((moved, facs + [_entry(kinds, P, g, parity, 1 - a, a)]))
         branches = nxt
     return branches
 
@@ -103,22 +99,20 @@ def _pad(entries, m: int):
     return src, fac
 
 
-def layer_tables(circuit, k: int) -> tuple[LayerTable, ...]:
-    """Sparse weight-k tables of every layer of ``circuit`` (see the module docstring)."""
-    n, P = circuit.n_qubits, circuit.n_params
+def layer_tables(circuit, k: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Per layer of ``circuit``, its sparse weight-k operator ``L`` by rows: ``(src, fac)``.
+
+    ``src[T, e]: (m, E)`` the states ``S`` with ``L[T, S] != 0`` and ``fac[T, e]: (m, E, F)``
+    their factor slots (``L[T, S]`` is the product of the factor values); padding entries
+    point at ``T`` itself with a zero factor.  ``L M`` is then ``E`` row gathers of ``M``.
+    """
+    n, P, kinds = circuit.n_qubits, circuit.n_params, gate_kinds(circuit)
     basis, pos = hamming_basis(n, k), basis_position(n, k)
-    m = len(basis)
     out = []
     for layer in circuit.layers:
-        cols = [[] for _ in range(m)]
-        rows = [[] for _ in range(m)]
+        rows = [[] for _ in basis]
         for s in basis:
-            for t, facs in _branch(frozenset(s), layer, P):
-                ti, si = pos[tuple(sorted(t))], pos[s]
-                rows[ti].append((si, facs))  # L[T, S]
-                cols[si].append((ti, facs))  # column S: (T, L[T, S]) ... transposed below
-        # x L needs, for each output T, the entries L[S, T]: those are column T's branches.
-        col_src, col_fac = _pad(cols, m)
-        row_src, row_fac = _pad(rows, m)
-        out.append(LayerTable(col_src, col_fac, row_src, row_fac))
+            for t, facs in _branch(frozenset(s), layer, kinds, P):
+                rows[pos[tuple(sorted(t))]].append((pos[s], facs))  # L[T, S]
+        out.append(_pad(rows, len(basis)))
     return tuple(out)

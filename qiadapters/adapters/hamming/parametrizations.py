@@ -171,23 +171,15 @@ class CircuitPair(Parametrization):
         init = (torch.rand(self.copies, self.circuit.n_params) * 2 - 1) * math.pi
         self.theta = nn.Parameter(init.clone())
         self.theta_mirror = nn.Parameter(init.clone())
-        self._ops: dict = {}  # (dtype, device) -> CompiledCircuit; index tables only, not saved
-
-    def compiled(self, dtype: torch.dtype, device: torch.device):
-        """The circuit compiled for ``2 * copies`` angle sets (both halves of the pair)."""
-        key = (dtype, device)
-        if key not in self._ops:
-            self._ops[key] = self.circuit.compile(orders=self.block_layout.orders,
-                                                  blocks=2 * self.copies, dtype=dtype,
-                                                  device=device)
-        return self._ops[key]
+        # Both halves of the pair in one batch.  A submodule of index buffers only
+        # (non-persistent): it follows .to(device) and deepcopy and adds nothing to state_dict.
+        self.op = self.circuit.compile(orders=block_layout.orders, blocks=2 * self.copies)
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-        dtype = self.compute_dtype(dtype)
-        theta = torch.cat([self.theta, self.theta_mirror]).to(dtype)
+        theta = torch.cat([self.theta, self.theta_mirror]).to(self.compute_dtype(dtype))
         c = self.copies
         return [self._per_block(V[:c] @ V[c:].transpose(-1, -2))
-                for V in self.compiled(dtype, theta.device)(theta)]
+                for V in self.op.hamming_blocks(theta)]
 
 
 #: Registry of parametrizations by name.

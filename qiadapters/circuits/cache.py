@@ -1,0 +1,50 @@
+"""The one cache of index tables.
+
+Everything about a circuit or a compound route that does not depend on the angles (which
+basis state a gate pairs with which, where each matrix entry goes) is an integer table built
+once with plain Python by a *builder* function and kept here, keyed by
+``(builder, arguments, device)``: :func:`tables` returns the builder's tensors on ``device``.
+:meth:`~qiadapters.Circuit.hamming_block`, :mod:`~qiadapters.circuits.compound` and
+:class:`~qiadapters.circuits.compiled.CompiledCircuit` (which registers the cached tensors as
+non-persistent buffers, so they follow ``.to(device)``) all read their tables from here.
+
+A miss is built outside any ``torch.compile`` trace (:func:`_fill` is
+``torch.compiler.disable``-d); a hit is a plain dict read that ``torch.compile`` treats as a
+constant.  Under ``fullgraph=True`` a miss cannot be built inside the trace, which is why the
+compiled op holds every table it reads as a buffer and looks nothing up in ``forward``.
+
+Builders return a tuple of CPU integer tensors (nested tuples allowed) and must be pure
+functions of their (hashable) arguments.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+_TABLES: dict[tuple, tuple] = {}
+
+
+def _to(tables, device):
+    if isinstance(tables, torch.Tensor):
+        return tables.to(device)
+    return tuple(_to(t, device) for t in tables)
+
+
+@torch.compiler.disable
+def _fill(key: tuple, build: Callable, args: tuple, device) -> None:
+    _TABLES[key] = _to(build(*args), device)
+
+
+def tables(build: Callable, *args, device=None) -> tuple:
+    """``build(*args)`` moved to ``device`` (default CPU), built once and then cached."""
+    key = (build, args, str(torch.device("cpu") if device is None else device))
+    if key not in _TABLES:
+        _fill(key, build, args, device)
+    return _TABLES[key]
+
+
+def clear() -> None:
+    """Forget every cached table (they are rebuilt on the next use)."""
+    _TABLES.clear()
+

@@ -11,14 +11,14 @@ from functools import lru_cache
 from itertools import combinations
 from math import comb
 
-from .. import _checks
+from .. import checks
 
 
 @lru_cache(maxsize=None)
 def hamming_basis(n: int, k: int) -> tuple[tuple[int, ...], ...]:
     """The k-subsets of ``range(n)`` in lexicographic order: ``C(n, k)`` tuples of wires."""
-    n = _checks.integer("n", n, low=1)
-    k = _checks.integer("k", k, low=0, high=n)
+    n = checks.integer("n", n, low=1)
+    k = checks.integer("k", k, low=0, high=n)
     return tuple(combinations(range(n), k))
 
 

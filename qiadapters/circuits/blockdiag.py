@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from .. import _checks
+from .. import checks
 from .basis import block_dim
 
 
@@ -44,8 +44,8 @@ class BlockLayout:
     dim: int
 
     def __post_init__(self):
-        _checks.integer("blocks", self.blocks, low=1)
-        _checks.integer("pad", self.pad, low=0)
+        checks.integer("blocks", self.blocks, low=1)
+        checks.integer("pad", self.pad, low=0)
         if self.blocks * self.block_size > self.dim:
             raise ValueError(f"blocks={self.blocks} of size {self.block_size} need "
                              f"{self.blocks * self.block_size} dims but dim={self.dim}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import nn
 
 _TABLES: dict[tuple, tuple] = {}
 
@@ -48,3 +49,31 @@ def clear() -> None:
     """Forget every cached table (they are rebuilt on the next use)."""
     _TABLES.clear()
 
+
+
+class TableBuffers(nn.Module):
+    """Tables held as non-persistent buffers, by group: they follow ``.to(device)``, are never
+    saved, and reading them inside ``torch.compile`` is a plain attribute read.
+
+    ``hold(group, tables)`` registers a (nested) tuple of tensors from :func:`tables`;
+    ``tables(group)`` returns them flattened, in the builder's order.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._groups: dict[str, tuple[str, ...]] = {}
+
+    def hold(self, group: str, tables) -> None:
+        flat = [leaf for t in tables for leaf in (t if isinstance(t, tuple) else (t,))]
+        names = tuple(f"{group}_{i}" for i in range(len(flat)))
+        for name, t in zip(names, flat):
+            self.register_buffer(name, t, persistent=False)
+        self._groups[group] = names
+
+    def tables(self, group: str) -> tuple[torch.Tensor, ...]:
+        """The buffers of one group, in the builder's (flattened) order."""
+        return tuple(getattr(self, name) for name in self._groups[group])
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self._groups)

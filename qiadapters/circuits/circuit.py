@@ -5,7 +5,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .. import _checks
+from .. import checks
 from .gates import GATES, Gate
 from .layouts import LAYOUTS
 from .simulate import simulate_block
@@ -42,18 +42,18 @@ class Circuit:
 
     def __init__(self, n_qubits: int, gates: Sequence[Gate], n_params: int | None = None,
                  layout: str = "custom"):
-        n = _checks.integer("n_qubits", n_qubits, low=2)
+        n = checks.integer("n_qubits", n_qubits, low=2)
         gates = tuple(gates)
         for g in gates:
             if not isinstance(g, Gate):
                 raise TypeError(f"gates must be gate instances from {list(GATES)}, got {g!r}")
             i, j = g.wires
             for w in (i, j):
-                _checks.integer("wires", w, low=0, high=n - 1)
+                checks.integer("wires", w, low=0, high=n - 1)
             if i == j:
                 raise ValueError(f"wires={g.wires} must be two different qubits in 0..{n - 1}")
         used = max((g.param for g in gates), default=-1) + 1
-        n_params = used if n_params is None else _checks.integer("n_params", n_params, low=used)
+        n_params = used if n_params is None else checks.integer("n_params", n_params, low=used)
         self._n, self._gates, self._n_params, self._layout = n, gates, n_params, layout
         self._layers = self._schedule(n, gates)
 
@@ -66,8 +66,8 @@ class Circuit:
         Gate ``p`` uses parameter ``p`` unless ``params`` maps gates to shared parameters.
         The gate's 2x2 matrix is in the basis ``(e_i, e_j)`` as listed.
         """
-        kind = GATES[_checks.choice("gate", gate, GATES)]
-        n = _checks.integer("n", n, low=2)
+        kind = GATES[checks.choice("gate", gate, GATES)]
+        n = checks.integer("n", n, low=2)
         wires = [tuple(w) for w in wires]
         for w in wires:
             if len(w) != 2:
@@ -77,15 +77,15 @@ class Circuit:
         elif len(params) != len(wires):
             raise ValueError(f"params has {len(params)} entries; it needs one per gate "
                              f"({len(wires)})")
-        gates = [kind((int(i), int(j)), _checks.integer("params", p, low=0))
+        gates = [kind((int(i), int(j)), checks.integer("params", p, low=0))
                  for (i, j), p in zip(wires, params)]
         return cls(n, gates, layout="custom")
 
     @classmethod
     def from_layout(cls, layout: str, n: int, gate: str = "rbs", **options) -> "Circuit":
         """Circuit of a registered layout (see :data:`LAYOUTS`) with one parameter per gate."""
-        build = LAYOUTS[_checks.choice("layout", layout, LAYOUTS)]
-        n = _checks.integer("n", n, low=2)
+        build = LAYOUTS[checks.choice("layout", layout, LAYOUTS)]
+        n = checks.integer("n", n, low=2)
         circuit = cls.from_gates(n, build(n, **options), gate=gate)
         circuit._layout = layout
         return circuit
@@ -171,7 +171,7 @@ class Circuit:
         gate kind; batched over leading dims, differentiable, any float dtype and device.
         """
         self.check_theta(theta)
-        k = _checks.integer("k", k, low=0, high=self._n)
+        k = checks.integer("k", k, low=0, high=self._n)
         return simulate_block(self, theta, k)
 
     def compile(self, orders=(1, 2), blocks: int = 1, dtype=None, device=None):

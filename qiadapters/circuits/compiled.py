@@ -28,9 +28,9 @@ from math import comb
 import torch
 from torch import nn
 
-from .. import _checks
+from .. import checks
 from . import cache
-from .compound import compound, compound_tables, compounds
+from .compound import compound, compounds, held_compound_tables, hold_compound_tables
 from .tables import factor_values, gate_kinds, layer_tables, weight1_tables
 
 
@@ -44,7 +44,7 @@ def product_tree(mats: torch.Tensor) -> torch.Tensor:
     return mats[..., 0, :, :]
 
 
-class CompiledCircuit(nn.Module):
+class CompiledCircuit(cache.TableBuffers):
     """Batched Hamming blocks of ``blocks`` copies of one circuit.
 
     Args:
@@ -62,35 +62,20 @@ class CompiledCircuit(nn.Module):
         super().__init__()
         n = circuit.n_qubits
         self.circuit = circuit
-        self.orders = _checks.orders("orders", orders, n)
-        self.blocks = _checks.integer("blocks", blocks, low=1)
+        self.orders = checks.orders("orders", orders, n)
+        self.blocks = checks.integer("blocks", blocks, low=1)
         self.dtype = dtype or torch.get_default_dtype()
         if not self.dtype.is_floating_point:
             raise TypeError(f"dtype={self.dtype} must be a floating dtype")
         self.compound_route = circuit.compound_exact
         self.kinds = gate_kinds(circuit)
-        self._tables: dict[str, tuple[str, ...]] = {}
-        self._register("w1", cache.tables(weight1_tables, circuit, device=device))
-        if self.compound_route:  # the Laplace route at order k reads every order below it
-            top = max([k for k in self.orders if 2 <= k < n], default=1)
-            for k in range(2, top + 1):
-                self._register(f"c{k}", compound_tables(n, k, device))
+        self.hold("w1", cache.tables(weight1_tables, circuit, device=device))
+        if self.compound_route:
+            hold_compound_tables(self, n, self.orders, device)
         else:
             for k in self.orders:
                 if k >= 2:
-                    self._register(f"k{k}", cache.tables(layer_tables, circuit, k, device=device))
-
-    def _register(self, group: str, tables) -> None:
-        """Register the (nested) tuple ``tables`` as non-persistent buffers ``group_*``."""
-        flat = [leaf for t in tables for leaf in (t if isinstance(t, tuple) else (t,))]
-        names = tuple(f"{group}_{i}" for i in range(len(flat)))
-        for name, t in zip(names, flat):
-            self.register_buffer(name, t, persistent=False)
-        self._tables[group] = names
-
-    def tables(self, group: str) -> tuple[torch.Tensor, ...]:
-        """The buffers of one table group, in the builder's (flattened) order."""
-        return tuple(getattr(self, name) for name in self._tables[group])
+                    self.hold(f"k{k}", cache.tables(layer_tables, circuit, k, device=device))
 
     # ------------------------------------------------------------------ checks
     def _check_theta(self, theta: torch.Tensor) -> torch.Tensor:
@@ -138,8 +123,7 @@ class CompiledCircuit(nn.Module):
         """All Hamming blocks ``[(r, C(n,k), C(n,k)) for k in orders]`` for ``theta: (r, P)`` of
         any floating dtype on this op's device (no checks: :meth:`forward` checks first)."""
         if self.compound_route:
-            tables = {int(g[1:]): self.tables(g) for g in self._tables if g[0] == "c"}
-            return compounds(self.weight1(theta), self.orders, tables)
+            return compounds(self.weight1(theta), self.orders, held_compound_tables(self))
         vals = factor_values(theta, self.kinds)
         U = self._weight1(vals)
         return [compound(U, k) if k <= 1 else self._simulate(vals, k) for k in self.orders]

@@ -31,7 +31,7 @@ from itertools import combinations
 
 import torch
 
-from .. import _checks
+from .. import checks
 from . import cache
 from .basis import basis_position, hamming_basis
 
@@ -147,6 +147,20 @@ def compound_tables(n: int, k: int, device=None) -> tuple[torch.Tensor, ...]:
     return cache.tables(laplace_tables, n, k, device=device)
 
 
+def hold_compound_tables(holder: "cache.TableBuffers", n: int, orders, device=None) -> None:
+    """Register in ``holder`` the route tables the compounds of ``orders`` read (the Laplace
+    route at order k reads every order below it, down to 2), as groups ``"c2"``, ``"c3"``..."""
+    top = max([k for k in orders if 2 <= k < n], default=1)
+    for k in range(2, top + 1):
+        holder.hold(f"c{k}", compound_tables(n, k, device))
+
+
+def held_compound_tables(holder: "cache.TableBuffers") -> dict[int, tuple[torch.Tensor, ...]]:
+    """The ``tables`` argument of :func:`compounds` from a holder filled by
+    :func:`hold_compound_tables`."""
+    return {int(g[1:]): holder.tables(g) for g in holder.groups if g[0] == "c"}
+
+
 def _route_tables(U: torch.Tensor, k: int, tables):
     """``tables[k]`` if the caller holds the tables (a compiled op's buffers), else the cache's."""
     return tables[k] if tables is not None else compound_tables(U.shape[-1], k, U.device)
@@ -199,7 +213,7 @@ def compound(U: torch.Tensor, k: int, tables=None) -> torch.Tensor:
     ``2 <= j <= k`` held by the caller (default: read from the cache).
     """
     n = _check_square(U)
-    k = _checks.integer("k", k, low=0, high=n)
+    k = checks.integer("k", k, low=0, high=n)
     if k == 0:
         return U.new_ones(*U.shape[:-2], 1, 1)
     if k == 1:
@@ -216,7 +230,7 @@ def compounds(U: torch.Tensor, orders, tables=None) -> list[torch.Tensor]:
     that is computed anyway (orders (1, 2, 3) form the second compound once); ``tables`` as
     for :func:`compound`."""
     n = _check_square(U)
-    ks = [_checks.integer("orders", k, low=0, high=n) for k in orders]
+    ks = [checks.integer("orders", k, low=0, high=n) for k in orders]
     done: dict[int, torch.Tensor] = {}
     for k in sorted(set(ks)):
         if 3 <= k < n and k - 1 in done:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .. import _checks
+from .. import checks
 
 Pairs = list[tuple[int, int]]
 
@@ -36,7 +36,7 @@ def pyramid(n: int) -> Pairs:
 def brick(n: int, depth: int | None = None) -> Pairs:
     """Brick wall: alternating layers of gates on even pairs ``(0,1),(2,3),...`` and odd pairs
     ``(1,2),(3,4),...``.  ``depth`` layers (default ``n``, which gives ``n(n-1)/2`` gates)."""
-    depth = n if depth is None else _checks.integer("depth", depth, low=1)
+    depth = n if depth is None else checks.integer("depth", depth, low=1)
     return [(i, i + 1) for t in range(depth) for i in range(t % 2, n - 1, 2)]
 
 

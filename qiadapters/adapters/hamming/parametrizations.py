@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from ...circuits import Circuit
-from ...circuits.compound import compounds
+from ...circuits.cache import TableBuffers
+from ...circuits.compound import compounds, held_compound_tables, hold_compound_tables
 from ...circuits.blockdiag import BlockLayout, apply_blocks, dense
 from ..layer import compute_dtype
 
@@ -95,6 +96,10 @@ class SkewParametrization(Parametrization):
         n = block_layout.n
         self.weight = nn.Parameter(torch.zeros(self.copies, n * (n - 1) // 2))
         self.register_buffer("triu", torch.triu_indices(n, n, 1), persistent=False)
+        # the compound routes' index tables, held (not looked up) so that a first forward
+        # inside torch.compile(fullgraph=True) finds them, on whatever device the adapter is
+        self.compound_tables = TableBuffers()
+        hold_compound_tables(self.compound_tables, n, block_layout.orders)
 
     def skew(self, dtype: torch.dtype) -> torch.Tensor:
         """``S: (copies, n, n)`` with ``S[i, j] = weight[(i, j)]`` for ``i < j``."""
@@ -111,7 +116,8 @@ class SkewParametrization(Parametrization):
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         Q = self.orthogonal(self.compute_dtype(dtype))
-        return [self._per_block(B) for B in compounds(Q, self.block_layout.orders)]
+        tables = held_compound_tables(self.compound_tables)
+        return [self._per_block(B) for B in compounds(Q, self.block_layout.orders, tables)]
 
 
 class Cayley(SkewParametrization):

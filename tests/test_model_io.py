@@ -1,5 +1,6 @@
-"""The saved format: two files, adapter tensors only, version and shape checks that fail
-before the model is modified."""
+"""The saved format: two files, adapter tensors only, format-version and shape checks that
+fail before the model is modified, files of older versions that still load, and writes that
+cannot leave a half-written adapter."""
 import json
 import os
 
@@ -10,6 +11,7 @@ from safetensors.torch import load_file
 import qiadapters
 from qiadapters import AdapterModel, HammingConfig
 from qiadapters.model import VERSION_KEY, WEIGHTS_NAME
+from qiadapters.model import io
 from qiadapters.testing import TinyMLP, build, perturb, tiny_bert, tiny_mlp
 
 
@@ -30,6 +32,7 @@ def test_files_and_keys(saved):
     assert sorted(os.listdir(path)) == ["adapter_config.json", WEIGHTS_NAME]
     data = json.loads((path / "adapter_config.json").read_text())
     assert data[VERSION_KEY] == qiadapters.__version__ and data["adapter_type"] == "hamming"
+    assert data["format_version"] == io.FORMAT_VERSION
     tensors = load_file(path / WEIGHTS_NAME)
     assert sorted(tensors) == sorted(
         [f"{m}.hamming.{p}" for m in ("fc1", "fc2") for p in ("theta", "theta_mirror")]
@@ -77,21 +80,101 @@ def _untouched(model):
     return not any(isinstance(m, qiadapters.adapters.AdapterLayer) for m in model.modules())
 
 
-def test_other_version_is_refused_before_modifying(saved):
-    path, _, _ = saved
+def test_format_versions_decide_loading_not_library_versions(saved):
+    path, am, inputs = saved
     cfg_file = path / "adapter_config.json"
     data = json.loads(cfg_file.read_text())
-    data[VERSION_KEY] = "0.0.1"
+    expected = am(**inputs)
+    data[VERSION_KEY] = "0.9.7"  # another library version writing the same format: loads
     cfg_file.write_text(json.dumps(data))
     fresh, _ = tiny_mlp()
-    with pytest.raises(ValueError, match=r"saved by qiadapters version '0.0.1', but this is "
-                                         rf"version '{qiadapters.__version__}'"):
+    torch.testing.assert_close(AdapterModel.from_pretrained(fresh, path)(**inputs), expected,
+                               rtol=0, atol=0)
+    data["format_version"] = io.FORMAT_VERSION + 1
+    cfg_file.write_text(json.dumps(data))
+    fresh, _ = tiny_mlp()
+    with pytest.raises(ValueError, match=rf"adapter format {io.FORMAT_VERSION + 1} \(written by "
+                                         rf"qiadapters 0.9.7\), newer than this qiadapters "
+                                         rf"{qiadapters.__version__} reads \(formats 1 to "
+                                         rf"{io.FORMAT_VERSION}\)"):
         AdapterModel.from_pretrained(fresh, path)
     assert _untouched(fresh)
-    del data[VERSION_KEY]
+    data["format_version"] = "2"
+    cfg_file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"format_version='2'; valid: an integer from 1"):
+        AdapterModel.from_pretrained(fresh, path)
+    del data[VERSION_KEY], data["format_version"]
     cfg_file.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="not saved by qiadapters"):
         AdapterModel.from_pretrained(fresh, path)
+    assert _untouched(fresh)
+
+
+LEGACY = os.path.join(os.path.dirname(__file__), "data", "saved_by_0.1.0")
+# Saved by qiadapters 0.1.0 (format 1) from tiny_mlp(0) with perturbed adapters, with the
+# logits 0.1.0 computed: see tests/data/saved_by_0.1.0/README.md.
+LEGACY_NAMES = ["hamming", "mixture"]
+
+
+@pytest.mark.parametrize("name", LEGACY_NAMES)
+def test_files_written_by_0_1_0_load_with_the_outputs_0_1_0_computed(name):
+    directory = os.path.join(LEGACY, name)
+    config, state = io.read_adapter(directory)
+    assert config.to_dict()["adapter_type"] == name
+    model, inputs = tiny_mlp(0)
+    am = AdapterModel.from_pretrained(model, directory)
+    expected = load_file(os.path.join(directory, "expected_logits.safetensors"))["logits"]
+    with torch.no_grad():
+        torch.testing.assert_close(am(**inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", r"adapter_model.safetensors' \(0 bytes\) is not a readable safetensors file"),
+    (b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":", r"is not a readable safetensors file"),
+    (b"not a safetensors file at all", r"truncated or corrupted"),
+])
+def test_broken_weights_files_name_the_file(saved, content, match):
+    path, _, _ = saved
+    (path / WEIGHTS_NAME).write_bytes(content)
+    fresh, _ = tiny_mlp()
+    with pytest.raises(ValueError, match=match):
+        AdapterModel.from_pretrained(fresh, path)
+    assert _untouched(fresh)
+
+
+def test_truncated_weights_and_bad_json_name_the_file(saved):
+    path, _, _ = saved
+    weights = (path / WEIGHTS_NAME).read_bytes()
+    (path / WEIGHTS_NAME).write_bytes(weights[: len(weights) // 2])
+    fresh, _ = tiny_mlp()
+    with pytest.raises(ValueError, match=rf"\({len(weights) // 2} bytes\) is not a readable"):
+        AdapterModel.from_pretrained(fresh, path)
+    (path / "adapter_config.json").write_text('{"adapter_type": "hamming", ')
+    with pytest.raises(ValueError, match=r"adapter_config.json' is not valid JSON"):
+        AdapterModel.from_pretrained(fresh, path)
+    (path / "adapter_config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"holds a list, not a JSON object"):
+        AdapterModel.from_pretrained(fresh, path)
+    assert _untouched(fresh)
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_adapter(saved, monkeypatch):
+    path, am, inputs = saved
+    before = {f: (path / f).read_bytes() for f in os.listdir(path)}
+    perturb(am, seed=5)
+
+    def broken_save_file(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io, "save_file", broken_save_file)
+    with pytest.raises(OSError, match="disk full"):
+        am.save_pretrained(path)
+    assert {f: (path / f).read_bytes() for f in os.listdir(path)} == before  # no temp left
+    monkeypatch.undo()
+    fresh, _ = tiny_mlp()
+    AdapterModel.from_pretrained(fresh, path)  # still loads
 
 
 def test_other_shapes_are_refused_before_modifying(saved):

@@ -1,21 +1,38 @@
 """The saved adapter format: one directory per adapter with two files.
 
 ``adapter_config.json``
-    the config's :meth:`~qiadapters.adapters.base.AdapterConfig.to_dict` plus
-    ``"qiadapters_version"``.
+    the config's :meth:`~qiadapters.adapters.config.AdapterConfig.to_dict` plus
+    ``"format_version"`` (the layout of these two files, :data:`FORMAT_VERSION`) and
+    ``"qiadapters_version"`` (the library that wrote them, for information).
 ``adapter_model.safetensors``
     every tensor in the adapter's modules (``adapter_layer_names`` ModuleDicts and
     ``modules_to_save`` copies), keyed ``<module path>.<attr>.<param>`` without the adapter
     name, e.g. ``bert.encoder.layer.0.attention.self.query.hamming.weight`` or
-    ``classifier.modules_to_save.weight``.  No base weights; index tables are non-persistent
-    buffers and are not saved.
+    ``classifier.modules_to_save.weight``; a mixture's experts are layers of their own, so
+    their keys read ``<module path>.experts.<i>.<attr>.expert.<param>``.  No base weights;
+    index tables are non-persistent buffers and are not saved.
+
+Format versions (a file of any listed version loads; a newer one is refused by name):
+
+===  ==================  ==================================================================
+ 1   qiadapters 0.1.x    no ``format_version`` key; mixture expert keys without ``expert.``
+ 2   qiadapters 0.2      ``format_version`` recorded; mixture experts are submodule layers
+===  ==================  ==================================================================
+
+Writing is atomic per file (a temporary file in the same directory, then ``os.replace``),
+tensors first and the config last, so an interrupted save leaves the previous adapter in
+the directory loadable; see :func:`save_adapter`.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
+from typing import Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -25,6 +42,9 @@ from .injection import adapter_layers
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 VERSION_KEY = "qiadapters_version"
+FORMAT_KEY = "format_version"
+#: The format this library writes; it reads every format from 1 up to this one.
+FORMAT_VERSION = 2
 
 
 def adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
@@ -39,18 +59,78 @@ def adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.T
     return out
 
 
+def _atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path``."""
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
                  state: dict[str, torch.Tensor]) -> None:
-    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``directory``."""
+    """Write ``adapter_model.safetensors``, then ``adapter_config.json``, into ``directory``.
+
+    Each file is written to a temporary name and renamed into place, so a save that fails
+    or is killed half-way never leaves a truncated file: the directory holds the previous
+    pair, or the new tensors beside the previous config until the config lands last.
+    """
+    directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    config.save(directory, extra={VERSION_KEY: __version__})
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    save_file(tensors, os.path.join(directory, WEIGHTS_NAME),
-              metadata={"format": "pt", VERSION_KEY: __version__})
+    metadata = {"format": "pt", VERSION_KEY: __version__, FORMAT_KEY: str(FORMAT_VERSION)}
+    _atomic_write(os.path.join(directory, WEIGHTS_NAME),
+                  lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    data = {**config.to_dict(), VERSION_KEY: __version__, FORMAT_KEY: FORMAT_VERSION}
+
+    def write_config(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+
+    _atomic_write(os.path.join(directory, CONFIG_NAME), write_config)
+
+
+def _format_of(data: dict, cfg_path: str) -> int:
+    """The format version of a parsed ``adapter_config.json`` (keys are popped)."""
+    version = data.pop(VERSION_KEY, None)
+    fmt = data.pop(FORMAT_KEY, None)
+    if fmt is None:
+        if version is None:
+            raise ValueError(f"{cfg_path!r} has neither {FORMAT_KEY!r} nor {VERSION_KEY!r}: it "
+                             f"was not saved by qiadapters")
+        return 1  # qiadapters 0.1.x wrote no format version
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise ValueError(f"{cfg_path!r} has {FORMAT_KEY}={fmt!r}; valid: an integer from 1 "
+                         f"to {FORMAT_VERSION}")
+    if fmt > FORMAT_VERSION:
+        raise ValueError(f"{cfg_path!r} is in adapter format {fmt} (written by qiadapters "
+                         f"{version}), newer than this qiadapters {__version__} reads (formats "
+                         f"1 to {FORMAT_VERSION}); upgrade qiadapters to load it")
+    return fmt
+
+
+#: A mixture expert's tensor in format 1: ``<path>.experts.<i>.<attr>.<param>``.
+_V1_EXPERT = re.compile(r"^(.*\.experts\.\d+\.[^.]+)\.(.+)$")
+
+
+def _upgrade_state(fmt: int, config: AdapterConfig,
+                   state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensor names of an older format, renamed to the current layout."""
+    if fmt == 1 and config.adapter_type == "mixture":
+        return {(_V1_EXPERT.sub(r"\1.expert.\2", k) if ".experts." in k else k): v
+                for k, v in state.items()}
+    return state
 
 
 def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
-    """Read a saved adapter; raises if files are missing or the library version differs."""
+    """Read a saved adapter of any supported format; every problem with the files raises
+    (FileNotFoundError / ValueError naming the file) before anything else happens."""
     directory = os.fspath(directory)
     cfg_path = os.path.join(directory, CONFIG_NAME)
     weights = os.path.join(directory, WEIGHTS_NAME)
@@ -58,15 +138,24 @@ def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str,
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path!r} does not exist; a saved adapter directory holds "
                                     f"{CONFIG_NAME} and {WEIGHTS_NAME}")
-    with open(cfg_path) as f:
-        data = json.load(f)
-    version = data.pop(VERSION_KEY, None)
-    if version != __version__:
-        raise ValueError(f"adapter in {directory!r} was saved by qiadapters version "
-                         f"{version!r}, but this is version {__version__!r}; load it with "
-                         f"qiadapters=={version}" if version else
-                         f"{cfg_path!r} has no {VERSION_KEY!r}: it was not saved by qiadapters")
-    return AdapterConfig.from_dict(data), load_file(weights)
+    try:
+        with open(cfg_path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cfg_path!r} is not valid JSON ({e}); was the save interrupted or "
+                         f"the file edited?") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{cfg_path!r} holds a {type(data).__name__}, not a JSON object of "
+                         f"config fields")
+    fmt = _format_of(data, cfg_path)
+    config = AdapterConfig.from_dict(data)
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        size = os.path.getsize(weights)
+        raise ValueError(f"{weights!r} ({size} bytes) is not a readable safetensors file "
+                         f"({e}); it is truncated or corrupted: save the adapter again") from None
+    return config, _upgrade_state(fmt, config, state)
 
 
 def check_state(expected: dict[str, torch.Size], state: dict[str, torch.Tensor],

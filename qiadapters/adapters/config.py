@@ -17,6 +17,9 @@ from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 from .registry import config_class
 
 CONFIG_NAME = "adapter_config.json"
+#: Keys a saved ``adapter_config.json`` holds beside the config's fields (see
+#: :mod:`qiadapters.model.io`): the file's format and the library that wrote it.
+FILE_KEYS = ("format_version", "qiadapters_version")
 #: Fields of every config that are not per-layer options.
 SHARED_FIELDS = ("target_modules", "modules_to_save")
 
@@ -133,13 +136,14 @@ class AdapterConfig:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, ignore: Sequence[str] = ()) -> "AdapterConfig":
-        """Read ``adapter_config.json`` from ``directory`` (keys in ``ignore`` are dropped)."""
+        """Read ``adapter_config.json`` from ``directory``: its config fields (the file keys
+        :data:`FILE_KEYS` and keys in ``ignore`` are dropped)."""
         path = os.path.join(directory, CONFIG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no {CONFIG_NAME} in {os.fspath(directory)!r}")
         with open(path) as f:
             data = json.load(f)
-        for key in ignore:
+        for key in (*FILE_KEYS, *ignore):
             data.pop(key, None)
         return cls.from_dict(data)
 

@@ -37,12 +37,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._version import __version__
-from ..adapters.config import CONFIG_NAME, AdapterConfig
+from ..adapters.config import CONFIG_NAME, FILE_KEYS, AdapterConfig
 from .injection import adapter_layers
 
 WEIGHTS_NAME = "adapter_model.safetensors"
-VERSION_KEY = "qiadapters_version"
-FORMAT_KEY = "format_version"
+FORMAT_KEY, VERSION_KEY = FILE_KEYS
 #: The format this library writes; it reads every format from 1 up to this one.
 FORMAT_VERSION = 2
 

@@ -6,7 +6,6 @@ never imports it at import time.
 from ._version import __version__
 from .circuits import (FBS, GATES, LAYOUTS, RBS, Circuit, block_dim, compound,
                        compound_by_minors, hamming_basis, max_qubits)
-from .circuits import pennylane
 
 __all__ = ["__version__", "Circuit", "RBS", "FBS", "GATES", "LAYOUTS", "hamming_basis",
            "block_dim", "max_qubits", "compound", "compound_by_minors", "pennylane"]
@@ -17,3 +16,4 @@ __all__ += ["HammingAdapter", "HammingConfig", "AdapterModel", "get_adapter_mode
 from .adapters import Mixture, MixtureConfig
 
 __all__ += ["Mixture", "MixtureConfig"]
+from . import pennylane  # noqa: E402  (reference functions and export; PennyLane loads lazily)

@@ -11,7 +11,7 @@ import types
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAGES = ["docs/architecture.md", "docs/conventions.md"]
+PAGES = ["docs/architecture.md", "docs/conventions.md", "docs/pennylane.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 

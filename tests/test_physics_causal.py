@@ -187,7 +187,6 @@ def test_padding_never_changes_real_tokens(router, grid, extra, causal):
                                        causal=causal).double())
     rows = [torch.randn(1, extra + n, 6, dtype=torch.float64) for n in (9, 4, 7)]
     alone = [adapter(r)[0] for r in rows]
-    aux_alone = [adapter(r) is not None and adapter.aux_loss() for r in rows]
     width = extra + 12
     for side in ("right", "left", "middle"):
         x = 100 * torch.randn(3, width, 6, dtype=torch.float64)   # loud padding
@@ -206,9 +205,6 @@ def test_padding_never_changes_real_tokens(router, grid, extra, causal):
         for i, r in enumerate(rows):
             real = mask[i].bool()
             torch.testing.assert_close(y[i, real], alone[i], atol=1e-10, rtol=0)
-    if router == "global" or len(rows) == 1:
-        return
-    assert torch.isfinite(adapter.aux_loss())
 
 
 def test_padded_route_loss_counts_real_tokens_only():

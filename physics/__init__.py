@@ -22,5 +22,7 @@ __all__ = ["PhysicsAdapter", "BOUNDARIES", "Boundary", "Neumann", "Dirichlet", "
            "from_grid", "PRIORS", "Prior", "HeatPrior", "WavePrior", "PoissonPrior", "ROUTERS",
            "route_loss", "ZERO_MODES", "heat", "wave", "poisson", "laplacian_matrix",
            "heat_euler", "heat_crank_nicolson", "wave_leapfrog", "poisson_sparse"]
-from .layer import PhysicsConfig, PhysicsLayer  # registers the "physics" adapter family
-__all__ += ["PhysicsConfig", "PhysicsLayer"]
+from .causal import causal_kernel, causal_solve
+from .layer import PhysicsConfig, PhysicsLayer, causal_reason, token_mask  # registers the family
+__all__ += ["PhysicsConfig", "PhysicsLayer", "causal_reason", "token_mask", "causal_kernel",
+            "causal_solve"]

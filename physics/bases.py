@@ -22,36 +22,50 @@ space as the complex orthonormal DFT without complex arithmetic, so every solver
 dtypes.  On a 2D grid ``(H, W)`` the basis is the tensor product (rows of ``B_H`` along axis H,
 rows of ``B_W`` along axis W) and ``λ_{ij} = λ_i^{(H)} + λ_j^{(W)}``.
 
-Matrices are built once in float64 with NumPy and cached per ``(boundary, N, dtype, device)``.
+Matrices are built with torch in float64 on the target device (on the CPU first for devices
+without float64, such as MPS), cast to the requested dtype, and kept in a bounded
+least-recently-used cache per ``(kind, boundary, N, dtype, device)`` (:data:`CACHE_SIZE`
+entries; :func:`clear_cache` empties it).  Under ``torch.compile`` nothing is read from or
+written to the cache: the matrices are built by torch ops inside the graph, so a first
+compiled forward for a new size traces cleanly (``fullgraph=True``) from a cold cache.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
+import math
+from collections import OrderedDict
+from typing import Callable
+
 import torch
 
 from qiadapters import checks
 
 __all__ = ["Boundary", "Neumann", "Dirichlet", "Periodic", "BOUNDARIES", "get_boundary",
-           "basis", "eigenvalues", "transform", "inverse_transform"]
+           "basis", "eigenvalues", "transform", "inverse_transform", "cached", "clear_cache",
+           "CACHE_SIZE"]
 
 
 class Boundary:
-    """A boundary condition: a basis builder and its stencil eigenvalues (both float64)."""
+    """A boundary condition: a basis builder and its stencil eigenvalues (float64 torch)."""
 
     name: str = ""
 
-    def basis_np(self, n: int) -> np.ndarray:
-        """``(n, n)`` orthonormal matrix, row ``m`` = eigenvector ``m`` of ``-Δ``."""
+    def basis_matrix(self, n: int, device) -> torch.Tensor:
+        """``(n, n)`` orthonormal float64 matrix on ``device``, row ``m`` = eigenvector ``m``
+        of ``-Δ``."""
         raise NotImplementedError
 
-    def eigenvalues_np(self, n: int) -> np.ndarray:
-        """``(n,)`` eigenvalues of ``-Δ``, in the row order of :meth:`basis_np`."""
+    def eigenvalue_vector(self, n: int, device) -> torch.Tensor:
+        """``(n,)`` float64 eigenvalues of ``-Δ``, in the row order of :meth:`basis_matrix`."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _ar(start: int, stop: int, device) -> torch.Tensor:
+    return torch.arange(start, stop, dtype=torch.float64, device=device)
 
 
 class Neumann(Boundary):
@@ -64,15 +78,14 @@ class Neumann(Boundary):
 
     name = "neumann"
 
-    def basis_np(self, n):
-        m = np.arange(n)[:, None]
-        k = np.arange(n)[None, :]
-        b = np.sqrt(2.0 / n) * np.cos(np.pi * m * (k + 0.5) / n)
-        b[0] = np.sqrt(1.0 / n)
-        return b
+    def basis_matrix(self, n, device):
+        m, k = _ar(0, n, device)[:, None], _ar(0, n, device)[None, :]
+        scale = torch.full((n, 1), math.sqrt(2.0 / n), dtype=torch.float64, device=device)
+        scale[0] = math.sqrt(1.0 / n)
+        return scale * torch.cos(math.pi * m * (k + 0.5) / n)
 
-    def eigenvalues_np(self, n):
-        return 4.0 * np.sin(np.pi * np.arange(n) / (2 * n)) ** 2
+    def eigenvalue_vector(self, n, device):
+        return 4.0 * torch.sin(math.pi * _ar(0, n, device) / (2 * n)) ** 2
 
 
 class Dirichlet(Boundary):
@@ -84,13 +97,12 @@ class Dirichlet(Boundary):
 
     name = "dirichlet"
 
-    def basis_np(self, n):
-        k = np.arange(1, n + 1)[:, None]
-        j = np.arange(1, n + 1)[None, :]
-        return np.sqrt(2.0 / (n + 1)) * np.sin(np.pi * k * j / (n + 1))
+    def basis_matrix(self, n, device):
+        k, j = _ar(1, n + 1, device)[:, None], _ar(1, n + 1, device)[None, :]
+        return math.sqrt(2.0 / (n + 1)) * torch.sin(math.pi * k * j / (n + 1))
 
-    def eigenvalues_np(self, n):
-        return 4.0 * np.sin(np.pi * np.arange(1, n + 1) / (2 * (n + 1))) ** 2
+    def eigenvalue_vector(self, n, device):
+        return 4.0 * torch.sin(math.pi * _ar(1, n + 1, device) / (2 * (n + 1))) ** 2
 
 
 class Periodic(Boundary):
@@ -104,28 +116,24 @@ class Periodic(Boundary):
     name = "periodic"
 
     @staticmethod
-    def _frequencies(n):
-        ks = [0]
-        for k in range(1, (n - 1) // 2 + 1):
-            ks += [k, k]
-        if n % 2 == 0 and n > 1:
-            ks.append(n // 2)
-        return np.asarray(ks, dtype=np.float64)
+    def _frequencies(n: int, device) -> torch.Tensor:
+        """Row ``m``'s frequency: ``0, 1, 1, 2, 2, ...`` (and ``N/2`` last for even ``N``)."""
+        return torch.div(_ar(0, n, device) + 1, 2, rounding_mode="floor")
 
-    def basis_np(self, n):
-        j = np.arange(n)
-        rows = [np.full(n, np.sqrt(1.0 / n))]
-        for k in range(1, (n - 1) // 2 + 1):
-            rows.append(np.sqrt(2.0 / n) * np.cos(2 * np.pi * k * j / n))
-            rows.append(np.sqrt(2.0 / n) * np.sin(2 * np.pi * k * j / n))
-        if n % 2 == 0 and n > 1:
-            rows.append(np.sqrt(1.0 / n) * (-1.0) ** j)
-        return np.stack(rows)
+    def basis_matrix(self, n, device):
+        k = self._frequencies(n, device)[:, None]
+        j = _ar(0, n, device)[None, :]
+        phase = 2 * math.pi * k * j / n
+        row = _ar(0, n, device)[:, None]
+        # odd rows are cosines, even rows (>= 2) sines; the k = 0 and k = N/2 rows are
+        # cosines with weight sqrt(1/N), the others sqrt(2/N)
+        single = (k == 0) | (2 * k == n)
+        trig = torch.where((row % 2 == 1) | single, torch.cos(phase), torch.sin(phase))
+        weight = torch.sqrt(torch.where(single, _ar(1, 2, device), _ar(2, 3, device)) / n)
+        return weight * trig
 
-    def eigenvalues_np(self, n):
-        lam = 4.0 * np.sin(np.pi * self._frequencies(n) / n) ** 2
-        lam[0] = 0.0
-        return lam
+    def eigenvalue_vector(self, n, device):
+        return 4.0 * torch.sin(math.pi * self._frequencies(n, device) / n) ** 2
 
 
 BOUNDARIES: dict[str, Boundary] = {"neumann": Neumann(), "dirichlet": Dirichlet(),
@@ -139,17 +147,44 @@ def get_boundary(boundary: str | Boundary) -> Boundary:
     return BOUNDARIES[checks.choice("boundary", boundary, BOUNDARIES)]
 
 
-_CACHE: dict[tuple, torch.Tensor] = {}
+#: Bound of the cache of built matrices (bases, eigenvalues, causal prefix tables): the
+#: least recently used entry is dropped beyond it.  Each entry is one ``(kind, boundary, N,
+#: dtype, device)``; a 1D basis holds ``N²`` numbers, a causal prefix table ``N³``.
+CACHE_SIZE = 64
+_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
 
 
-def _cached(kind: str, bnd: Boundary, n: int, dtype: torch.dtype, device) -> torch.Tensor:
+def clear_cache() -> None:
+    """Empty the cache of built matrices (they are rebuilt on demand)."""
+    _CACHE.clear()
+
+
+def _float64_device(device: torch.device) -> torch.device:
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def cached(kind: str, bnd: Boundary, n: int, dtype: torch.dtype, device,
+           build: Callable[[Boundary, int, torch.device], object]):
+    """``build(bnd, n, device)`` (float64 tensors, or a tuple of them) cast to ``dtype`` on
+    ``device``, from the bounded LRU cache (:data:`CACHE_SIZE`).  Under ``torch.compile`` the
+    result is built by torch ops inside the graph and the cache is not touched."""
     device = torch.device(device)
+
+    def make():
+        out = build(bnd, n, _float64_device(device))
+        cast = lambda t: t.to(device=device, dtype=dtype)
+        return tuple(cast(t) for t in out) if isinstance(out, tuple) else cast(out)
+
+    if torch.compiler.is_compiling():
+        return make()
     key = (kind, bnd.name, type(bnd), n, dtype, device)
     out = _CACHE.get(key)
     if out is None:
-        arr = bnd.basis_np(n) if kind == "basis" else bnd.eigenvalues_np(n)
-        out = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype, device=device)
-        _CACHE[key] = out
+        out = _CACHE[key] = make()
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
     return out
 
 
@@ -159,7 +194,8 @@ def basis(boundary: str | Boundary, n: int, *, dtype=torch.float64, device="cpu"
     The returned tensor is shared by all callers: do not modify it in place.
     """
     checks.integer("n", n, low=1)
-    return _cached("basis", get_boundary(boundary), int(n), dtype, device)
+    return cached("basis", get_boundary(boundary), int(n), dtype, device,
+                  lambda b, m, dev: b.basis_matrix(m, dev))
 
 
 def eigenvalues(boundary: str | Boundary, shape: int | Sequence[int], *, dtype=torch.float64,
@@ -172,12 +208,12 @@ def eigenvalues(boundary: str | Boundary, shape: int | Sequence[int], *, dtype=t
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     for i, s in enumerate(shape):
         checks.integer(f"shape[{i}]", s, low=1)
-    axes = [_cached("eig", bnd, int(s), dtype, device) for s in shape]
-    if len(axes) == 1:
-        return axes[0]
-    if len(axes) == 2:
-        return axes[0][:, None] + axes[1][None, :]
-    raise ValueError(f"shape={shape!r} has {len(shape)} axes; valid: 1 (sequence) or 2 (H, W)")
+    if len(shape) > 2:
+        raise ValueError(f"shape={shape!r} has {len(shape)} axes; valid: 1 (sequence) or 2 "
+                         f"(H, W)")
+    axes = [cached("eig", bnd, int(s), dtype, device, lambda b, m, dev: b.eigenvalue_vector(m, dev))
+            for s in shape]
+    return axes[0] if len(axes) == 1 else axes[0][:, None] + axes[1][None, :]
 
 
 def _grid_ndim(u: torch.Tensor) -> int:

@@ -6,7 +6,7 @@ is passed to :class:`physics.PhysicsAdapter`; see ``docs/physics.md`` ("Using it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar, Optional, Union
 
 from qiadapters.adapters.config import AdapterConfig, option
 
@@ -55,6 +55,15 @@ class PhysicsConfig(AdapterConfig):
         f"Where the adapter sits: one of {list(PLACEMENTS)}.  'parallel' needs a square "
         f"nn.Linear target; 'input' works on any module whose first argument is the hidden "
         f"states (e.g. BERT 'attention.self', ViT 'attention')."))
+    dim: Optional[int] = option(None, (
+        "Width of the hidden states the adapter reads (placement='input'); None infers it from "
+        "the target (an nn.Linear's or transformers Conv1D's input width, a LayerNorm's size, "
+        "or that of the first such layer inside).  Required where it cannot be inferred."))
+    causal: Optional[bool] = option(None, (
+        "True: each token sees the operator solved on its own prefix (no later token; 1D "
+        "grids).  False: the bidirectional operator (refused in a causal model).  None: "
+        "follow the model (causal when the target's attention has is_causal=True or "
+        "config.is_decoder is True)."))
     route_weight: float = option(1.0, (
         "Weight of each layer's route regulariser in AdapterModel.aux_loss() (>= 0; 0 turns "
         "it off).  The regulariser's own terms are weighted by balance and entropy."))
@@ -81,3 +90,14 @@ class PhysicsConfig(AdapterConfig):
 
     adapter_type: ClassVar[str] = "physics"
     check_options: ClassVar = staticmethod(check_layer_options)
+
+    #: fields added after configs were first saved: written only when set, so a config
+    #: that leaves them at None saves (and records) exactly as before; loading fills None.
+    _WRITTEN_WHEN_SET: ClassVar[tuple[str, ...]] = ("dim", "causal")
+
+    def to_dict(self):
+        out = super().to_dict()
+        for name in self._WRITTEN_WHEN_SET:
+            if out.get(name) is None:
+                out.pop(name, None)
+        return out

@@ -13,6 +13,11 @@ Several active adapters on one layer all read the module's input ``x`` and their
 up (input-placed ones before ``f``, parallel ones after).  Adapters run in float32 (their
 parameters' dtype) whatever the base dtype; the deltas are cast back to ``x.dtype``.
 
+**Padding.**  The attention mask of the running forward (published by
+``AdapterModel.forward``, or set with :func:`physics.token_mask`) is passed to every delta,
+so each row's grid is its real tokens.  **Causality.**  ``causal=None`` (the default) follows
+the model (:func:`causal_reason`); ``causal=False`` in a causal model is refused.
+
 ``δ(x)`` mixes tokens through the heat / wave / Poisson operators on the token grid, so it is
 not a change of ``f``'s weights: the layer is not mergeable.  :meth:`PhysicsLayer.aux_loss`
 returns ``Σ_i route_weight_i · L_route,i`` of the adapters that ran in the latest forward.
@@ -24,39 +29,94 @@ from typing import Optional
 import torch
 from torch import nn
 
-from qiadapters.adapters.layer import AdapterLayer, AdapterParts
+from qiadapters.adapters.layer import AdapterLayer, AdapterParts, unwrap
 from qiadapters.adapters.registry import register
+from qiadapters.model.adapter_model import (attention_mask_context, current_attention_mask,
+                                            current_model)
 
 from .adapter import PhysicsAdapter
 from .config import PhysicsConfig
-from .options import check_placement
+from .options import check_model_options, check_placement
 
-__all__ = ["PhysicsLayer", "feature_width"]
+__all__ = ["PhysicsLayer", "feature_width", "linear_widths", "causal_reason", "token_mask"]
+
+#: ``with physics.token_mask(mask): module(x)`` -- the attention mask ``(batch, tokens)``
+#: (nonzero = real token) the physics layers inside read (``AdapterModel.forward`` sets it
+#: from its ``attention_mask`` argument).
+token_mask = attention_mask_context
+
+
+def linear_widths(module: nn.Module) -> tuple[int, int] | None:
+    """``(in, out)`` of an ``nn.Linear`` or a transformers ``Conv1D`` (GPT-2's projections,
+    ``y = x W + b`` with ``W: (in, out)``, the transpose of a Linear's), else None."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    weight = getattr(module, "weight", None)
+    if (type(module).__name__ == "Conv1D" and hasattr(module, "nf") and torch.is_tensor(weight)
+            and weight.ndim == 2 and weight.shape[1] == module.nf):
+        return int(weight.shape[0]), int(weight.shape[1])
+    return None
 
 
 def feature_width(module: nn.Module) -> int:
-    """Width ``d`` of the hidden states a module takes first: an ``nn.Linear``'s
-    ``in_features``, a ``LayerNorm``'s last normalised size, else the ``in_features`` of the
-    first ``nn.Linear`` inside it (BERT's ``BertSelfAttention.query``, ViT's ``q_proj``)."""
-    if isinstance(module, nn.Linear):
-        return module.in_features
+    """Width ``d`` of the hidden states a module takes first: an ``nn.Linear``'s (or
+    ``Conv1D``'s) input width, a ``LayerNorm``'s last normalised size, else the input width of
+    the first such projection inside it (BERT's ``query``, ViT's ``q_proj``, GPT-2's
+    ``c_attn``).  Raises TypeError naming the class and ``dim=`` when there is none."""
     if isinstance(module, nn.LayerNorm):
         return int(module.normalized_shape[-1])
     for sub in module.modules():
-        if isinstance(sub, nn.Linear):
-            return sub.in_features
-    raise TypeError(f"cannot tell the hidden width of a {type(module).__name__} (it is not an "
-                    f"nn.Linear or nn.LayerNorm and holds no nn.Linear); target a module "
-                    f"that takes hidden states (batch, tokens, d), e.g. a self-attention block")
+        widths = linear_widths(sub)
+        if widths is not None:
+            return widths[0]
+    raise TypeError(f"cannot tell the hidden width of a {type(module).__name__} (it is not and "
+                    f"holds no nn.Linear, transformers Conv1D or nn.LayerNorm); set "
+                    f"PhysicsConfig(dim=...) to the width d of the hidden states (batch, tokens, "
+                    f"d) it takes first, or target a module that takes hidden states")
+
+
+def _causal_flags(module: nn.Module) -> list[tuple[str, bool]]:
+    return [(n, m.is_causal) for n, m in module.named_modules()
+            if isinstance(getattr(m, "is_causal", None), bool)]
+
+
+def causal_reason(base: nn.Module, model: nn.Module | None = None) -> str | None:
+    """Why ``base`` (a module of ``model``) sits in a causal model, or None if it does not.
+
+    The nearest scope around ``base`` (itself, then its parent, ... up to ``model``) that
+    holds attention modules with a boolean ``is_causal`` attribute decides (transformers sets
+    it on every attention module: True in GPT-2, Llama, a BERT decoder; False in BERT's
+    encoder, ViT): causal if any of them is.  With no such attribute anywhere,
+    ``model.config.is_decoder is True`` decides.
+    """
+    base = unwrap(base)
+    path = None if model is None else next((n for n, m in model.named_modules() if m is base),
+                                           None)
+    scopes = [(path or "", base)]
+    parts = path.split(".") if path else []
+    for k in range(len(parts) - 1, -1, -1):
+        prefix = ".".join(parts[:k])
+        scopes.append((prefix, model.get_submodule(prefix)))
+    for prefix, scope in scopes:
+        flags = _causal_flags(scope)
+        if flags:
+            causal = [n for n, flag in flags if flag]
+            if not causal:
+                return None
+            where = ".".join(p for p in (prefix, causal[0]) if p)
+            return f"{where or type(scope).__name__}.is_causal=True"
+    if model is not None and getattr(getattr(model, "config", None), "is_decoder", None) is True:
+        return "config.is_decoder=True"
+    return None
 
 
 class PhysicsLayer(AdapterLayer):
     r"""A frozen module with mixture-of-physical-priors adapters (see the module docstring).
 
     **Details:** each adapter is a :class:`physics.PhysicsAdapter`: for
-    ``placement="parallel"`` the target must be an ``nn.Linear`` and the adapter maps its
-    ``in_features`` to its ``out_features``; for ``placement="input"`` it maps ``d -> d`` with
-    ``d`` the :func:`feature_width` of the target.  Not mergeable (:meth:`merge` raises TypeError).
+    ``placement="parallel"`` the target must be an ``nn.Linear`` or a transformers ``Conv1D``
+    and the adapter maps its input width to its output width; for ``placement="input"`` it
+    maps ``d -> d`` with ``d = dim`` if given, else the :func:`feature_width` of the target.  Not mergeable (:meth:`merge` raises TypeError).
 
     Args:
         base_layer: the module to adapt (its parameters are frozen).
@@ -83,33 +143,68 @@ class PhysicsLayer(AdapterLayer):
 
     @classmethod
     def build(cls, base_layer: nn.Module, *, placement: str = "parallel",
-              route_weight: float = 1.0, **adapter_options) -> AdapterParts:
-        """Check the layer's own options, then construct the :class:`PhysicsAdapter` (which
-        checks the rest: ``rank``, ``priors``, ``grid``, ``router``, ...)."""
+              route_weight: float = 1.0, dim: int | None = None, causal: bool | None = None,
+              **adapter_options) -> AdapterParts:
+        """Check the layer's own options, resolve ``dim`` and ``causal`` against the target
+        (and the model being adapted, if any), then construct the :class:`PhysicsAdapter`
+        (which checks the rest: ``rank``, ``priors``, ``grid``, ``router``, ...)."""
         settings = check_placement(placement, route_weight)
+        dim, causal = check_model_options(dim, causal).values()
+        model = current_model()
+        reason = causal_reason(base_layer, model)
+        if reason is not None and causal is False:
+            name = type(model if model is not None else unwrap(base_layer)).__name__
+            raise ValueError(f"causal=False is not valid in {name}, a causal model ({reason}): "
+                             f"the bidirectional operator lets every token see later tokens; "
+                             f"use causal=True (each token sees the operator solved on its "
+                             f"prefix) or causal=None (follow the model)")
+        causal = reason is not None if causal is None else causal
         if settings["placement"] == "parallel":
-            if not isinstance(base_layer, nn.Linear):
+            widths = linear_widths(unwrap(base_layer))
+            if widths is None:
                 raise TypeError(f"placement='parallel' adds the delta to the output of an "
-                                f"nn.Linear, got {type(base_layer).__name__}; target an "
-                                f"nn.Linear or use placement='input'")
-            dim, out_dim = base_layer.in_features, base_layer.out_features
+                                f"nn.Linear or transformers Conv1D, got "
+                                f"{type(unwrap(base_layer)).__name__}; target one of those or "
+                                f"use placement='input'")
+            if dim is not None and dim != widths[0]:
+                raise ValueError(f"dim={dim} is not valid for placement='parallel' on a "
+                                 f"{type(unwrap(base_layer)).__name__} with input width "
+                                 f"{widths[0]}; valid: None or {widths[0]}")
+            dim, out_dim = widths
         else:
-            dim = out_dim = feature_width(base_layer)
-        adapter = PhysicsAdapter(dim, out_dim=out_dim, **adapter_options)
+            dim = out_dim = feature_width(base_layer) if dim is None else dim
+        adapter = PhysicsAdapter(dim, out_dim=out_dim, causal=causal, **adapter_options)
         return AdapterParts(modules={"physics": adapter}, settings=settings)
 
     # ------------------------------------------------------------ forward
-    def _delta(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return self.physics[name](x.to(self.adapter_dtype)).to(x.dtype)
+    def _mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The published attention mask for ``x: (batch, T, d)``, checked against it."""
+        mask = current_attention_mask()
+        if mask is None:
+            return None
+        if mask.ndim != 2 or tuple(mask.shape) != tuple(x.shape[:2]):
+            raise ValueError(
+                f"attention_mask.shape={tuple(mask.shape)} does not fit the hidden states "
+                f"{tuple(x.shape)} of a physics layer; valid: (batch, tokens) = "
+                f"{tuple(x.shape[:2])}.  The operator needs every token of the sequence at "
+                f"each call: incremental decoding with a KV cache (generate(use_cache=True)) "
+                f"shows it only the new tokens; use generate(..., use_cache=False)")
+        return mask
 
-    def forward(self, x, *args, **kwargs):
+    def _delta(self, name: str, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.physics[name](x.to(self.adapter_dtype), mask).to(x.dtype)
+
+    def forward(self, *args, **kwargs):
         self._ran = ()  # a forward without adapters leaves no route regulariser behind
-        return super().forward(x, *args, **kwargs)
+        if not args and "hidden_states" in kwargs:  # Llama calls self_attn(hidden_states=...)
+            args = (kwargs.pop("hidden_states"),)
+        return super().forward(*args, **kwargs)
 
     def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
         # every delta reads the module's input; a token count that fits no grid raises here,
         # before the base module runs
-        deltas = {a: self._delta(a, x) for a in adapter_names}
+        mask = self._mask(x)
+        deltas = {a: self._delta(a, x, mask) for a in adapter_names}
         self._ran = tuple(adapter_names)
         h = x
         for a in adapter_names:
@@ -135,7 +230,8 @@ class PhysicsLayer(AdapterLayer):
         ``base_output + Σ δ(x)`` when every adapter is parallel, else a full forward."""
         if any(self.placement[a] != "parallel" for a in adapter_names):
             return self.adapter_forward(x, adapter_names, *args, **kwargs)
-        deltas = [self._delta(a, x) for a in adapter_names]
+        mask = self._mask(x)
+        deltas = [self._delta(a, x, mask) for a in adapter_names]
         self._ran = tuple(adapter_names)
         for delta in deltas:
             base_output = base_output + delta

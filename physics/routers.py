@@ -45,13 +45,21 @@ def prior_weights(router: Router, z: torch.Tensor) -> torch.Tensor:
     return w.reshape(z.shape[0], -1) if isinstance(router, SampleRouter) else w
 
 
-def route_loss(w: torch.Tensor, balance: float = 0.01, entropy: float = 0.0) -> torch.Tensor:
-    """The route regulariser of the module docstring for weights ``w: (..., P)``."""
+def route_loss(w: torch.Tensor, balance: float = 0.01, entropy: float = 0.0,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The route regulariser of the module docstring for weights ``w: (..., P)``.
+
+    ``mask`` (shape ``w.shape[:-1]``, nonzero = counted) restricts both means to the real
+    routed units (padding tokens are not units); None counts every unit.
+    """
     p = w.shape[-1]
     flat = w.reshape(-1, p)
-    mean = flat.mean(dim=0)
+    keep = None if mask is None else mask.reshape(-1, 1).to(flat.dtype)
+    count = None if keep is None else keep.sum().clamp_min(1.0)
+    avg = (lambda v: v.mean(dim=0)) if keep is None else (lambda v: (v * keep).sum(0) / count)
+    mean = avg(flat)
     loss = balance * (p * (mean * mean).sum() - 1.0)
     if entropy:
-        h = -(flat * torch.log(flat.clamp_min(torch.finfo(w.dtype).tiny))).sum(-1).mean()
-        loss = loss + entropy * (math.log(p) - h)
+        h = avg(-(flat * torch.log(flat.clamp_min(torch.finfo(w.dtype).tiny))).sum(-1, True))
+        loss = loss + entropy * (math.log(p) - h.squeeze(-1))
     return loss

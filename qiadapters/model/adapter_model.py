@@ -8,11 +8,27 @@
     >>> am.save_pretrained("out")
     >>> am2 = qiadapters.AdapterModel.from_pretrained(fresh_model, "out")
     >>> plain = am2.merge_and_unload()
+
+**Context for layers.**  Deep inside a model an adapter layer sees only its module's input.
+Two facts that some families need are published in a per-thread context while the
+:class:`AdapterModel` works (any layer may read them; most ignore them):
+
+* :func:`current_attention_mask` -- the ``attention_mask`` keyword argument of the running
+  :meth:`AdapterModel.forward` (``None`` when it was not given), e.g. for layers that mix
+  tokens and must not mix padding in.  Plain-PyTorch code sets it with
+  ``with attention_mask_context(mask): module(x)``.
+* :func:`current_model` -- the model being adapted while :meth:`AdapterModel.add_adapter` /
+  :meth:`AdapterModel.load_adapter` build the adapters (``None`` otherwise), so a family's
+  ``build`` can look at the module's place in the model (e.g. whether its attention is
+  causal).  Set it with ``with model_context(model): ...``.
+
+Both are plain attributes of a ``threading.local`` (so ``torch.compile`` traces them).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Iterator, Sequence
 
 import torch
@@ -22,6 +38,40 @@ from ..adapters.config import AdapterConfig
 from ..adapters.layer import AdapterLayer
 from . import injection, io
 from .modules_to_save import ModulesToSave
+
+
+_CONTEXT = threading.local()
+
+
+@contextlib.contextmanager
+def _set_context(name: str, value):
+    previous = getattr(_CONTEXT, name, None)
+    setattr(_CONTEXT, name, value)
+    try:
+        yield
+    finally:
+        setattr(_CONTEXT, name, previous)
+
+
+def attention_mask_context(attention_mask: torch.Tensor | None):
+    """Context manager: :func:`current_attention_mask` returns ``attention_mask`` inside
+    (``(batch, tokens)``, nonzero = a real token; ``None`` = no mask), the outer value after."""
+    return _set_context("attention_mask", attention_mask)
+
+
+def current_attention_mask() -> torch.Tensor | None:
+    """The attention mask of the running forward (:func:`attention_mask_context`), or None."""
+    return getattr(_CONTEXT, "attention_mask", None)
+
+
+def model_context(model: nn.Module | None):
+    """Context manager: :func:`current_model` returns ``model`` inside."""
+    return _set_context("model", model)
+
+
+def current_model() -> nn.Module | None:
+    """The model whose adapters are being built (:func:`model_context`), or None."""
+    return getattr(_CONTEXT, "model", None)
 
 
 class AdapterModel(nn.Module):
@@ -54,7 +104,10 @@ class AdapterModel(nn.Module):
             return getattr(self.base_model, name)
 
     def forward(self, *args, **kwargs):
-        return self.base_model(*args, **kwargs)
+        """``model(*args, **kwargs)``, with ``kwargs["attention_mask"]`` (or None) published to
+        the adapter layers through :func:`current_attention_mask`."""
+        with attention_mask_context(kwargs.get("attention_mask")):
+            return self.base_model(*args, **kwargs)
 
     def get_base_model(self) -> nn.Module:
         """The wrapped model (with its adapter layers in place)."""
@@ -85,7 +138,8 @@ class AdapterModel(nn.Module):
                     trainable: bool = True) -> None:
         """Inject another adapter (inactive until :meth:`set_adapter`)."""
         self._check_new(adapter_name)
-        plan = injection.plan(self.base_model, config, adapter_name)
+        with model_context(self.base_model):
+            plan = injection.plan(self.base_model, config, adapter_name)
         injection.apply(self.base_model, plan, self.active_adapters, trainable)
         self.peft_config[adapter_name] = config
 
@@ -219,7 +273,8 @@ class AdapterModel(nn.Module):
         """
         self._check_new(adapter_name)
         config, state = io.read_adapter(directory)
-        plan = injection.plan(self.base_model, config, adapter_name)
+        with model_context(self.base_model):
+            plan = injection.plan(self.base_model, config, adapter_name)
         io.check_state(plan.expected_state(), state, directory)
         with torch.no_grad():
             for prefix, module in plan.modules():

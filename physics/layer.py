@@ -196,8 +196,6 @@ class PhysicsLayer(AdapterLayer):
 
     def forward(self, *args, **kwargs):
         self._ran = ()  # a forward without adapters leaves no route regulariser behind
-        if not args and "hidden_states" in kwargs:  # Llama calls self_attn(hidden_states=...)
-            args = (kwargs.pop("hidden_states"),)
         return super().forward(*args, **kwargs)
 
     def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):

@@ -354,7 +354,10 @@ class AdapterLayer(nn.Module):
         return self.base_layer
 
     # ------------------------------------------------------------ forward
-    def forward(self, x, *args, **kwargs):
+    def forward(self, *args, **kwargs):
+        """The module's first input may come by position or by keyword (Llama calls
+        ``self_attn(hidden_states=...)``); it is passed on by position."""
+        x, args = split_input(args, kwargs)
         if self.disable_adapters:
             if self.merged:
                 self.unmerge()
@@ -367,6 +370,22 @@ class AdapterLayer(nn.Module):
     def extra_repr(self) -> str:
         return (f"active={self.active_adapters}, merged={self.merged_adapters}, "
                 f"disabled={self.disable_adapters}")
+
+
+#: Keywords under which modules receive their first input when it is not passed by position.
+INPUT_KEYWORDS = ("hidden_states", "input", "x")
+
+
+def split_input(args: tuple, kwargs: dict) -> tuple[Any, tuple]:
+    """``(first input, remaining positional args)`` of a module call; a first input given as
+    one of :data:`INPUT_KEYWORDS` is popped from ``kwargs``."""
+    if args:
+        return args[0], args[1:]
+    for key in INPUT_KEYWORDS:
+        if key in kwargs:
+            return kwargs.pop(key), ()
+    raise TypeError(f"an adapter layer needs the wrapped module's input, by position or as one "
+                    f"of {list(INPUT_KEYWORDS)}; got keywords {sorted(kwargs)}")
 
 
 def _backup_name(param: str) -> str:

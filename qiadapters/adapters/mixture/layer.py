@@ -195,9 +195,9 @@ class Mixture(AdapterLayer):
         return expert.adapter_output(x, fx, [EXPERT], *args, **kwargs).to(dtype) - fx.to(dtype)
 
     # ------------------------------------------------------------ forward
-    def forward(self, x, *args, **kwargs):
+    def forward(self, *args, **kwargs):
         self._ran = {}  # a forward without the mixture leaves no router loss behind
-        return super().forward(x, *args, **kwargs)
+        return super().forward(*args, **kwargs)
 
     def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
         fx = self.base_layer(x, *args, **kwargs)

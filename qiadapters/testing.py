@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .adapters.config import AdapterConfig
 from .adapters.layer import AdapterLayer
@@ -129,6 +130,72 @@ def tiny_cnn(seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(1000)
     return TinyCNN().eval(), {"x": torch.randn(2, 3, 8, 8, generator=g)}
+
+
+# ---------------------------------------------------------------------------- devices
+def available_devices() -> list[str]:
+    """The devices the contract runs on here: ``"cpu"``, and ``"cuda"`` when present."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def on_device(model_factory: ModelFactory, device: str | torch.device | None) -> ModelFactory:
+    """``model_factory`` with its model and tensor inputs moved to ``device`` (``None``: as
+    is), so every check runs there: ``check_merge(on_device(tiny_mlp, "cuda"), config)``."""
+    if device is None:
+        return model_factory
+
+    def factory(seed: int = 0):
+        model, inputs = model_factory(seed)
+        return model.to(device), {k: v.to(device) if torch.is_tensor(v) else v
+                                  for k, v in inputs.items()}
+    return factory
+
+
+#: ops that read a value back on the host (a device sync) or copy a host tensor made in the
+#: forward (``torch.tensor(...)``), and data-dependent shapes (``nonzero``: a sync on CUDA)
+HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::lift_fresh", "aten::nonzero",
+                 "aten::masked_select", "aten::unique", "aten::_unique2")
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records :data:`HOST_SYNC_OPS` run inside the forward of any adapter layer of
+    ``model`` (the base model's own code, e.g. a Hugging Face mask check, is not counted)::
+
+        with HostSyncs(am) as found:
+            am(**inputs)
+        assert not found.ops
+
+    ``.tolist()`` does not dispatch: ``torch.compile(..., fullgraph=True)`` catches it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.ops: list[str] = []
+        self._depth = 0
+        self._layers = [m for m in model.modules() if isinstance(m, AdapterLayer)]
+        self._handles = []
+
+    def __enter__(self):
+        for layer in self._layers:
+            self._handles.append(layer.register_forward_pre_hook(self._enter_layer))
+            self._handles.append(layer.register_forward_hook(self._leave_layer))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return super().__exit__(*exc)
+
+    def _enter_layer(self, module, args):
+        self._depth += 1
+
+    def _leave_layer(self, module, args, out):
+        self._depth -= 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self._depth and func._schema.name in HOST_SYNC_OPS:
+            self.ops.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -297,7 +364,8 @@ def check_training(model_factory: ModelFactory, config, steps: int = 3, lr: floa
     before = {n: p.detach().clone() for n, p in am.named_parameters()}
     am.train()
     with torch.no_grad():
-        target = torch.randn(logits(am(**inputs)).shape, generator=torch.Generator().manual_seed(3))
+        out = logits(am(**inputs))
+        target = torch.randn(out.shape, generator=torch.Generator().manual_seed(3)).to(out)
     opt = torch.optim.Adam(own.values(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
@@ -401,9 +469,12 @@ CHECKS: dict[str, Callable[..., None]] = {
 
 def assert_valid_adapter(model_factory: ModelFactory, config, *,
                          checks: Sequence[str] | None = None,
-                         mergeable: bool | None = None) -> None:
+                         mergeable: bool | None = None,
+                         device: str | torch.device | None = None) -> None:
     """Run the contract checks (default: all but ``"compile"``) on ``config`` applied to
-    ``model_factory``'s model.  ``mergeable``, if given, must match the layers' capability."""
+    ``model_factory``'s model, on ``device`` if given (:func:`on_device`; e.g. each of
+    :func:`available_devices`).  ``mergeable``, if given, must match the layers' capability."""
+    model_factory = on_device(model_factory, device)
     names = [c for c in CHECKS if c != "compile"] if checks is None else list(checks)
     unknown = [c for c in names if c not in CHECKS]
     if unknown:

@@ -275,15 +275,23 @@ def test_mixture_expert_configs_need_no_target_modules():
 
 
 # ------------------------------------------------------------------ one graph
-@pytest.mark.parametrize("family", list(FAMILIES))
+#: every router x top_k of a mixture (top-k must not read the routing on the host)
+MIXTURE_ROUTES = {f"mixture-{router}-top{k}": dict(FAMILIES["mixture"][1], router=router,
+                                                   top_k=k)
+                  for router in ("global", "sample", "token") for k in (None, 1, 2)}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES) + list(MIXTURE_ROUTES))
 def test_the_adapted_forward_is_one_graph(family):
     """Hot paths hold no host sync or Python-side data dependence: dynamo traces the adapted
     forward and backward of every family as one graph (``fullgraph=True``); aot_eager keeps
     it fast and checks the traced graph against eager."""
     from qiadapters.circuits import cache
 
-    cls, options, _ = _family(family)
+    cls, options, _ = _family(family) if family in FAMILIES else (Mixture,
+                                                                  MIXTURE_ROUTES[family], None)
     torch.manual_seed(0)
+    torch._dynamo.reset()  # each row compiles a new layer: no recompile limit across rows
     cache.clear()  # a cold table cache: nothing may be built inside the trace
     layer = cls(nn.Linear(24, 24), **options)
     with torch.no_grad():

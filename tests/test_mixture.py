@@ -113,34 +113,65 @@ class Counting(nn.Module):
         return self.lin(x)
 
 
-def test_gradient_reaches_the_router_and_every_routed_expert_only():
+def test_top_k_runs_every_expert_and_unrouted_ones_get_exact_zero_gradients():
+    """Dense top-k: no host read of the routing, every expert parameter gets a gradient in
+    every step (DDP needs no find_unused_parameters), zero for the unrouted expert."""
     experts = [Counting(), Counting(), Counting()]
     mix = mixture("global", top_k=2, experts=experts)
     with torch.no_grad():
         mix.router["default"].logits.copy_(torch.tensor([0.5, -2.0, 1.0]))
-    y = mix(x_batch())
+    x = x_batch()
+    y = mix(x)
     (y.square().mean() + mix.aux_loss()).backward()
-    assert [e.calls for e in experts] == [1, 0, 1]  # the unrouted expert is not run
+    assert [e.calls for e in experts] == [1, 1, 1]
     assert mix.router["default"].logits.grad.abs().min() > 0
+    w = torch.softmax(torch.tensor([0.5, 1.0]), 0)
+    with torch.no_grad():  # the routed experts alone, by hand
+        fx = mix.base_layer(x)
+        torch.testing.assert_close(y, fx + w[0] * experts[0](x) + w[1] * experts[2](x))
     for e, expert in enumerate(experts):
-        grads = [p.grad for p in expert.parameters()]
-        if e == 1:
-            assert all(g is None for g in grads)
-        else:
-            assert all(g is not None and g.abs().sum() > 0 for g in grads)
+        for p in expert.parameters():
+            assert p.grad is not None
+            assert (p.grad.abs().sum() == 0) if e == 1 else (p.grad.abs().sum() > 0)
 
 
-def test_token_top_k_runs_only_experts_some_token_routes_to():
+def test_token_top_k_weights_only_experts_some_token_routes_to():
     experts = [Counting(), Counting(), Counting()]
     mix = mixture("token", top_k=1, experts=experts)
     with torch.no_grad():
         mix.router["default"].gate.weight.zero_()
         mix.router["default"].gate.bias.copy_(torch.tensor([0.0, 1.0, 3.0]))
-    mix(x_batch())
-    assert [e.calls for e in experts] == [0, 0, 1]
+        x = x_batch()
+        assert torch.equal(mix(x), mix.base_layer(x) + experts[2](x))
     stats = mix.router_stats()["default"]
     torch.testing.assert_close(stats["weight"], torch.tensor([0.0, 0.0, 1.0]))
     torch.testing.assert_close(stats["load"], torch.tensor([0.0, 0.0, 1.0]))
+
+
+def skipping_reference(mix, x):
+    """The former top-k forward, which ran only the experts some unit routes to (a host read
+    of the routing): ``f(x) + Σ_{e routed} α_e (E_e(x) - f(x))``, summed in expert order."""
+    w = routing(mix, x).weights
+    fx = mix.base_layer(x)
+    used = torch.nonzero(w.reshape(-1, 3).gt(0).any(0)).flatten().tolist()
+    delta = None
+    for e in used:
+        out = mix.expert_layer("default", e).adapter_output(x, fx, ["expert"])
+        term = w[..., e:e + 1] * (out - fx)
+        delta = term if delta is None else delta + term
+    return fx + delta
+
+
+@pytest.mark.parametrize("router", ["global", "sample", "token"])
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_dense_top_k_equals_running_only_the_routed_experts_bit_for_bit(router, top_k):
+    mix = mixture(router, top_k)
+    if router != "global":  # route most units away from expert 1
+        with torch.no_grad():
+            mix.router["default"].gate.bias.copy_(torch.tensor([2.0, -6.0, 2.0]))
+    x = x_batch(shape=(2, 3, 24))
+    with torch.no_grad():
+        assert torch.equal(mix(x), skipping_reference(mix, x))
 
 
 def test_token_router_gradient_reaches_gate_and_hamming_experts():

@@ -15,7 +15,8 @@ Routes (all exact, all differentiable, batched over leading dims):
 * ``k = 2``: every 2x2 minor ``U[a,c] U[b,d] - U[a,d] U[b,c]`` of the row pairs: for small
   ``n`` read off the antisymmetric outer product (:class:`PairMinors`, backward one batched
   matmul), for large ``n`` written column block by column block straight into the output
-  (:class:`PairMinorsByColumn`, no ``n^2``-wide intermediate).
+  (:class:`PairMinorsByColumn`, no ``n^2``-wide intermediate); which one is chosen per
+  device by :func:`column_route`.
 * ``3 <= k < n``: Laplace expansion along the first row of each row subset
   ``I = (a, I')``: ``det U_{I,J} = sum_j (-1)^j U[a, J_j] det U_{I', J - J_j}``, i.e. ``k``
   gathered products of ``U`` and the (k-1)-th compound (:func:`compound_laplace`): ``O(k)``
@@ -103,10 +104,30 @@ class PairMinorsByColumn(torch.autograd.Function):
         return dA, dB
 
 
-#: From this ``n`` on, order-2 compounds use :class:`PairMinorsByColumn` (measured crossover
-#: on CPU: the vectorised form is ~2x faster at n = 8..16, the column form 1.6x at n = 22,
-#: 2.6x at n = 44 and 5x at n = 64, forward + backward).
+#: On CPU, from this ``n`` on, order-2 compounds use :class:`PairMinorsByColumn` (measured
+#: crossover on CPU: the vectorised form is ~2x faster at n = 8..16, the column form 1.6x at
+#: n = 22, 2.6x at n = 44 and 5x at n = 64, forward + backward).
 COLUMN_LOOP_MIN_N = 20
+#: On an accelerator, the largest ``(..., C(n,2), n, n)`` intermediate (bytes) of the
+#: vectorised order-2 route; above it the column route is used (see :func:`column_route`).
+VECTORISED_MAX_BYTES = 1 << 30
+
+
+def column_route(A: torch.Tensor) -> bool:
+    """Whether the minors of the row pairs ``A, B: (..., C(n,2), n)`` are written column by
+    column (:class:`PairMinorsByColumn`) rather than read off the outer product
+    (:class:`PairMinors`).  A choice on shapes and the device type only (no data, no sync).
+
+    * CPU (and ``meta``): ``n >= COLUMN_LOOP_MIN_N``, the crossover measured on CPU.
+    * any other device (CUDA, ...): the vectorised route -- a fixed handful of kernels, where
+      the column route launches ``n - 1`` in the forward and ``4 (n - 1)`` in the backward --
+      unless its ``(..., C(n,2), n, n)`` intermediate (``A.numel() * n`` elements; the
+      backward allocates one more of that size) exceeds :data:`VECTORISED_MAX_BYTES`.
+    """
+    n = A.shape[-1]
+    if A.device.type in ("cpu", "meta"):
+        return n >= COLUMN_LOOP_MIN_N
+    return A.numel() * n * A.element_size() > VECTORISED_MAX_BYTES
 
 
 def _check_square(U: torch.Tensor, arg: str = "U") -> int:
@@ -125,6 +146,11 @@ def pair_tables(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     flat positions ``a*n + b`` (``upper``) and ``b*n + a`` (``lower``) of each pair."""
     rows = torch.tensor(hamming_basis(n, 2), dtype=torch.long).reshape(-1, 2)
     return rows, rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0]
+
+
+def subset_table(n: int, k: int) -> tuple[torch.Tensor]:
+    """The k-subsets of ``range(n)`` in lexicographic order, ``(C(n,k), k)`` (builder)."""
+    return (torch.tensor(hamming_basis(n, k), dtype=torch.long).reshape(-1, k),)
 
 
 def laplace_tables(n: int, k: int) -> tuple[torch.Tensor, ...]:
@@ -173,7 +199,7 @@ def compound_pairs(U: torch.Tensor, tables=None) -> torch.Tensor:
     n = U.shape[-1]
     rows, upper, lower = _route_tables(U, 2, tables)
     A, B = U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1])
-    if n >= COLUMN_LOOP_MIN_N:
+    if column_route(A):
         return PairMinorsByColumn.apply(A, B)
     return PairMinors.apply(A, B, upper, lower)
 
@@ -199,8 +225,7 @@ def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None,
 
 def compound_det(U: torch.Tensor, k: int) -> torch.Tensor:
     """k-th compound by batched determinants of all gathered minors (any k >= 1)."""
-    n = U.shape[-1]
-    subsets = torch.tensor(hamming_basis(n, k), dtype=torch.long, device=U.device)
+    (subsets,) = cache.tables(subset_table, U.shape[-1], k, device=U.device)
     minors = U[..., subsets[:, None, :, None], subsets[None, :, None, :]]
     return torch.linalg.det(minors)
 

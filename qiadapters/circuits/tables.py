@@ -33,10 +33,10 @@ def factor_values(theta: torch.Tensor, kinds, max_parity: int = 1) -> torch.Tens
     for each parity ``0..max_parity`` and each gate kind its matrices
     ``compute_matrix(theta_p, parity)`` flattened over ``(p, a, b)``.  Parity-0 slots do not
     depend on ``max_parity`` (the weight-1 block reads only those)."""
-    const = torch.tensor([1.0, 0.0], dtype=theta.dtype, device=theta.device)
+    one = theta.new_ones(*theta.shape[:-1], 1)  # filled on theta's device: no host copy
     mats = [cls.compute_matrix(theta, parity).flatten(-3)
             for parity in range(max_parity + 1) for cls in kinds]  # (..., 4P) each
-    return torch.cat([const.expand(*theta.shape[:-1], 2)] + mats, -1)
+    return torch.cat([one, torch.zeros_like(one)] + mats, -1)
 
 
 def _entry(kinds, P: int, gate, parity: int, a: int, b: int) -> int:

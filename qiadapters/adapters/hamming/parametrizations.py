@@ -25,12 +25,26 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ...circuits import Circuit
 from ...circuits.cache import TableBuffers
 from ...circuits.compound import compounds, held_compound_tables, hold_compound_tables
 from ...circuits.blockdiag import BlockLayout, apply_blocks, dense
 from ..layer import compute_dtype
+
+
+#: Optimizer steps taken in this process (any ``torch.optim.Optimizer``), part of the key of
+#: :meth:`Parametrization.cached_blocks`: fused optimizers (``Adam(fused=True)``) write the
+#: parameters without bumping their version counters.
+_OPTIMIZER_STEPS = [0]
+
+
+def _count_step(optimizer, args, kwargs) -> None:
+    _OPTIMIZER_STEPS[0] += 1
+
+
+register_optimizer_step_post_hook(_count_step)
 
 
 class Parametrization(nn.Module):
@@ -72,8 +86,62 @@ class Parametrization(nn.Module):
         return t.expand(self.block_layout.blocks, *t.shape[1:]) if self.share_blocks else t
 
     def forward(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-        """``x D`` (``x D^T`` if ``transpose``) for ``x: (..., d)``."""
-        return apply_blocks(x, self.blocks(x.dtype), self.block_layout, transpose=transpose)
+        """``x D`` (``x D^T`` if ``transpose``) for ``x: (..., d)``; the blocks come from
+        :meth:`cached_blocks` (rebuilt in training, kept in inference)."""
+        return apply_blocks(x, self.cached_blocks(x.dtype), self.block_layout,
+                            transpose=transpose)
+
+    # ------------------------------------------------------------ inference cache
+    def _stamp(self, dtype: torch.dtype) -> tuple:
+        """What the blocks are a function of, besides the parameters' identity: the compute
+        dtype, inference mode (its tensors cannot be saved for a later backward), the number
+        of optimizer steps taken, and each parameter's in-place version counter, storage
+        address, device, dtype and shape."""
+        head = (self.compute_dtype(dtype), torch.is_inference_mode_enabled(), _OPTIMIZER_STEPS[0])
+        return head + tuple((p._version, p.data_ptr(), p.device, p.dtype, p.shape)
+                            for p in self.parameters())
+
+    def _cacheable(self) -> bool:
+        """Blocks may be kept only when no graph is wanted for them: eval mode, and gradients
+        off or no parameter trainable; never inside a ``torch.compile`` trace (which builds
+        them as part of its graph) nor for inference-tensor parameters (no version counter)."""
+        if self.training or torch.compiler.is_compiling():
+            return False
+        params = list(self.parameters())
+        if any(p.is_inference() for p in params):
+            return False
+        return not (torch.is_grad_enabled() and any(p.requires_grad for p in params))
+
+    def cached_blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        """:meth:`blocks`, kept between calls in inference (see :meth:`_cacheable`) until a
+        parameter changes.
+
+        The key is the parameters themselves (``is``) and :meth:`_stamp`: an in-place write
+        (``p.add_`` under ``no_grad``, ``load_state_dict``'s ``copy_``) bumps ``p._version``;
+        any ``torch.optim`` step bumps a process-wide step count (fused optimizers write
+        without bumping versions); ``.to()`` / ``.half()`` / ``.double()`` give new storage
+        and dtype; ``functional_call`` / ``load_state_dict(assign=True)`` new parameters.
+        Writes through ``p.data`` bypass the version counter: call :meth:`clear_block_cache`
+        after them.  The cache is a plain attribute: never saved, pickled or deep-copied.
+        """
+        if not self._cacheable():
+            return self.blocks(dtype)
+        params, stamp = tuple(self.parameters()), self._stamp(dtype)
+        hit = self.__dict__.get("_block_cache")
+        if hit is not None and hit[1] == stamp and all(a is b for a, b in zip(hit[0], params)):
+            return hit[2]
+        built = self.blocks(dtype)
+        self.__dict__["_block_cache"] = (params, stamp, built)
+        return built
+
+    def clear_block_cache(self) -> None:
+        """Forget the blocks kept by :meth:`cached_blocks` (rebuilt on the next call)."""
+        self.__dict__.pop("_block_cache", None)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_block_cache", None)
+        return state
 
     def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The dense ``d x d`` matrix ``D`` (tests and inspection only)."""

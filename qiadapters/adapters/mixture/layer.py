@@ -14,10 +14,19 @@ For a wrapped module ``f`` and experts ``e = 1..E`` with adapted outputs ``E_e(x
 * a plain ``nn.Module`` expert ``m`` (standalone :class:`Mixture` only) is an additive
   adapter: ``E(x) = f(x) + m(x)`` (e.g. a :class:`physics.PhysicsAdapter`).
 
-With ``top_k``, experts that get weight 0 for every routing unit of the batch are not run
-(with a global router: all but the k routed ones; per token the work is not split, since
-experts such as the physics priors mix tokens).  Mixing is done in float32 (float64 for a
-float64 base) and cast back to the base output's dtype.
+**Top-k is dense** (sync-free): every expert runs in every forward and its delta is scaled
+by its routed weight, which is exactly 0 for an expert outside the top k, so
+``α_e (E_e(x) - f(x))`` adds an exact ``±0`` and the sum equals the sum over the routed
+experts alone, bit for bit (for finite expert outputs: ``0 · inf`` would be NaN).  Nothing
+reads the routing on the host: no device sync, one graph under
+``torch.compile(fullgraph=True)`` and CUDA graphs, and every expert parameter receives a
+gradient (zero for an unrouted expert) in every step, so DDP needs no
+``find_unused_parameters``.  ``top_k`` is therefore a routing choice (sparse, renormalised
+weights), not a saving: the work is that of ``E`` experts.  (Skipping unrouted experts would
+need the weights on the host -- a sync on an accelerator and a graph break everywhere -- and
+on CPU would pay off only for a global router, whose mixture is mergeable: for inference,
+``merge()`` it and run no expert at all.)  Mixing is done in float32 (float64 for a float64
+base) and cast back to the base output's dtype.
 
 Experts are real submodules: each is its family's layer (its one adapter named
 ``"expert"``) around a :class:`~qiadapters.adapters.layer.SharedBase` that stands for the
@@ -44,7 +53,7 @@ from ..config import AdapterConfig
 from ..layer import AdapterLayer, AdapterParts, SharedBase, compute_dtype
 from ..registry import layer_class
 from .config import MixtureConfig, check_options
-from .routers import ROUTERS, route, router_losses
+from .routers import ROUTERS, Routing, route, routed_experts, router_losses
 from .routers import router_stats as _routing_stats
 
 __all__ = ["Mixture", "router_stats", "EXPERT"]
@@ -157,8 +166,8 @@ class Mixture(AdapterLayer):
             experts=experts, router=router, top_k=top_k, temperature=temperature,
             balance=balance, z_loss=z_loss)
         super().__init__(base, adapter_name, parts=parts, **options)
-        #: per mixture adapter that ran in the latest forward: (routing, experts run)
-        self._ran: dict[str, tuple] = {}
+        #: per mixture adapter that ran in the latest forward: its routing
+        self._ran: dict[str, Routing] = {}
 
     @classmethod
     def build(cls, base_layer: nn.Module, *, experts: Sequence[Any], router: str = "global",
@@ -213,36 +222,34 @@ class Mixture(AdapterLayer):
         return out.to(fx.dtype)
 
     def _mixture_delta(self, name, x, fx, dtype, args, kwargs, ran):
+        """``Σ_e α_e (E_e(x) - f(x))`` in ``dtype`` over every expert of mixture ``name``
+        (dense top-k: see the module docstring); ``α: (..., E)`` broadcasts over the features."""
         opts = self.mixture_options[name]
         routing = route(self.router[name](x), opts["temperature"], opts["top_k"])
-        experts = self.experts[name]
-        n = len(experts)
-        if opts["top_k"] is not None and opts["top_k"] < n:
-            routed = routing.weights.reshape(-1, n).gt(0).any(dim=0)
-            used = torch.nonzero(routed).flatten().tolist()
-        else:
-            used = list(range(n))
+        weights = routing.weights.to(dtype)
         delta = None
-        for e in used:
-            term = routing.weights[..., e:e + 1].to(dtype) * self._expert_delta(
-                experts[e], x, fx, dtype, args, kwargs)
+        for e, expert in enumerate(self.experts[name]):
+            term = weights[..., e:e + 1] * self._expert_delta(expert, x, fx, dtype, args, kwargs)
             delta = term if delta is None else delta + term
-        ran[name] = (routing, tuple(used))
+        ran[name] = routing
         return delta
 
     # ------------------------------------------------------------ losses and statistics
     def aux_loss(self) -> torch.Tensor:
         """Router losses of the latest forward, ``L_bal + L_z`` per mixture (see
-        :mod:`~qiadapters.adapters.mixture.routers`), plus the aux losses of the experts
-        that ran (e.g. a physics expert's route regulariser); zero before any forward."""
+        :mod:`~qiadapters.adapters.mixture.routers`), plus the aux losses of the routed experts
+        (weight > 0 for some unit; e.g. a physics expert's route regulariser), each times the
+        0/1 tensor ``routed_e`` rather than selected on the host; zero before any forward."""
         terms = []
-        for name, (routing, used) in self._ran.items():
+        for name, routing in self._ran.items():
             opts = self.mixture_options[name]
             terms.append(router_losses(routing, opts["balance"], opts["z_loss"]))
-            for e in used:
-                own = getattr(self.experts[name][e], "aux_loss", None)
+            routed = routed_experts(routing)
+            for e, expert in enumerate(self.experts[name]):
+                own = getattr(expert, "aux_loss", None)
                 if callable(own):
-                    terms.append(own())
+                    term = own()
+                    terms.append(term * routed[e].to(term.dtype))
         if not terms:
             return super().aux_loss()
         return torch.stack([t.to(terms[0].device, terms[0].dtype) for t in terms]).sum()
@@ -251,7 +258,7 @@ class Mixture(AdapterLayer):
         """Per mixture adapter that ran in the latest forward: ``{"weight", "prob", "load"}``,
         each ``(E,)`` and detached -- the mean routed weight ``α_e``, the mean router
         probability ``P_e`` and the top-1 fraction ``f_e`` over the routing units."""
-        return {name: _routing_stats(routing) for name, (routing, _) in self._ran.items()}
+        return {name: _routing_stats(routing) for name, routing in self._ran.items()}
 
     # ------------------------------------------------------------ merge
     def merge_blocker(self, adapter_names: Optional[Sequence[str]] = None) -> Optional[str]:

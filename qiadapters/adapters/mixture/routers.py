@@ -22,12 +22,11 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..routers import ROUTERS, GlobalRouter, Router, SampleRouter, TokenRouter
 
 __all__ = ["Router", "GlobalRouter", "SampleRouter", "TokenRouter", "ROUTERS", "Routing",
-           "route", "router_losses"]
+           "route", "router_losses", "routed_experts"]
 
 
 class Routing(NamedTuple):
@@ -50,11 +49,22 @@ def route(logits: torch.Tensor, temperature: float = 1.0,
     return Routing(torch.softmax(masked, dim=-1), probs, scaled)
 
 
+def _top1(probs: torch.Tensor) -> torch.Tensor:
+    """``(U, E)`` -> the one-hot ``(U, E)`` of each row's argmax (first index on ties), built by
+    a scatter on the device (``F.one_hot`` reads the indices' range back on CPU)."""
+    return torch.zeros_like(probs).scatter_(-1, probs.argmax(dim=-1, keepdim=True), 1.0)
+
+
+def routed_experts(routing: Routing) -> torch.Tensor:
+    """``(E,)`` bool on the device: whether expert ``e`` has weight > 0 for some routing unit."""
+    return routing.weights.reshape(-1, routing.weights.shape[-1]).gt(0).any(dim=0)
+
+
 def router_losses(routing: Routing, balance: float, z_loss: float) -> torch.Tensor:
     """``L_bal + L_z`` of one routing decision (a scalar with gradient)."""
     n_experts = routing.probs.shape[-1]
     probs = routing.probs.reshape(-1, n_experts)
-    top1 = F.one_hot(probs.argmax(dim=-1), n_experts).to(probs.dtype)
+    top1 = _top1(probs)
     loss = balance * n_experts * (top1.mean(dim=0) * probs.mean(dim=0)).sum()
     if z_loss:
         lse = torch.logsumexp(routing.scaled.reshape(-1, n_experts), dim=-1)
@@ -68,6 +78,6 @@ def router_stats(routing: Routing) -> dict[str, torch.Tensor]:
     (fraction of units whose top-1 is the expert, the ``f_e``)."""
     n_experts = routing.probs.shape[-1]
     probs = routing.probs.detach().reshape(-1, n_experts)
-    top1 = F.one_hot(probs.argmax(dim=-1), n_experts).to(probs.dtype)
+    top1 = _top1(probs)
     return {"weight": routing.weights.detach().reshape(-1, n_experts).mean(dim=0),
             "prob": probs.mean(dim=0), "load": top1.mean(dim=0)}

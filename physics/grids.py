@@ -56,7 +56,10 @@ def infer_grid(tokens: int, grid: GridSpec = "auto", extra_tokens: int = 0) -> t
     if grid == "sequence":
         return (n,)
     if grid == "auto":
-        s = math.isqrt(n)
+        # math.isqrt cannot take torch.compile's symbolic sizes; the float root can, corrected
+        # to the exact integer root
+        s = int(n ** 0.5)
+        s = s + 1 if (s + 1) * (s + 1) <= n else s - 1 if s * s > n else s
         return (s, s) if s >= 2 and s * s == n else (n,)
     if math.prod(grid) != n:
         raise ValueError(f"tokens={tokens} with extra_tokens={extra_tokens} gives {n} grid "

@@ -232,3 +232,22 @@ def test_torch_compile_forward_equals_eager():
 def test_grid_strings_other_than_the_modes_are_rejected(grid):
     with pytest.raises(ValueError, match=r"choose one of \['auto', 'sequence'\] or a tuple"):
         physics.PhysicsAdapter(8, grid=grid)
+
+
+@pytest.mark.parametrize("grid", ["auto", "sequence"])
+def test_one_graph_across_token_counts(grid):
+    """After a second token count torch.compile makes the token axis symbolic: the grid rule
+    must stay traceable (no math.isqrt on a symbolic size) and equal to eager."""
+    import math
+
+    from physics.grids import infer_grid
+
+    assert all(infer_grid(n) == ((math.isqrt(n),) * 2 if n >= 4 and math.isqrt(n) ** 2 == n
+                                 else (n,)) for n in range(1, 3000))
+    torch._dynamo.reset()
+    adapter = _activate(_adapter(router="token", grid=grid, extra_tokens=1,
+                                 dtype=torch.float32))
+    compiled = torch.compile(adapter, backend="aot_eager", fullgraph=True)
+    for tokens in (17, 10, 26, 37):
+        x = torch.randn(2, tokens, adapter.dim)
+        torch.testing.assert_close(compiled(x), adapter(x), atol=1e-5, rtol=1e-5)

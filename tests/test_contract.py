@@ -4,13 +4,62 @@ One row per configuration: ``(name, model_factory, config)``; ``config`` may be 
 stack of adapters, all active).  A new family adds rows here, not tests.
 """
 import pytest
+import torch
+from torch import nn
 
 from qiadapters import HammingConfig
-from qiadapters.testing import CHECKS, tiny_bert, tiny_mlp
+from qiadapters.testing import CHECKS, tiny_bert, tiny_cnn, tiny_gpt2, tiny_mlp
 
 # One thread per xdist worker: on 2 cores, two multi-threaded workers thrash on tiny ops.
 
 MLP = ["fc1", "fc2"]
+
+
+class DoublingLinear(nn.Linear):
+    """An ``nn.Linear`` subclass with its own forward, ``2 (x W^T + b)``: as bitsandbytes',
+    torchao's or any custom Linear, its forward is not ``F.linear``."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def _swap_mlp(seed, make):
+    """``tiny_mlp(seed)`` with ``fc1`` and ``fc2`` rebuilt by ``make(linear)``, in eval mode."""
+    model, inputs = tiny_mlp(seed)
+    for name in MLP:
+        setattr(model, name, make(getattr(model, name)))
+    return model.eval(), inputs
+
+
+def _doubling(linear):
+    new = DoublingLinear(linear.in_features, linear.out_features)
+    new.load_state_dict(linear.state_dict())
+    return new
+
+
+def custom_linear_mlp(seed=0):
+    """``tiny_mlp`` whose ``fc1`` and ``fc2`` are :class:`DoublingLinear`."""
+    return _swap_mlp(seed, _doubling)
+
+
+def _int8(linear):
+    import bitsandbytes as bnb
+
+    new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, has_fp16_weights=False)
+    new.load_state_dict(linear.state_dict())
+    return new.to("cpu")  # quantizes the weight (int8 + per-row scale)
+
+
+def int8_mlp(seed=0):
+    """``tiny_mlp`` whose ``fc1`` and ``fc2`` are bitsandbytes ``Linear8bitLt`` (QLoRA-style
+    8-bit, CPU backend)."""
+    return _swap_mlp(seed, _int8)
+
+
+try:
+    import bitsandbytes  # noqa: F401
+except ImportError:  # pragma: no cover - the test extra installs it
+    bitsandbytes = None
 
 ROWS = [
     # parametrizations (MLP: fc1 16->48, fc2 48->48, head 48->4)
@@ -58,10 +107,36 @@ ROWS = [
     ("bert-stacked", tiny_bert, [
         HammingConfig(target_modules=["query", "value"], modules_to_save=["classifier"]),
         HammingConfig(target_modules=["value"], parametrization="circuit", layout="x")]),
+    # base kinds (qiadapters/adapters/hamming/kinds.py): transformers' Conv1D (GPT-2, weight
+    # stored (in, out)), nn.Conv2d (channels), a Linear subclass with its own forward
+    ("gpt2-conv1d-attn", tiny_gpt2,
+     HammingConfig(target_modules=["c_attn", "attn.c_proj"], blocks=2)),
+    ("gpt2-all-linear-input-stacked", tiny_gpt2, [
+        HammingConfig(target_modules="all-linear", side="input", parametrization="expm",
+                      blocks=1),
+        HammingConfig(target_modules=["c_fc"], orders=(1,), blocks=4)]),
+    ("cnn-conv2d", tiny_cnn, HammingConfig(target_modules=["conv1", "conv2"], blocks=1)),
+    ("cnn-conv2d-input-stacked", tiny_cnn, [
+        HammingConfig(target_modules=["conv2"], side="input", blocks=1),
+        HammingConfig(target_modules=["conv1", "conv2"], parametrization="circuit",
+                      gate="fbs", blocks=1)]),
+    # not mergeable: the merge check asserts the refusal
+    ("mlp-custom-linear-subclass", custom_linear_mlp,
+     HammingConfig(target_modules=MLP, side="output")),
+    ("mlp-custom-linear-subclass-input", custom_linear_mlp,
+     HammingConfig(target_modules=MLP, side="input", blocks=2)),
 ]
+if bitsandbytes is not None:
+    ROWS += [("mlp-bnb-int8", int8_mlp, [HammingConfig(target_modules=MLP),
+                                         HammingConfig(target_modules=["fc2"], side="input")])]
 
-# torch.compile is slow on 2 cores: a matrix row and a circuit row only.
-COMPILE_ROWS = {"mlp-cayley", "mlp-circuit-butterfly-rbs"}
+#: rows whose layers must refuse merging (quantized weights, a forward of their own)
+UNMERGEABLE_ROWS = {"mlp-custom-linear-subclass", "mlp-custom-linear-subclass-input",
+                    "mlp-bnb-int8"}
+
+# torch.compile is slow on 2 cores: a matrix row, a circuit row and a convolution row only
+# (every base kind's forward is traced as one graph in tests/test_hamming_kinds.py).
+COMPILE_ROWS = {"mlp-cayley", "mlp-circuit-butterfly-rbs", "cnn-conv2d"}
 
 
 def contract_cases(rows, compile_rows):
@@ -91,6 +166,27 @@ def test_rows_cover_every_option():
 @pytest.mark.parametrize("factory, config, check", CASES)
 def test_contract(factory, config, check):
     CHECKS[check](factory, config)
+
+
+@pytest.mark.parametrize("name, factory, config", [r for r in ROWS],
+                         ids=[r[0] for r in ROWS])
+def test_rows_declare_mergeability(name, factory, config):
+    """Every row's layers are mergeable unless the row is listed as not (so the merge check
+    of a listed row tests the refusal, and of any other row the exact merge)."""
+    from qiadapters.testing import build, is_mergeable
+
+    assert is_mergeable(build(factory, config)[0]) == (name not in UNMERGEABLE_ROWS)
+
+
+def test_rows_cover_every_base_kind():
+    from qiadapters import HammingAdapter
+    from qiadapters.adapters.hamming.kinds import BASE_KINDS
+    from qiadapters.testing import build
+
+    kinds = {layer.kind.name for _, factory, config in ROWS
+             for _, layer in build(factory, config)[0].adapter_layers()
+             if isinstance(layer, HammingAdapter)}
+    assert kinds == set(BASE_KINDS)
 
 
 # ------------------------------------------------------------------ physics-prior family

@@ -306,7 +306,10 @@ def test_float64_base_is_computed_in_float64():
 
 # ------------------------------------------------------------------------- argument errors
 @pytest.mark.parametrize("module, kwargs, error, match", [
-    (nn.Conv1d(4, 4, 1), {}, TypeError, "nn.Linear, got Conv1d"),
+    (nn.Embedding(4, 40), {}, TypeError, r"cannot wrap a torch.nn.modules.sparse.Embedding; "
+                                          r"supported base kinds: 'linear'.*'conv1d-transposed'.*'conv'"),
+    (nn.ConvTranspose2d(40, 40, 1), {}, TypeError, r"cannot wrap a torch.nn.modules.conv.ConvTranspose2d"),
+    (nn.Conv2d(40, 40, 1, groups=2), {}, ValueError, r"Conv2d has groups=2.*valid: groups=1"),
     (nn.Linear(4, 5), {"blocks": 3}, ValueError, r"blocks=3 gives block size floor\(5 / 3\) = 1.*"
                                                   r"at least sum_k C\(2,k\) = 3"),
     (nn.Linear(4, 40), {"block_size": 2}, ValueError, r"block_size=2.*at least.*= 3"),

@@ -83,7 +83,8 @@ def test_all_linear_on_bert_excludes_the_classifier_only():
 # ------------------------------------------------------------------------- validation first
 @pytest.mark.parametrize("config, error, match", [
     (HammingConfig(target_modules=["query", "LayerNorm"]), TypeError,
-     r"module 'bert.embeddings.LayerNorm' \(LayerNorm\): a Hamming adapter wraps an nn.Linear"),
+     r"module 'bert.embeddings.LayerNorm' \(LayerNorm\): a Hamming adapter cannot wrap a "
+     r"torch.nn.modules.normalization.LayerNorm; supported base kinds: 'linear'"),
     (HammingConfig(target_modules=["query", "classifier"], blocks=3), ValueError,
      r"module 'classifier' \(Linear\): blocks=3 gives block size floor\(3 / 3\) = 1"),
     (HammingConfig(target_modules=["query"], side="input", n_qubits=8), ValueError,

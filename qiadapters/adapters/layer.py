@@ -42,7 +42,12 @@ import torch
 from torch import nn
 
 __all__ = ["AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype", "reference_tensor",
-           "check_adapter_name", "unwrap"]
+           "check_adapter_name", "unwrap", "class_path", "inherits", "is_linear",
+           "TRANSFORMERS_CONV1D"]
+
+#: transformers' ``Conv1D`` (GPT-2 family): a linear map with its weight stored ``(in, out)``.
+#: Recognised by name so that nothing here imports transformers.
+TRANSFORMERS_CONV1D = "transformers.pytorch_utils.Conv1D"
 
 
 def compute_dtype(dtype: torch.dtype | None) -> torch.dtype:
@@ -54,6 +59,25 @@ def compute_dtype(dtype: torch.dtype | None) -> torch.dtype:
 def unwrap(module: nn.Module) -> nn.Module:
     """The module a :class:`SharedBase` stands for (any other module is returned as is)."""
     return module.target if isinstance(module, SharedBase) else module
+
+
+def class_path(obj: Any) -> str:
+    """``module.QualName`` of ``obj``'s class (a class is named itself), as error messages
+    name a base module's type, e.g. ``bitsandbytes.nn.modules.Linear4bit``."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def inherits(module: Any, path: str) -> bool:
+    """Whether ``module``'s class is, or derives from, the class named ``path``
+    (``module.QualName``) -- a check that needs no import of the class's package."""
+    return any(class_path(c) == path for c in type(module).__mro__)
+
+
+def is_linear(module: nn.Module) -> bool:
+    """A linear map of the last axis: an ``nn.Linear`` (or subclass, quantized ones included)
+    or transformers' ``Conv1D``.  What ``target_modules="all-linear"`` selects."""
+    return isinstance(module, nn.Linear) or inherits(module, TRANSFORMERS_CONV1D)
 
 
 def reference_tensor(module: nn.Module) -> Optional[torch.Tensor]:

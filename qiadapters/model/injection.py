@@ -1,8 +1,8 @@
 """Finding target modules and wrapping them, in two phases.
 
 :func:`plan` validates everything and builds every new adapter's state without touching the
-model; :func:`apply` then swaps in the adapter layers.  A bad config (no match, a non-Linear
-target, a block size too small, ...) therefore fails before the model is modified.
+model; :func:`apply` then swaps in the adapter layers.  A bad config (no match, a target the
+family cannot wrap, a block size too small, ...) therefore fails before the model is modified.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..adapters.config import AdapterConfig
-from ..adapters.layer import AdapterLayer, AdapterParts, check_adapter_name
+from ..adapters.layer import AdapterLayer, AdapterParts, check_adapter_name, is_linear
 from ..adapters.registry import layer_class
 from .modules_to_save import ModulesToSave
 
@@ -38,9 +38,10 @@ def _base(module: nn.Module) -> nn.Module:
 
 
 def output_heads(model: nn.Module) -> set[str]:
-    """Names of the output head's ``nn.Linear`` modules (excluded by ``"all-linear"``)."""
+    """Names of the output head's linear modules (excluded by ``"all-linear"``; linear:
+    :func:`~qiadapters.adapters.layer.is_linear`, ``nn.Linear`` or transformers' ``Conv1D``)."""
     modules = list(visible_modules(model))
-    linears = [n for n, m in modules if isinstance(_base(m), nn.Linear)]
+    linears = [n for n, m in modules if is_linear(_base(m))]
     heads = {n for n in linears if HEAD_NAMES & set(n.split("."))}
     get_out = getattr(model, "get_output_embeddings", None)
     if callable(get_out):
@@ -63,7 +64,7 @@ def match_targets(model: nn.Module, target_modules) -> list[str]:
     modules = [(n, m) for n, m in visible_modules(model) if n]
     if target_modules == "all-linear":
         heads = output_heads(model)
-        return [n for n, m in modules if isinstance(_base(m), nn.Linear) and n not in heads]
+        return [n for n, m in modules if is_linear(_base(m)) and n not in heads]
     if isinstance(target_modules, str):
         pattern = re.compile(target_modules)
         return [n for n, _ in modules if pattern.fullmatch(n)]
@@ -71,7 +72,7 @@ def match_targets(model: nn.Module, target_modules) -> list[str]:
 
 
 def _examples(model: nn.Module, limit: int = 8) -> list[str]:
-    names = [n for n, m in visible_modules(model) if n and isinstance(_base(m), nn.Linear)]
+    names = [n for n, m in visible_modules(model) if n and is_linear(_base(m))]
     names = names or [n for n, _ in visible_modules(model) if n]
     return names[:limit] + (["..."] if len(names) > limit else [])
 

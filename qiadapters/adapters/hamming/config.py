@@ -51,7 +51,8 @@ def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
 
 @dataclass
 class HammingConfig(AdapterConfig):
-    """Hamming-weight adapter: ``y = (x W0^T) D + b`` with ``D`` block-diagonal orthogonal.
+    """Hamming-weight adapter: ``y = (f(x) - b) D + b`` (for an ``nn.Linear``
+    ``(x W0^T) D + b``) with ``D`` block-diagonal orthogonal.
 
     Example::
 
@@ -77,8 +78,10 @@ class HammingConfig(AdapterConfig):
         f"Two-qubit gate for parametrization='circuit': one of {list(GATES)} (FBS keeps "
         f"block_k == C_k(block_1) for non-adjacent gates)."))
     side: str = option("output", (
-        "'output': y = (x W0^T) D + b (the paper; merged weight D^T W0).  'input': "
-        "y = (x D) W0^T + b (merged weight W0 D^T)."))
+        "'output': y = (f(x) - b) D + b with f the base module's own forward, for an "
+        "nn.Linear (x W0^T) D + b (the paper; merged weight D^T W0).  'input': y = f(x D), "
+        "for an nn.Linear (x D) W0^T + b (merged weight W0 D^T).  On a convolution D acts on "
+        "the channels."))
     parametrization: str = option("cayley", (
         f"How the weight-1 block Q is parametrised: one of {list(PARAMETRIZATIONS)}.  "
         f"'cayley' (default) and 'expm' use n(n-1)/2 values of a skew matrix per block; "

@@ -1,7 +1,13 @@
-r"""The Hamming adapter layer: an ``nn.Linear`` times a block-diagonal orthogonal ``D``.
+r"""The Hamming adapter layer: a frozen module times a block-diagonal orthogonal ``D``.
 
-Output side (the paper): :math:`y = (x W_0^T) D + b`, merged weight :math:`D^T W_0`.
-Input side (as OFT):     :math:`y = (x D) W_0^T + b`, merged weight :math:`W_0 D^T`.
+Output side (the paper): :math:`y = (f(x) - b) D + b`, for an ``nn.Linear``
+:math:`(x W_0^T) D + b`, merged weight :math:`D^T W_0`.
+Input side (as OFT):     :math:`y = f(x D)`, for an ``nn.Linear`` :math:`(x D) W_0^T + b`,
+merged weight :math:`W_0 D^T`.
+
+``f`` is the base module's own forward (never bypassed: quantized and custom layers run
+theirs) and ``b`` its bias.  Which modules can be wrapped, along which axis ``D`` acts and how
+it folds into the weight is set by the module's base kind (:mod:`.kinds`).
 
 .. math:: D = \bigoplus_{i<r} \Big[ \bigoplus_{k \in K} B_{i,k} \oplus I_{\text{pad}} \Big]
               \oplus I_{\text{tail}}
@@ -18,14 +24,14 @@ from math import comb
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ... import checks
 from ...circuits import max_qubits
 from ...circuits.blockdiag import BlockLayout
-from ..layer import AdapterLayer, AdapterParts
+from ..layer import AdapterLayer, AdapterParts, unwrap
 from .config import DEFAULT_BLOCKS, check_options
+from .kinds import BaseKind, base_kind
 from .parametrizations import PARAMETRIZATIONS, Parametrization
 
 
@@ -83,19 +89,25 @@ def _plan(dim: int, ks: tuple[int, ...], blocks: Optional[int], block_size: Opti
 
 
 class HammingAdapter(AdapterLayer):
-    r"""A frozen ``nn.Linear`` with a Hamming-weight orthogonal adapter.
+    r"""A frozen module (``nn.Linear``, transformers' ``Conv1D``, ``nn.Conv1d/2d/3d``) with a
+    Hamming-weight orthogonal adapter.
 
-    .. math:: y = (x W_0^T) D + b \quad(\text{side="output"}),\qquad
-              y = (x D) W_0^T + b \quad(\text{side="input"})
+    .. math:: y = (f(x) - b) D + b \quad(\text{side="output"}),\qquad
+              y = f(x D) \quad(\text{side="input"})
 
-    **Details:** ``D`` is block diagonal: ``r`` blocks of size ``b = floor(d / r)`` (``d`` =
-    out_features on the output side, in_features on the input side), each holding the
-    weight-k Hamming blocks ``C(n,k) x C(n,k)`` for ``k in orders`` and an identity pad; the
-    last ``d - r b`` features pass through.  ``D = I`` at initialisation for every
-    parametrization.  Exactly one of ``blocks`` / ``block_size`` (default ``blocks=3``).
+    For an ``nn.Linear`` that is :math:`(x W_0^T) D + b` and :math:`(x D) W_0^T + b`.
+
+    **Details:** ``f`` is the base module's own forward and ``b`` its bias (0 without one).
+    ``D`` is block diagonal: ``r`` blocks of size ``b = floor(d / r)`` (``d`` = the output
+    width on the output side, the input width on the input side: features, or channels of a
+    convolution), each holding the weight-k Hamming blocks ``C(n,k) x C(n,k)`` for
+    ``k in orders`` and an identity pad; the last ``d - r b`` features pass through.
+    ``D = I`` at initialisation for every parametrization.  Exactly one of ``blocks`` /
+    ``block_size`` (default ``blocks=3``).
 
     Args:
-        linear: the ``nn.Linear`` to adapt (its parameters are frozen).
+        linear: the module to adapt (its parameters are frozen); any supported base kind
+            (:data:`~qiadapters.adapters.hamming.kinds.BASE_KINDS`).
         orders: Hamming weights, distinct integers ``>= 1``.
         blocks, block_size, n_qubits: the block layout (see :func:`plan_blocks`).
         layout, gate: the circuit for ``parametrization="circuit"``.
@@ -116,26 +128,29 @@ class HammingAdapter(AdapterLayer):
     adapter_layer_names = ("hamming",)
     other_param_names = ("side",)
 
-    def __init__(self, linear: nn.Linear, orders: Sequence[int] = (1, 2),
+    def __init__(self, linear: nn.Module, orders: Sequence[int] = (1, 2),
                  blocks: int | None = None, block_size: int | None = None,
                  n_qubits: int | None = None, layout: str = "pyramid", gate: str = "rbs",
                  side: str = "output", parametrization: str = "cayley",
                  share_blocks: bool = False, *, adapter_name: Optional[str] = "default",
                  parts: Optional[AdapterParts] = None):
+        kind = base_kind(unwrap(linear))  # an unsupported module raises before any change
         super().__init__(linear, adapter_name, parts=parts, orders=orders, blocks=blocks,
                          block_size=block_size, n_qubits=n_qubits, layout=layout, gate=gate,
                          side=side, parametrization=parametrization, share_blocks=share_blocks)
+        #: how this base module is read, rotated and folded (:mod:`.kinds`)
+        self.kind: BaseKind = kind
 
     @classmethod
     def build(cls, base_layer: nn.Module, **options) -> AdapterParts:
         opts = check_options(**options)
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"a Hamming adapter wraps an nn.Linear, got "
-                            f"{type(base_layer).__name__}")
+        base = unwrap(base_layer)
+        kind = base_kind(base)
         side, parametrization, layout = opts["side"], opts["parametrization"], opts["layout"]
-        dim = base_layer.out_features if side == "output" else base_layer.in_features
-        block_layout = _plan(dim, opts["orders"], opts["blocks"], opts["block_size"],
-                             opts["n_qubits"],
+        kind.check(base, side)
+        d_in, d_out = kind.widths(base)
+        block_layout = _plan(d_out if side == "output" else d_in, opts["orders"], opts["blocks"],
+                             opts["block_size"], opts["n_qubits"],
                              power_of_two=parametrization == "circuit" and layout == "butterfly")
         module = PARAMETRIZATIONS[parametrization](block_layout, gate=opts["gate"], layout=layout,
                                                    share_blocks=opts["share_blocks"])
@@ -143,47 +158,52 @@ class HammingAdapter(AdapterLayer):
 
     # ------------------------------------------------------------ forward
     def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
-        base = self.base_layer
-        compute = self.adapter_dtype
         before = [a for a in adapter_names if self.side[a] == "input"]
         after = [a for a in adapter_names if self.side[a] == "output"]
         h = x
         if before:
-            h = h.to(compute)
+            h = self.kind.features_last(x).to(self.adapter_dtype)
             for a in before:
                 h = self.hamming[a](h)
-            h = h.to(x.dtype)
-        if not after:
-            return base(h)
-        y = F.linear(h, base.weight)
-        out_dtype = y.dtype
-        y = y.to(compute)
-        for a in after:
-            y = self.hamming[a](y)
-        y = y.to(out_dtype)
-        return y if base.bias is None else y + base.bias
+            h = self.kind.features_back(h).to(x.dtype)
+        fx = self.base_layer(h, *args, **kwargs)
+        return self._rotate_output(fx, after) if after else fx
 
     def adapter_output(self, x: torch.Tensor, base_output: torch.Tensor,
                        adapter_names: list[str], *args, **kwargs):
-        """Adapted output from a precomputed ``base_output = x W0^T + b``: output-side maps
-        only need ``(base_output - b) D + b``; an input-side map needs the base applied to
-        ``x D`` (a second base call)."""
+        """Adapted output from a precomputed ``base_output = f(x)``: output-side maps only
+        need ``(f(x) - b) D + b``; an input-side map needs the base applied to ``x D`` (a
+        second base call)."""
         if any(self.side[a] == "input" for a in adapter_names):
             return self.adapter_forward(x, adapter_names, *args, **kwargs)
-        bias = self.base_layer.bias
-        y = base_output.to(self.adapter_dtype)
-        if bias is not None:
-            y = y - bias.to(y.dtype)
+        return self._rotate_output(base_output, adapter_names)
+
+    def _rotate_output(self, fx: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
+        """``(f(x) - b) D + b`` for the output-side adapters, computed as the correction
+        ``f(x) + (u D - u)`` with ``u = f(x) - b``: the same map, but at ``D = I`` the
+        correction is exactly 0, so the output is ``f(x)`` bit for bit (``fl(fl(y - b) + b)``
+        is not ``y`` in general, e.g. for ``|b| >> |y - b|``)."""
+        y = self.kind.features_last(fx).to(self.adapter_dtype)
+        bias = getattr(self.base_layer, "bias", None)
+        u = y if bias is None else y - bias.to(y.dtype)
+        v = u
         for a in adapter_names:
-            y = self.hamming[a](y)
-        y = y.to(base_output.dtype)
-        return y if bias is None else y + bias
+            v = self.hamming[a](v)
+        return self.kind.features_back((y + (v - u)).to(fx.dtype))
 
     # ------------------------------------------------------------ merge
+    def merge_blocker(self, adapter_names: Optional[Sequence[str]] = None) -> Optional[str]:
+        """Quantized (packed) weights and modules with their own forward are not merged
+        (:meth:`~qiadapters.adapters.hamming.kinds.BaseKind.merge_blocker`)."""
+        return self.kind.merge_blocker(unwrap(self.base_layer))
+
     def fold(self, weights: dict[str, torch.Tensor], adapter_names: list[str],
              inverse: bool = False) -> dict[str, torch.Tensor]:
         """``W -> D^T W`` per output-side adapter and ``W -> W D^T`` per input-side one (the
-        bias is untouched); ``inverse`` multiplies by ``D`` instead (``D`` is orthogonal).
+        bias is untouched), along the weight's output / input axis (:attr:`BaseKind.weight_axes`:
+        ``(out, in)`` for ``nn.Linear``, ``(in, out)`` for transformers' ``Conv1D``, the
+        channel axes of a convolution); ``inverse`` multiplies by ``D`` instead (``D`` is
+        orthogonal).
 
         Output-side maps compose after the base in the order added; input-side ones before
         it, so the last-added input map is folded first.  The inverse runs the sequence
@@ -192,13 +212,14 @@ class HammingAdapter(AdapterLayer):
         after = [a for a in adapter_names if self.side[a] == "output"]
         before = [a for a in adapter_names if self.side[a] == "input"]
         sequence = after + before[::-1]
+        out_axis, in_axis = self.kind.weight_axes
         W = weights["weight"]
         for a in (reversed(sequence) if inverse else sequence):
             rot: Parametrization = self.hamming[a]
             if self.side[a] == "output":  # D^T W = (W^T D)^T ; D W = (W^T D^T)^T
-                W = rot(W.T, transpose=inverse).T
+                W = rot(W.movedim(out_axis, -1), transpose=inverse).movedim(-1, out_axis)
             else:                         # W D^T ; W D
-                W = rot(W, transpose=not inverse)
+                W = rot(W.movedim(in_axis, -1), transpose=not inverse).movedim(-1, in_axis)
         return {**weights, "weight": W}
 
     def delta_matrix(self, adapter_name: str) -> torch.Tensor:
@@ -206,6 +227,6 @@ class HammingAdapter(AdapterLayer):
         return self.hamming[adapter_name].dense(self.adapter_dtype)
 
     def extra_repr(self) -> str:
-        base = self.base_layer
-        return (f"in_features={base.in_features}, out_features={base.out_features}, "
+        d_in, d_out = self.kind.widths(unwrap(self.base_layer))
+        return (f"kind={self.kind.name!r}, in_features={d_in}, out_features={d_out}, "
                 f"side={self.side}, {super().extra_repr()}")

@@ -29,9 +29,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from qiadapters.adapters.layer import AdapterLayer, AdapterParts, unwrap
+from qiadapters.adapters.layer import AdapterLayer, AdapterParts, linear_widths, unwrap
 from qiadapters.adapters.registry import register
 from qiadapters.model.adapter_model import (attention_mask_context, current_attention_mask,
+                                            current_cache_length,
                                             current_model)
 
 from .adapter import PhysicsAdapter
@@ -44,18 +45,6 @@ __all__ = ["PhysicsLayer", "feature_width", "linear_widths", "causal_reason", "t
 #: (nonzero = real token) the physics layers inside read (``AdapterModel.forward`` sets it
 #: from its ``attention_mask`` argument).
 token_mask = attention_mask_context
-
-
-def linear_widths(module: nn.Module) -> tuple[int, int] | None:
-    """``(in, out)`` of an ``nn.Linear`` or a transformers ``Conv1D`` (GPT-2's projections,
-    ``y = x W + b`` with ``W: (in, out)``, the transpose of a Linear's), else None."""
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
-    weight = getattr(module, "weight", None)
-    if (type(module).__name__ == "Conv1D" and hasattr(module, "nf") and torch.is_tensor(weight)
-            and weight.ndim == 2 and weight.shape[1] == module.nf):
-        return int(weight.shape[0]), int(weight.shape[1])
-    return None
 
 
 def feature_width(module: nn.Module) -> int:
@@ -179,6 +168,13 @@ class PhysicsLayer(AdapterLayer):
     # ------------------------------------------------------------ forward
     def _mask(self, x: torch.Tensor) -> torch.Tensor | None:
         """The published attention mask for ``x: (batch, T, d)``, checked against it."""
+        cached = current_cache_length()
+        if cached:
+            raise ValueError(
+                f"a physics layer got {x.shape[1]} new token(s) after {cached} cached ones: "
+                f"incremental decoding with a KV cache shows the operator only the new tokens, "
+                f"but it needs every token of the sequence at each call; use "
+                f"generate(..., use_cache=False)")
         mask = current_attention_mask()
         if mask is None:
             return None

@@ -330,3 +330,35 @@ def test_dim_and_causal_are_saved_only_when_set():
     set_ = PhysicsConfig(target_modules=["attn"], dim=32, causal=True)
     assert set_.to_dict()["dim"] == 32 and set_.to_dict()["causal"] is True
     assert PhysicsConfig.from_dict(set_.to_dict()) == set_
+
+
+def test_the_mask_reaches_layers_through_any_call_of_the_model():
+    """The context is set by hooks on the wrapped model, so calling it directly (as
+    generate() does) publishes the mask as AdapterModel.forward does."""
+    model, inputs = tiny_bert()
+    am = get_adapter_model(model, PhysicsConfig(target_modules=["attention.self"],
+                                                placement="input", grid="sequence", rank=4))
+    perturb(am, scale=0.5)
+    with torch.no_grad():
+        via_wrapper = am(**inputs).logits
+        direct = am.base_model(**inputs).logits
+        unmasked = am.base_model(input_ids=inputs["input_ids"]).logits
+    torch.testing.assert_close(direct, via_wrapper, rtol=0, atol=0)
+    assert (unmasked[1] - direct[1]).abs().max() > 1e-4  # row 1 is padded: the mask mattered
+    plain = am.unload()
+    assert not plain._forward_pre_hooks and not plain._forward_hooks
+
+
+def test_generate_with_a_kv_cache_is_refused_and_without_one_is_causal():
+    model, inputs = tiny_llama()
+    am = get_adapter_model(model, PhysicsConfig(target_modules=["self_attn"], placement="input",
+                                                grid="sequence", rank=4))
+    perturb(am, scale=0.5)
+    prompt = inputs["input_ids"][:1, :5]
+    with pytest.raises(ValueError, match=r"after 5 cached ones.*use_cache=False"):
+        am.generate(prompt, max_new_tokens=3, do_sample=False, use_cache=True)
+    out = am.generate(prompt, max_new_tokens=3, do_sample=False, use_cache=False)
+    assert out.shape == (1, 8) and torch.equal(out[:, :5], prompt)
+    with torch.no_grad():  # each greedy token is the argmax of the full forward (causal)
+        logits_ = am(input_ids=out[:, :-1]).logits
+    assert torch.equal(logits_[0, 4:].argmax(-1), out[0, 5:])

@@ -43,7 +43,7 @@ from torch import nn
 
 __all__ = ["AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype", "reference_tensor",
            "check_adapter_name", "unwrap", "class_path", "inherits", "is_linear",
-           "TRANSFORMERS_CONV1D"]
+           "TRANSFORMERS_CONV1D", "linear_widths"]
 
 #: transformers' ``Conv1D`` (GPT-2 family): a linear map with its weight stored ``(in, out)``.
 #: Recognised by name so that nothing here imports transformers.
@@ -78,6 +78,16 @@ def is_linear(module: nn.Module) -> bool:
     """A linear map of the last axis: an ``nn.Linear`` (or subclass, quantized ones included)
     or transformers' ``Conv1D``.  What ``target_modules="all-linear"`` selects."""
     return isinstance(module, nn.Linear) or inherits(module, TRANSFORMERS_CONV1D)
+
+
+def linear_widths(module: nn.Module) -> Optional[tuple[int, int]]:
+    """``(in, out)`` of a linear map of the last axis (:func:`is_linear`), else None: an
+    ``nn.Linear``'s ``in_features`` / ``out_features``, a ``Conv1D``'s ``weight: (in, out)``."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if inherits(module, TRANSFORMERS_CONV1D):
+        return int(module.weight.shape[0]), int(module.weight.shape[1])
+    return None
 
 
 def reference_tensor(module: nn.Module) -> Optional[torch.Tensor]:

@@ -14,15 +14,20 @@ Two facts that some families need are published in a per-thread context while th
 :class:`AdapterModel` works (any layer may read them; most ignore them):
 
 * :func:`current_attention_mask` -- the ``attention_mask`` keyword argument of the running
-  :meth:`AdapterModel.forward` (``None`` when it was not given), e.g. for layers that mix
+  call of the wrapped model (``None`` when it was not given), e.g. for layers that mix
   tokens and must not mix padding in.  Plain-PyTorch code sets it with
   ``with attention_mask_context(mask): module(x)``.
+* :func:`current_cache_length` -- how many earlier tokens the running call's KV cache
+  (``past_key_values``, or ``cache`` in transformers 5) holds (0 without a cache): nonzero while ``generate()`` decodes with a
+  KV cache, when a layer sees only the new tokens.
 * :func:`current_model` -- the model being adapted while :meth:`AdapterModel.add_adapter` /
   :meth:`AdapterModel.load_adapter` build the adapters (``None`` otherwise), so a family's
   ``build`` can look at the module's place in the model (e.g. whether its attention is
   causal).  Set it with ``with model_context(model): ...``.
 
-Both are plain attributes of a ``threading.local`` (so ``torch.compile`` traces them).
+They are plain attributes of a ``threading.local`` (so ``torch.compile`` traces them), set
+by forward hooks on the wrapped model -- so they hold for every call of it, ``generate()``'s
+included, not only for :meth:`AdapterModel.forward`.
 """
 from __future__ import annotations
 
@@ -64,6 +69,32 @@ def current_attention_mask() -> torch.Tensor | None:
     return getattr(_CONTEXT, "attention_mask", None)
 
 
+def current_cache_length() -> int:
+    """Tokens held by the KV cache of the running call of the wrapped model (0: none)."""
+    return getattr(_CONTEXT, "cache_length", 0)
+
+
+def _cache_length(past) -> int:
+    length = getattr(past, "get_seq_length", None)
+    if callable(length):
+        return int(length())
+    return 0 if not past else int(past[0][0].shape[-2])  # legacy tuple of (key, value)
+
+
+def _publish_call(module: nn.Module, args, kwargs) -> None:
+    """Forward pre-hook on the wrapped model: publish this call's mask and cache length."""
+    stack = _CONTEXT.__dict__.setdefault("calls", [])
+    stack.append((current_attention_mask(), current_cache_length()))
+    _CONTEXT.attention_mask = kwargs.get("attention_mask")
+    past = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 4 / 5 names
+    _CONTEXT.cache_length = _cache_length(past)
+
+
+def _restore_call(module: nn.Module, args, kwargs, output) -> None:
+    """Forward hook (always called): restore what the outer call had published."""
+    _CONTEXT.attention_mask, _CONTEXT.cache_length = _CONTEXT.calls.pop()
+
+
 def model_context(model: nn.Module | None):
     """Context manager: :func:`current_model` returns ``model`` inside."""
     return _set_context("model", model)
@@ -89,6 +120,9 @@ class AdapterModel(nn.Module):
         if isinstance(model, AdapterModel):
             raise TypeError("model is already an AdapterModel; use add_adapter() on it")
         self.base_model = model
+        self._hooks = (model.register_forward_pre_hook(_publish_call, with_kwargs=True),
+                       model.register_forward_hook(_restore_call, with_kwargs=True,
+                                                   always_call=True))
         self.peft_config: dict[str, AdapterConfig] = {}
         self._active: list[str] = []
         if config is not None:
@@ -104,10 +138,9 @@ class AdapterModel(nn.Module):
             return getattr(self.base_model, name)
 
     def forward(self, *args, **kwargs):
-        """``model(*args, **kwargs)``, with ``kwargs["attention_mask"]`` (or None) published to
-        the adapter layers through :func:`current_attention_mask`."""
-        with attention_mask_context(kwargs.get("attention_mask")):
-            return self.base_model(*args, **kwargs)
+        """``model(*args, **kwargs)``; hooks on the model publish its ``attention_mask`` and KV
+        cache length to the adapter layers (module docstring)."""
+        return self.base_model(*args, **kwargs)
 
     def get_base_model(self) -> nn.Module:
         """The wrapped model (with its adapter layers in place)."""
@@ -227,6 +260,8 @@ class AdapterModel(nn.Module):
             injection._replace(self.base_model, name, layer.unload(merge=merge))
         self.peft_config.clear()
         self._active = []
+        for hook in self._hooks:  # the plain model carries nothing of ours
+            hook.remove()
         return self.base_model
 
     def merge_and_unload(self, safe_merge: bool = False) -> nn.Module:

@@ -50,7 +50,8 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from ..config import AdapterConfig
-from ..layer import AdapterLayer, AdapterParts, SharedBase, compute_dtype
+from ..layer import (AdapterLayer, AdapterParts, SharedBase, compute_dtype, is_linear,
+                     linear_widths)
 from ..registry import layer_class
 from .config import MixtureConfig, check_options
 from .routers import ROUTERS, Routing, route, routed_experts, router_losses
@@ -60,8 +61,9 @@ __all__ = ["Mixture", "router_stats", "EXPERT"]
 
 #: Adapter name of each expert inside its family's layer.
 EXPERT = "expert"
-#: Base modules whose output is affine in their parameters (a weighted merge is exact).
-_AFFINE = (nn.Linear, _ConvNd)
+def _affine(module: nn.Module) -> bool:
+    """Whether ``module``'s output is affine in its parameters (a weighted merge is exact)."""
+    return is_linear(module) or isinstance(module, _ConvNd)
 
 
 def _describe(module: nn.Module) -> str:
@@ -74,7 +76,8 @@ def _signature(module: nn.Module):
 
 
 def _input_width(base: nn.Module, router: str) -> int:
-    width = getattr(base, "in_features", None)
+    widths = linear_widths(base)
+    width = widths[0] if widths is not None else getattr(base, "in_features", None)
     if width is None and isinstance(base, nn.LayerNorm):
         width = base.normalized_shape[-1]
     if not isinstance(width, int):
@@ -277,7 +280,7 @@ class Mixture(AdapterLayer):
                 if reason is not None:
                     return (f"expert {e} of mixture {name!r} ({type(expert).__name__}) is "
                             f"not mergeable ({reason})")
-        if names and not isinstance(self.base_layer, _AFFINE):
+        if names and not _affine(self.base_layer):
             return (f"the wrapped {type(self.base_layer).__name__} is not affine in its "
                     f"parameters, so a weighted average of the experts' merged parameters "
                     f"is not their weighted output (nn.Linear and convolutions merge)")

@@ -39,7 +39,8 @@ class AdapterConfig:
     target_modules: Optional[Union[list[str], str]] = option(None, (
         "Modules to wrap: a list of name suffixes (['query', 'value'] matches "
         "'encoder.layer.0.attention.self.query'), a regex string that must match the full "
-        "module name, or 'all-linear' (every nn.Linear except the output head: the model's "
+        "module name, or 'all-linear' (every linear layer -- nn.Linear and subclasses, "
+        "transformers' Conv1D -- except the output head: the model's "
         "output embeddings, modules named classifier/score/lm_head/qa_outputs/head/cls, or "
         "else the last nn.Linear).  Required to inject into a model; an expert config inside "
         "a mixture may leave it out (it adapts the mixture's targets)."))

@@ -232,7 +232,7 @@ def build(model_factory: ModelFactory, config, seed: int = 0,
     return am, inputs
 
 
-def adapter_parameters(am: AdapterModel) -> dict[str, nn.Parameter]:
+def adapter_parameters(am: nn.Module) -> dict[str, nn.Parameter]:
     ids = adapter_parameter_ids(am)
     return {n: p for n, p in am.named_parameters() if id(p) in ids}
 
@@ -243,11 +243,14 @@ def base_parameters(am: AdapterModel) -> dict[str, nn.Parameter]:
 
 
 @torch.no_grad()
-def perturb(am: AdapterModel, scale: float = 0.2, seed: int = 1) -> None:
-    """Move every adapter parameter off its initial value (a reproducible random step)."""
+def perturb(model: nn.Module, scale: float = 0.2, seed: int = 1) -> nn.Module:
+    """Move every adapter parameter of ``model`` (an :class:`AdapterModel`, any model holding
+    adapter layers, or one adapter layer) off its initial value: a reproducible random step.
+    Returns ``model``."""
     g = torch.Generator().manual_seed(seed)
-    for p in adapter_parameters(am).values():
+    for p in adapter_parameters(model).values():
         p.add_(scale * torch.randn(p.shape, generator=g).to(p))
+    return model
 
 
 def _layers(am: AdapterModel) -> list[AdapterLayer]:

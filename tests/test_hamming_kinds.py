@@ -10,15 +10,12 @@ from torch.nn import functional as F
 from qiadapters import HammingAdapter, HammingConfig, get_adapter_model
 from qiadapters.adapters.hamming.kinds import BASE_KINDS, base_kind
 from qiadapters.model.injection import match_targets
-from qiadapters.testing import tiny_bert, tiny_gpt2
+from qiadapters.testing import perturb, tiny_bert, tiny_gpt2
 
 
 def perturbed(layer, scale=0.3, seed=0):
-    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in layer.hamming.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return layer
+        return perturb(layer, scale=scale, seed=seed)
 
 
 class ShiftedLinear(nn.Linear):

@@ -10,6 +10,7 @@ from torch import nn
 from qiadapters import Circuit, HammingAdapter, compound_by_minors
 from qiadapters.adapters.hamming import PARAMETRIZATIONS, plan_blocks
 from qiadapters.adapters.hamming import parametrizations as P
+from qiadapters.testing import perturb
 
 
 GATE_COUNT = {  # docs/conventions.md, "Layouts"
@@ -21,11 +22,8 @@ GATE_COUNT = {  # docs/conventions.md, "Layouts"
 
 
 def perturbed(layer, scale=0.3, seed=0):
-    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in layer.hamming.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return layer
+        return perturb(layer, scale=scale, seed=seed)
 
 
 # ------------------------------------------------------------------------- layout

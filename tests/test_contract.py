@@ -8,7 +8,15 @@ import torch
 from torch import nn
 
 from qiadapters import HammingConfig
-from qiadapters.testing import CHECKS, tiny_bert, tiny_cnn, tiny_gpt2, tiny_mlp
+from qiadapters.testing import (CHECKS, available_devices, on_device, tiny_bert, tiny_cnn,
+                                tiny_gpt2, tiny_mlp)
+
+#: The contract runs on every device present: the CPU always, CUDA where a GPU is.
+DEVICES = available_devices()
+
+
+def _device_id(device: str) -> str:
+    return "" if device == "cpu" else f"-{device}"
 
 # One thread per xdist worker: on 2 cores, two multi-threaded workers thrash on tiny ops.
 
@@ -140,9 +148,10 @@ COMPILE_ROWS = {"mlp-cayley", "mlp-circuit-butterfly-rbs", "cnn-conv2d"}
 
 
 def contract_cases(rows, compile_rows):
-    """One pytest case per (row, check); the compile check only for ``compile_rows``."""
-    return [pytest.param(factory, config, check, id=f"{name}-{check}")
-            for name, factory, config in rows for check in CHECKS
+    """One pytest case per (row, check, device); the compile check only for ``compile_rows``;
+    each factory moves its model and inputs to the device (CPU ids carry no suffix)."""
+    return [pytest.param(on_device(factory, d), config, check, id=f"{name}-{check}{_device_id(d)}")
+            for name, factory, config in rows for check in CHECKS for d in DEVICES
             if check != "compile" or name in compile_rows]
 
 
@@ -273,9 +282,10 @@ if PhysicsConfig is not None:
                        modules_to_save=["classifier"]), False),
     ]
 
-MIXTURE_CASES = [pytest.param(factory, config, mergeable, check, id=f"{name}-{check}")
+MIXTURE_CASES = [pytest.param(on_device(factory, d), config, mergeable, check,
+                              id=f"{name}-{check}{_device_id(d)}")
                  for name, factory, config, mergeable in MIXTURE_ROWS
-                 for check in CHECKS if check != "compile"]
+                 for check in CHECKS if check != "compile" for d in DEVICES]
 
 
 @pytest.mark.parametrize("factory, config, mergeable, check", MIXTURE_CASES)

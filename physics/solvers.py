@@ -49,8 +49,10 @@ def grid_eigenvalues(u: torch.Tensor, boundary: str | Boundary) -> torch.Tensor:
     return eigenvalues(boundary, tuple(u.shape[1:-1]), dtype=u.dtype, device=u.device)[..., None]
 
 
-def _as(x, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+def _as(x, like: torch.Tensor):
+    """A tensor constant in ``like``'s dtype and device; a Python number stays a number (it
+    broadcasts as a scalar: no host tensor is made and copied to the device per call)."""
+    return x.to(dtype=like.dtype, device=like.device) if torch.is_tensor(x) else x
 
 
 def heat_multiplier(lam: torch.Tensor, kappa, t) -> torch.Tensor:

@@ -158,3 +158,17 @@ def test_bad_input(call, exc, match):
 def test_bad_compile_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         qa.Circuit.pyramid(4).compile(**kwargs)
+
+
+def test_the_table_cache_is_bounded_and_held_tables_survive_eviction(monkeypatch):
+    cache.clear()
+    monkeypatch.setattr(cache, "CACHE_SIZE", 3)
+    op = qa.Circuit.pyramid(5).compile(orders=(1, 2, 3), blocks=2, dtype=torch.float64)
+    theta = torch.randn(2, op.circuit.n_params, dtype=torch.float64)
+    before = op(theta)
+    for n in range(6, 12):  # other sizes push the op's entries out
+        compound_tables(n, 2)
+        assert len(cache._TABLES) <= 3
+    for got, want in zip(op(theta), before):  # the op reads its own buffers
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(op(theta)[1], qa.compound(op.weight1(theta), 2), rtol=0, atol=0)

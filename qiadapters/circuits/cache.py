@@ -24,6 +24,10 @@ import torch
 from torch import nn
 
 _TABLES: dict[tuple, tuple] = {}
+#: Most entries kept: beyond it the oldest is dropped when a new one is built (a bound on
+#: memory for programs that meet many sizes or devices).  Modules that read tables in their
+#: forward hold them as buffers (:class:`TableBuffers`), so dropping an entry never breaks one.
+CACHE_SIZE = 512
 
 
 def _to(tables, device):
@@ -34,6 +38,8 @@ def _to(tables, device):
 
 @torch.compiler.disable
 def _fill(key: tuple, build: Callable, args: tuple, device) -> None:
+    while len(_TABLES) >= CACHE_SIZE:  # bookkeeping only here: a hit stays a plain dict read
+        del _TABLES[next(iter(_TABLES))]
     _TABLES[key] = _to(build(*args), device)
 
 

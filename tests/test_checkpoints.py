@@ -193,3 +193,14 @@ def test_a_save_killed_mid_write_leaves_a_loadable_checkpoint(tmp_path):
         assert now in (refs[0], refs[1]), f"attempt {attempt}: a mixed checkpoint"
         model = nn.Sequential(nn.Linear(64, 64), nn.Linear(1024, 1024), nn.Linear(1024, 1024))
         AdapterModel.from_pretrained(model, folder)  # loads
+
+
+def test_a_float64_adapter_loads_bit_for_bit(tmp_path):
+    torch.manual_seed(0)
+    am = get_adapter_model(TinyMLP().double(), HammingConfig(target_modules=["fc1", "fc2"]))
+    perturb(am)
+    am.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    loaded = AdapterModel.from_pretrained(TinyMLP().double(), tmp_path)
+    ours, theirs = am.state_dict(), loaded.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)  # was rounded via float32

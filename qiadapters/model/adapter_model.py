@@ -342,12 +342,13 @@ class AdapterModel(nn.Module):
         with model_context(self.base_model):
             plan = injection.plan(self.base_model, config, adapter_name)
         io.check_state(plan.expected_state(), state, directory)
+        injection.apply(self.base_model, plan, self.active_adapters, trainable=is_trainable)
+        # Copy after apply: it places the new modules in the base's dtype and device, so a
+        # float64 adapter is not rounded through float32 on the way (shapes are checked).
         with torch.no_grad():
             for prefix, module in plan.modules():
-                own = module.state_dict()
-                for key, value in own.items():
+                for key, value in module.state_dict().items():
                     value.copy_(state[f"{prefix}.{key}"])
-        injection.apply(self.base_model, plan, self.active_adapters, trainable=is_trainable)
         self.peft_config[adapter_name] = config
 
     @classmethod

@@ -8,6 +8,7 @@ shapes of the modules it meets).
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -54,6 +55,20 @@ class AdapterConfig:
     #: The family's one options check, shared with its layer's ``build``: keyword options ->
     #: the same options validated and normalised (set with ``staticmethod(check)``).
     check_options: ClassVar[Optional[Callable[..., dict[str, Any]]]] = None
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # The dataclass __init__ would refuse an unknown keyword with a TypeError that lists no
+        # valid fields; refuse it here first (one mechanism for every family), naming both.
+        if kwargs:
+            valid = [f.name for f in fields(cls)]
+            unknown = [k for k in kwargs if k not in valid]
+            if unknown:
+                close = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
+                hints = "".join(f" (did you mean {c[0]!r} for {k!r}?)"
+                                for k, c in close.items() if c)
+                raise TypeError(f"{cls.__name__} got unknown field(s) {unknown}{hints}; valid "
+                                f"fields: {valid}")
+        return super().__new__(cls)
 
     def __post_init__(self):
         tm = self.target_modules

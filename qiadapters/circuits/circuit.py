@@ -172,6 +172,10 @@ class Circuit:
         """
         self.check_theta(theta)
         k = checks.integer("k", k, low=0, high=self._n)
+        if not torch.compiler.is_compiling() and not torch.isfinite(theta).all():
+            bad = (~torch.isfinite(theta)).nonzero()[0].tolist()
+            raise ValueError(f"theta has a non-finite angle {theta[tuple(bad)].item()} at index "
+                             f"{tuple(bad)}; angles must be finite (NaN/inf gives a NaN block)")
         return simulate_block(self, theta, k)
 
     def compile(self, orders=(1, 2), blocks: int = 1, dtype=None, device=None):

@@ -281,42 +281,74 @@ class AdapterModel(nn.Module):
 
     # ------------------------------------------------------------ saving and loading
     def save_pretrained(self, save_directory: str | os.PathLike,
-                        selected_adapters: Sequence[str] | None = None) -> None:
+                        selected_adapters: str | Sequence[str] | None = None,
+                        overwrite: bool = False) -> None:
         """Save adapters: ``"default"`` into ``save_directory``, any other adapter into
-        ``save_directory/<name>``.  Only adapter tensors (and modules_to_save copies)."""
+        ``save_directory/<name>``.  Only adapter tensors (and modules_to_save copies).
+
+        ``selected_adapters``: one name or a list (default: every adapter).  A folder that
+        already holds a DIFFERENT adapter (other config, other tensor names or shapes) is
+        refused unless ``overwrite=True``; saving the same adapter again (e.g. after more
+        training) updates it.  Everything is checked before any file is written, and each
+        file is replaced atomically (see :func:`~qiadapters.model.io.save_adapter`).
+        """
+        if isinstance(selected_adapters, str):
+            selected_adapters = [selected_adapters]
         names = list(self.peft_config) if selected_adapters is None else list(selected_adapters)
         unknown = [a for a in names if a not in self.peft_config]
-        if unknown:
-            raise ValueError(f"selected_adapters={unknown} do not exist; existing: "
-                             f"{list(self.peft_config)}")
+        if unknown or not names:
+            raise ValueError(f"selected_adapters={selected_adapters!r}: {unknown or 'empty'} "
+                             f"not valid; existing adapters: {list(self.peft_config)}")
+        if not isinstance(save_directory, (str, os.PathLike)):
+            raise TypeError(f"save_directory={save_directory!r} must be a path (str or "
+                            f"os.PathLike), got {type(save_directory).__name__}")
+        if os.path.isfile(save_directory):
+            raise FileExistsError(f"save_directory={os.fspath(save_directory)!r} is a file; "
+                                  f"give a folder (it is created if missing)")
         merged = [n for n, l in self.adapter_layers()
                   if l.merged and not isinstance(l, ModulesToSave)]
         if merged:
             raise RuntimeError(f"layers {merged[:3]} are merged; call unmerge_adapter() "
                                f"before save_pretrained() so the saved weights are the adapters'")
+        jobs = []
         for name in names:
             where = save_directory if name == "default" else os.path.join(save_directory, name)
-            io.save_adapter(where, self.peft_config[name],
-                            io.adapter_state_dict(self.base_model, name))
+            state = io.adapter_state_dict(self.base_model, name)
+            if not overwrite:
+                io.check_overwrite(where, self.peft_config[name], state)
+            jobs.append((where, self.peft_config[name], state))
+        for where, config, state in jobs:
+            io.save_adapter(where, config, state)
 
-    def load_adapter(self, directory: str | os.PathLike, adapter_name: str = "default",
+    def load_adapter(self, directory: str | os.PathLike, adapter_name: str | None = None,
                      is_trainable: bool = False) -> None:
         """Inject and load a saved adapter under ``adapter_name`` (not activated).
 
-        Everything (version, config, tensor names and shapes) is checked before the model is
-        modified.  ``is_trainable=False`` freezes the loaded adapter (inference).
+        ``adapter_name=None`` means ``"default"`` while no adapter has that name; once one
+        does, a name is required (as in PEFT, where ``load_adapter`` takes it explicitly):
+        loading never replaces an existing adapter.  Everything (folder, version, config,
+        tensor names and shapes) is checked before the model is modified.
+        ``is_trainable=False`` freezes the loaded adapter (inference).
         """
+        if adapter_name is None:
+            if "default" in self.peft_config:
+                base = os.path.basename(os.path.normpath(os.fspath(directory))) or "adapter"
+                raise ValueError(f"adapter_name=None: the name 'default' is taken (existing: "
+                                 f"{list(self.peft_config)}); pass a new name, e.g. "
+                                 f"load_adapter({os.fspath(directory)!r}, adapter_name={base!r})")
+            adapter_name = "default"
         self._check_new(adapter_name)
         config, state = io.read_adapter(directory)
         with model_context(self.base_model):
             plan = injection.plan(self.base_model, config, adapter_name)
         io.check_state(plan.expected_state(), state, directory)
+        injection.apply(self.base_model, plan, self.active_adapters, trainable=is_trainable)
+        # Copy after apply: it places the new modules in the base's dtype and device, so a
+        # float64 adapter is not rounded through float32 on the way (shapes are checked).
         with torch.no_grad():
             for prefix, module in plan.modules():
-                own = module.state_dict()
-                for key, value in own.items():
+                for key, value in module.state_dict().items():
                     value.copy_(state[f"{prefix}.{key}"])
-        injection.apply(self.base_model, plan, self.active_adapters, trainable=is_trainable)
         self.peft_config[adapter_name] = config
 
     @classmethod
@@ -326,10 +358,18 @@ class AdapterModel(nn.Module):
         """Load a saved adapter onto ``model`` and activate it.
 
         As in PEFT, ``is_trainable=False`` (the default) freezes the adapter and puts the
-        model in eval mode.
+        model in eval mode.  ``directory`` is a local folder (for a Hub repository, download
+        it first: ``huggingface_hub.snapshot_download(repo_id)``).  On any error ``model`` is
+        left as it was (no adapters, no hooks).
         """
+        io.check_directory(directory)
         am = cls(model)
-        am.load_adapter(directory, adapter_name, is_trainable=is_trainable)
+        try:
+            am.load_adapter(directory, adapter_name, is_trainable=is_trainable)
+        except BaseException:
+            for hook in am._hooks:  # give the model back untouched
+                hook.remove()
+            raise
         am.set_adapter(adapter_name)
         if not is_trainable:
             am.eval()

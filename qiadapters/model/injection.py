@@ -6,7 +6,9 @@ family cannot wrap, a block size too small, ...) therefore fails before the mode
 """
 from __future__ import annotations
 
+import difflib
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -77,6 +79,28 @@ def _examples(model: nn.Module, limit: int = 8) -> list[str]:
     return names[:limit] + (["..."] if len(names) > limit else [])
 
 
+def _closest(model: nn.Module, entry: str) -> list[str]:
+    """Module names (and their last components) of ``model`` closest to ``entry``."""
+    names = {n for n, _ in visible_modules(model) if n}
+    names |= {n.rsplit(".", 1)[-1] for n in names}
+    return difflib.get_close_matches(entry, sorted(names), n=3, cutoff=0.6)
+
+
+def _warn_unmatched(model: nn.Module, target_modules) -> None:
+    """UserWarning naming every list entry of ``target_modules`` that matches no module while
+    others do (a typo such as ``["querry", "value"]`` would silently adapt only ``value``).
+    A config listing names for several architectures at once stays usable (a warning, not
+    an error); a list that matches nothing at all is refused by :func:`plan`."""
+    if isinstance(target_modules, str):
+        return
+    modules = [n for n, _ in visible_modules(model) if n]
+    for entry in target_modules:
+        if not any(_suffix_match(n, [entry]) for n in modules):
+            warnings.warn(f"target_modules entry {entry!r} matches no module of "
+                          f"{type(model).__name__} (the other entries do); closest module "
+                          f"names: {_closest(model, entry)}", UserWarning, stacklevel=4)
+
+
 @dataclass
 class Plan:
     """Everything :func:`apply` will do: ``(module name, current module, built state)``."""
@@ -123,8 +147,11 @@ def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
     result = Plan(adapter_name, config, layer_cls)
     names = match_targets(model, config.target_modules)
     if not names:
+        close = ("" if isinstance(config.target_modules, str) else
+                 f"; closest names: { {e: _closest(model, e) for e in config.target_modules} }")
         raise ValueError(f"target_modules={config.target_modules!r} matches no module of "
-                         f"{type(model).__name__}; some module names: {_examples(model)}")
+                         f"{type(model).__name__}; some module names: {_examples(model)}{close}")
+    _warn_unmatched(model, config.target_modules)
     saves = []
     if config.modules_to_save:
         saves = [n for n, _ in visible_modules(model)

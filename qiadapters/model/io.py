@@ -33,6 +33,7 @@ from typing import Callable
 
 import torch
 from safetensors import SafetensorError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -127,16 +128,42 @@ def _upgrade_state(fmt: int, config: AdapterConfig,
     return state
 
 
+#: A Hugging Face Hub repository id (``user/name``), which this library does not download.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_directory(directory: str | os.PathLike) -> str:
+    """``directory`` as a string if it is an existing folder, else FileNotFoundError (a Hub
+    repository id gets told how to download it first)."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory={directory!r} must be a path (str or os.PathLike), got "
+                        f"{type(directory).__name__}")
+    path = os.fspath(directory)
+    if os.path.isdir(path):
+        return path
+    if _HUB_ID.match(path) and not os.path.exists(path):
+        raise FileNotFoundError(
+            f"directory={path!r} is not a local folder; it looks like a Hugging Face Hub id, "
+            f"but only local folders are supported: download it first with "
+            f"`folder = huggingface_hub.snapshot_download({path!r})` and pass that folder")
+    what = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+    raise FileNotFoundError(f"directory={path!r} {what}; give the folder a save_pretrained() "
+                            f"wrote (holding {CONFIG_NAME} and {WEIGHTS_NAME})")
+
+
 def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
     """Read a saved adapter of any supported format; every problem with the files raises
     (FileNotFoundError / ValueError naming the file) before anything else happens."""
-    directory = os.fspath(directory)
+    directory = check_directory(directory)
     cfg_path = os.path.join(directory, CONFIG_NAME)
     weights = os.path.join(directory, WEIGHTS_NAME)
     for path in (cfg_path, weights):
         if not os.path.isfile(path):
+            subs = sorted(d for d in os.listdir(directory)
+                          if os.path.isfile(os.path.join(directory, d, CONFIG_NAME)))
+            hint = f"; adapters saved in its subfolders: {subs}" if subs else ""
             raise FileNotFoundError(f"{path!r} does not exist; a saved adapter directory holds "
-                                    f"{CONFIG_NAME} and {WEIGHTS_NAME}")
+                                    f"{CONFIG_NAME} and {WEIGHTS_NAME}{hint}")
     try:
         with open(cfg_path) as f:
             data = json.load(f)
@@ -155,6 +182,52 @@ def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str,
         raise ValueError(f"{weights!r} ({size} bytes) is not a readable safetensors file "
                          f"({e}); it is truncated or corrupted: save the adapter again") from None
     return config, _upgrade_state(fmt, config, state)
+
+
+def _saved_signature(directory: str) -> tuple[dict, dict] | None:
+    """``(config fields, {tensor name: shape})`` of the adapter saved in ``directory``, None if
+    there is none; unreadable files give ``({}, {})`` (never equal to a real adapter's)."""
+    cfg_path = os.path.join(directory, CONFIG_NAME)
+    weights = os.path.join(directory, WEIGHTS_NAME)
+    if not (os.path.exists(cfg_path) or os.path.exists(weights)):
+        return None
+    try:
+        with open(cfg_path) as f:
+            data = json.load(f)
+        for key in FILE_KEYS:
+            data.pop(key, None)
+        with safe_open(weights, "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        return data, shapes
+    except (OSError, ValueError, SafetensorError, AttributeError):
+        return {}, {}
+
+
+def check_overwrite(directory: str | os.PathLike, config: AdapterConfig,
+                    state: dict[str, torch.Tensor]) -> None:
+    """Refuse (FileExistsError) to save over a DIFFERENT adapter in ``directory``: another
+    config, or other tensor names or shapes.  Saving the same adapter again (same config,
+    same tensor names and shapes, new values: a later training checkpoint) is an update and
+    is allowed; so is a folder without adapter files."""
+    directory = os.fspath(directory)
+    saved = _saved_signature(directory)
+    if saved is None:
+        return
+    data, shapes = saved
+    new = json.loads(json.dumps(config.to_dict()))
+    if data != new:
+        diff = sorted(k for k in set(data) | set(new) if data.get(k) != new.get(k))
+        why = f"its config differs in {diff[:5]}" if data else "its files are unreadable"
+    else:
+        ours = {k: tuple(v.shape) for k, v in state.items()}
+        if shapes == ours:
+            return
+        diff = sorted(k for k in set(shapes) | set(ours) if shapes.get(k) != ours.get(k))
+        why = f"its tensors differ, first {diff[0]!r}: {shapes.get(diff[0])} saved, " \
+              f"{ours.get(diff[0])} now"
+    raise FileExistsError(f"{directory!r} already holds a different adapter ({why}); nothing "
+                          f"was written: pass overwrite=True to replace it, or save to another "
+                          f"folder")
 
 
 def check_state(expected: dict[str, torch.Size], state: dict[str, torch.Tensor],

@@ -126,7 +126,12 @@ class AdapterModel(nn.Module):
         self.peft_config: dict[str, AdapterConfig] = {}
         self._active: list[str] = []
         if config is not None:
-            self.add_adapter(adapter_name, config)
+            try:
+                self.add_adapter(adapter_name, config)
+            except BaseException:  # a refused config leaves the model as it was: no hooks
+                for hook in self._hooks:
+                    hook.remove()
+                raise
             self.set_adapter(adapter_name)
 
     def __getattr__(self, name: str):

@@ -56,8 +56,11 @@ def test_frozen_adapters_stay_frozen(tmp_path):
     for active in ("c", ["default", "c"]):
         am.set_adapter(active)
         assert not any(p.requires_grad for n, p in am.named_parameters() if ".c." in n)
+    am.delete_adapter("b")  # switched off by set_adapter("c"), then deleted: forgotten
+    am.add_adapter("b", HammingConfig(target_modules=["fc2"]), trainable=False)
+    am.set_adapter("b")
+    assert not any(p.requires_grad for n, p in am.named_parameters() if ".b." in n)
     model = tiny_mlp()[0]
-    am.delete_adapter("c")
     loaded = AdapterModel(model)
     loaded.load_adapter(tmp_path / "b", "b", is_trainable=False)
     loaded.set_adapter("b")

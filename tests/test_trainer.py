@@ -117,3 +117,27 @@ def test_load_adapter_weights_in_place_and_errors(tmp_path):
         load_adapter_weights(target, tmp_path / "missing")
     with pytest.raises(TypeError, match="must be an AdapterModel"):
         AdapterTrainer(model=tiny_bert()[0], args=args(tmp_path))
+
+
+def test_best_model_and_second_adapter(tmp_path):
+    """load_best_model_at_end copies the best checkpoint's adapters back; a second adapter is
+    saved in its sub-folder of each checkpoint (and stays frozen: only the active trains)."""
+    am = model()
+    am.add_adapter("second", HammingConfig(target_modules=["query"], blocks=2))
+    second = {n: p.detach().clone() for n, p in adapter_parameters(am).items() if ".second." in n}
+    trainer = AdapterTrainer(
+        model=am, train_dataset=rows(8, 0), eval_dataset=rows(6, 1),
+        args=args(tmp_path, max_steps=6, eval_strategy="steps", eval_steps=2,
+                  load_best_model_at_end=True, learning_rate=0.3))
+    trainer.train()
+    best = trainer.state.best_model_checkpoint
+    assert best is not None and os.path.isfile(os.path.join(best, "second", "adapter_config.json"))
+    saved = adapter_parameters(AdapterModel.from_pretrained(tiny_bert()[0], best))
+    for name, p in adapter_parameters(am).items():
+        if ".second." in name:
+            assert torch.equal(p, second[name]), name
+        else:
+            assert torch.equal(p, saved[name]), name
+    losses = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+    # the best is an earlier checkpoint (lr 0.3 overshoots), so keeping the last weights fails
+    assert len(losses) == 3 and not best.endswith("checkpoint-6")

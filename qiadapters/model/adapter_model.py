@@ -236,6 +236,7 @@ class AdapterModel(nn.Module):
                     injection._replace(self.base_model, name, layer.unload())
         del self.peft_config[adapter_name]
         self._active = [a for a in self._active if a != adapter_name]
+        self._switched_off.discard(adapter_name)
 
     @contextlib.contextmanager
     def disable_adapter(self):

@@ -69,6 +69,18 @@ try:
 except ImportError:  # pragma: no cover - the test extra installs it
     bitsandbytes = None
 
+
+def lora_mlp(seed=0):
+    """``tiny_mlp`` in a peft ``PeftModel`` with a frozen (nonzero) LoRA on ``fc1`` and
+    ``fc2``: the Hamming layers wrap peft's ``lora.Linear`` (base kind ``peft-linear``)."""
+    import peft
+
+    model, batch = tiny_mlp(seed)
+    cfg = peft.LoraConfig(target_modules=MLP, r=2, init_lora_weights=False)
+    pm = peft.get_peft_model(model, cfg)
+    pm.requires_grad_(False)
+    return pm, batch
+
 ROWS = [
     # parametrizations (MLP: fc1 16->48, fc2 48->48, head 48->4)
     ("mlp-cayley", tiny_mlp, HammingConfig(target_modules=MLP)),
@@ -134,13 +146,15 @@ ROWS = [
     ("mlp-custom-linear-subclass-input", custom_linear_mlp,
      HammingConfig(target_modules=MLP, side="input", blocks=2)),
 ]
+# Hamming stacked on peft's LoRA (qiadapters/integrations/peft.py): not mergeable
+ROWS += [("mlp-peft-lora-stacked", lora_mlp, HammingConfig(target_modules=MLP, blocks=2))]
 if bitsandbytes is not None:
     ROWS += [("mlp-bnb-int8", int8_mlp, [HammingConfig(target_modules=MLP),
                                          HammingConfig(target_modules=["fc2"], side="input")])]
 
 #: rows whose layers must refuse merging (quantized weights, a forward of their own)
 UNMERGEABLE_ROWS = {"mlp-custom-linear-subclass", "mlp-custom-linear-subclass-input",
-                    "mlp-bnb-int8"}
+                    "mlp-bnb-int8", "mlp-peft-lora-stacked"}
 
 # torch.compile is slow on 2 cores: a matrix row, a circuit row and a convolution row only
 # (every base kind's forward is traced as one graph in tests/test_hamming_kinds.py).

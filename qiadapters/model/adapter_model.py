@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from typing import Iterator, Sequence
 
 import torch
@@ -125,6 +126,7 @@ class AdapterModel(nn.Module):
                                                    always_call=True))
         self.peft_config: dict[str, AdapterConfig] = {}
         self._active: list[str] = []
+        self._switched_off: set[str] = set()  # adapters set_adapter froze (it unfreezes them)
         if config is not None:
             try:
                 self.add_adapter(adapter_name, config)
@@ -174,15 +176,43 @@ class AdapterModel(nn.Module):
 
     def add_adapter(self, adapter_name: str, config: AdapterConfig,
                     trainable: bool = True) -> None:
-        """Inject another adapter (inactive until :meth:`set_adapter`)."""
+        """Inject another adapter, inactive until :meth:`set_adapter`.
+
+        As in peft, an inactive adapter is frozen; with ``trainable=True`` :meth:`set_adapter`
+        makes it trainable when it activates it (``trainable=False``: it stays frozen).
+        """
         self._check_new(adapter_name)
         with model_context(self.base_model):
             plan = injection.plan(self.base_model, config, adapter_name)
         injection.apply(self.base_model, plan, self.active_adapters, trainable)
         self.peft_config[adapter_name] = config
+        if trainable and adapter_name not in self._active:
+            self._switch_off(adapter_name)
 
-    def set_adapter(self, adapter_names: str | Sequence[str]) -> None:
-        """Activate one adapter, or several (applied as a stack in the order added)."""
+    def _adapter_modules(self, adapter_name: str) -> Iterator[nn.Module]:
+        """Every module holding ``adapter_name``'s state (modules_to_save copies included)."""
+        for _, layer in self.adapter_layers():
+            for attr in layer.adapter_layer_names:
+                modules = getattr(layer, attr)
+                if adapter_name in modules:
+                    yield modules[adapter_name]
+
+    def _switch_off(self, adapter_name: str) -> None:
+        if any(p.requires_grad for m in self._adapter_modules(adapter_name)
+               for p in m.parameters()):
+            for module in self._adapter_modules(adapter_name):
+                module.requires_grad_(False)
+            self._switched_off.add(adapter_name)
+
+    def set_adapter(self, adapter_names: str | Sequence[str], inference_mode: bool = False) -> None:
+        """Activate one adapter, or several (applied as a stack in the order added).
+
+        As in peft, only active adapters train: the others (their modules_to_save copies
+        included) are frozen, and an adapter this method froze becomes trainable again when it
+        is activated.  ``inference_mode=True`` freezes the activated ones too.  An adapter that
+        was frozen otherwise (loaded with ``is_trainable=False``, added with
+        ``trainable=False``) stays frozen.
+        """
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         unknown = [a for a in names if a not in self.peft_config]
         if unknown or not names:
@@ -191,6 +221,13 @@ class AdapterModel(nn.Module):
         for _, layer in self.adapter_layers():
             layer.set_adapter(names)
         self._active = names
+        for name in self.peft_config:
+            if name not in names or inference_mode:
+                self._switch_off(name)
+            elif name in self._switched_off:
+                for module in self._adapter_modules(name):
+                    module.requires_grad_(True)
+                self._switched_off.discard(name)
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; layers left without adapters are unwrapped."""
@@ -204,6 +241,7 @@ class AdapterModel(nn.Module):
                     injection._replace(self.base_model, name, layer.unload())
         del self.peft_config[adapter_name]
         self._active = [a for a in self._active if a != adapter_name]
+        self._switched_off.discard(adapter_name)
 
     @contextlib.contextmanager
     def disable_adapter(self):
@@ -239,46 +277,89 @@ class AdapterModel(nn.Module):
               f"trainable%: {100 * trainable / max(total, 1):.4f}")
 
     # ------------------------------------------------------------ merging
-    def _check_mergeable(self) -> None:
-        blocked = [(n, l) for n, l in self.adapter_layers() if not l.mergeable]
+    def _merge_names(self, adapter_names: Sequence[str] | None) -> list[str]:
+        """The adapters a merge folds: ``adapter_names`` (checked) or the active ones."""
+        if adapter_names is None:
+            return self.active_adapters
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        unknown = [a for a in names if a not in self.peft_config]
+        if unknown or not names:
+            raise ValueError(f"adapter_names={adapter_names!r} is not valid; existing "
+                             f"adapters: {list(self.peft_config)}")
+        return [a for a in self.peft_config if a in names]
+
+    def _check_mergeable(self, names: list[str]) -> None:
+        blocked = [(n, l) for n, l in self.adapter_layers()
+                   if _held(l, names) and l.merge_blocker(_held(l, names)) is not None]
         if blocked:
             bad = [f"{n} ({type(l).__name__})" for n, l in blocked]
-            why = "; ".join(f"{n}: {l.merge_blocker()}" for n, l in blocked[:3])
+            why = "; ".join(f"{n}: {l.merge_blocker(_held(l, names))}" for n, l in blocked[:3])
             raise TypeError(f"these adapter layers cannot be merged into the base weights: "
                             f"{bad[:5]} ({why}); use unload() to remove them instead")
 
-    def merge_adapter(self, safe_merge: bool = False) -> None:
-        """Fold the active adapters into the base weights (undo with :meth:`unmerge_adapter`)."""
-        self._check_mergeable()
+    def merge_adapter(self, adapter_names: Sequence[str] | None = None,
+                      safe_merge: bool = False) -> None:
+        """Fold adapters into the base weights (undo with :meth:`unmerge_adapter`).
+
+        ``adapter_names``: which (default: the active ones); checked, like mergeability,
+        before any layer changes.  A layer already merged is left as it is (warning).
+        """
+        if isinstance(adapter_names, bool):  # the old signature was merge_adapter(safe_merge)
+            warnings.warn("merge_adapter(safe_merge) by position is deprecated; pass "
+                          "safe_merge=... by keyword", DeprecationWarning, stacklevel=2)
+            adapter_names, safe_merge = None, adapter_names
+        names = self._merge_names(adapter_names)
+        self._check_mergeable(names)
         for _, layer in self.adapter_layers():
-            layer.merge(safe_merge=safe_merge)
+            if _held(layer, names):
+                layer.merge(_held(layer, names), safe_merge=safe_merge)
 
     def unmerge_adapter(self) -> None:
+        """Undo :meth:`merge_adapter` on every merged layer."""
         for _, layer in self.adapter_layers():
             if layer.merged:
                 layer.unmerge()
 
-    def _unload(self, merge: bool) -> nn.Module:
+    def _unload(self, merge: bool, names: list[str] | None = None) -> nn.Module:
+        names = self.active_adapters if names is None else names
         if merge:
-            self._check_mergeable()
+            self._check_mergeable(names)
         for name, layer in list(self.adapter_layers()):
-            injection._replace(self.base_model, name, layer.unload(merge=merge))
+            held = _held(layer, names)
+            if merge and held and isinstance(layer, ModulesToSave):
+                layer.set_adapter(held)  # unload(merge=True) returns the first one's copy
+            elif merge and held and layer.merged_adapters != held:
+                if layer.merged:
+                    layer.unmerge()
+                layer.merge(held)
+            base = layer.unload(merge=merge and bool(held))
+            injection._replace(self.base_model, name, base)
         self.peft_config.clear()
         self._active = []
+        self._switched_off.clear()
         for hook in self._hooks:  # the plain model carries nothing of ours
             hook.remove()
         return self.base_model
 
-    def merge_and_unload(self, safe_merge: bool = False) -> nn.Module:
-        """Merge the active adapters and return the plain base model (no adapter modules).
+    def merge_and_unload(self, safe_merge: bool = False,
+                         adapter_names: Sequence[str] | None = None) -> nn.Module:
+        """Merge adapters and return the plain base model (no adapter modules).
 
-        ``modules_to_save`` modules are replaced by the active adapter's trained copy.
+        ``adapter_names``: the adapters merged (default: the active ones); every other
+        adapter is removed.  ``modules_to_save`` modules become the trained copy of the first
+        merged adapter that has one (else the original).  Refuses, before changing anything,
+        if a layer cannot merge them.
         """
-        self._check_mergeable()
-        for _, layer in self.adapter_layers():
-            if not layer.merged:
-                layer.merge(safe_merge=safe_merge)
-        return self._unload(merge=True)
+        names = self._merge_names(adapter_names)
+        self._check_mergeable(names)
+        if safe_merge:
+            for _, layer in self.adapter_layers():
+                held = _held(layer, names)
+                if held and layer.merged_adapters != held and not isinstance(layer, ModulesToSave):
+                    if layer.merged:
+                        layer.unmerge()
+                    layer.merge(held, safe_merge=True)
+        return self._unload(merge=True, names=names)
 
     def unload(self) -> nn.Module:
         """Remove every adapter without merging; returns the original base model."""
@@ -379,6 +460,11 @@ class AdapterModel(nn.Module):
         if not is_trainable:
             am.eval()
         return am
+
+
+def _held(layer: AdapterLayer, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that ``layer`` holds, in the order added to it."""
+    return [a for a in layer.adapter_names if a in set(names)]
 
 
 def get_adapter_model(model: nn.Module, config: AdapterConfig,

@@ -18,6 +18,8 @@ from torch import nn
 from ..adapters.config import AdapterConfig
 from ..adapters.layer import AdapterLayer, AdapterParts, check_adapter_name, is_linear
 from ..adapters.registry import layer_class
+from ..integrations.peft import (foreign_adapter_parameters, is_peft_layer, is_peft_wrapper,
+                                peft_base)
 from .modules_to_save import ModulesToSave
 
 #: Module names treated as a model's output head by ``target_modules="all-linear"``.
@@ -25,12 +27,14 @@ HEAD_NAMES = frozenset({"classifier", "score", "lm_head", "qa_outputs", "head", 
 
 
 def visible_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """``named_modules`` without the insides of adapter layers (their base and adapters)."""
+    """``named_modules`` without the insides of adapter layers (their base and adapters),
+    ours or peft's (tuner layers, modules_to_save wrappers): ``"all-linear"`` never selects
+    a LoRA matrix."""
     hidden: list[str] = []
     for name, module in model.named_modules():
         if any(name.startswith(h + ".") for h in hidden):
             continue
-        if isinstance(module, AdapterLayer):
+        if isinstance(module, AdapterLayer) or is_peft_layer(module) or is_peft_wrapper(module):
             hidden.append(name)
         yield name, module
 
@@ -39,11 +43,16 @@ def _base(module: nn.Module) -> nn.Module:
     return module.base_layer if isinstance(module, AdapterLayer) else module
 
 
+def _kind_of(module: nn.Module) -> nn.Module:
+    """The module whose type says what ``module`` is (inside our layers and peft's)."""
+    return peft_base(_base(module))
+
+
 def output_heads(model: nn.Module) -> set[str]:
     """Names of the output head's linear modules (excluded by ``"all-linear"``; linear:
     :func:`~qiadapters.adapters.layer.is_linear`, ``nn.Linear`` or transformers' ``Conv1D``)."""
     modules = list(visible_modules(model))
-    linears = [n for n, m in modules if is_linear(_base(m))]
+    linears = [n for n, m in modules if is_linear(_kind_of(m))]
     heads = {n for n in linears if HEAD_NAMES & set(n.split("."))}
     get_out = getattr(model, "get_output_embeddings", None)
     if callable(get_out):
@@ -51,7 +60,7 @@ def output_heads(model: nn.Module) -> set[str]:
             out = get_out()
         except (NotImplementedError, AttributeError):
             out = None
-        heads |= {n for n, m in modules if out is not None and (m is out or _base(m) is out)}
+        heads |= {n for n, m in modules if out is not None and (m is out or _kind_of(m) is out)}
     if not heads and linears:
         heads.add(linears[-1])
     return heads
@@ -66,7 +75,7 @@ def match_targets(model: nn.Module, target_modules) -> list[str]:
     modules = [(n, m) for n, m in visible_modules(model) if n]
     if target_modules == "all-linear":
         heads = output_heads(model)
-        return [n for n, m in modules if is_linear(_base(m)) and n not in heads]
+        return [n for n, m in modules if is_linear(_kind_of(m)) and n not in heads]
     if isinstance(target_modules, str):
         pattern = re.compile(target_modules)
         return [n for n, _ in modules if pattern.fullmatch(n)]
@@ -74,7 +83,7 @@ def match_targets(model: nn.Module, target_modules) -> list[str]:
 
 
 def _examples(model: nn.Module, limit: int = 8) -> list[str]:
-    names = [n for n, m in visible_modules(model) if n and is_linear(_base(m))]
+    names = [n for n, m in visible_modules(model) if n and is_linear(_kind_of(m))]
     names = names or [n for n, _ in visible_modules(model) if n]
     return names[:limit] + (["..."] if len(names) > limit else [])
 
@@ -199,11 +208,14 @@ def adapter_parameter_ids(model: nn.Module) -> set[int]:
 
 
 def apply(model: nn.Module, plan: Plan, active: list[str], trainable: bool = True) -> None:
-    """Attach the planned adapter, freeze every non-adapter parameter.
+    """Attach the planned adapter, freeze every parameter that is no adapter's.
 
     New adapter modules are trainable if ``trainable`` (the layers place them next to their
-    base module); new wrappers get ``active`` as their active adapters.
+    base module); new wrappers get ``active`` as their active adapters.  Adapter parameters
+    -- ours, and other PEFT methods' (:func:`~qiadapters.integrations.peft.foreign_adapter_parameters`,
+    e.g. a ``PeftModel``'s LoRA matrices) -- keep their ``requires_grad``, as in peft.
     """
+    foreign = [(p, p.requires_grad) for p in foreign_adapter_parameters(model)]
     for name, module, parts, cls in plan.entries():
         for part in parts.modules.values():
             part.requires_grad_(trainable)
@@ -217,6 +229,8 @@ def apply(model: nn.Module, plan: Plan, active: list[str], trainable: bool = Tru
     for p in model.parameters():
         if id(p) not in keep:
             p.requires_grad_(False)
+    for p, flag in foreign:  # a layer freezes its whole base, a peft layer's adapters too
+        p.requires_grad_(flag)
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:

@@ -61,3 +61,37 @@ def test_code_blocks_run(page, monkeypatch, tmp_path):
                 raise AssertionError(f"{page} block {i + 1} failed: {type(e).__name__}: {e}") from e
     finally:
         torch.set_num_threads(threads)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_relative_links_and_images_resolve():
+    """Every relative link and image of the pages points at a file (an anchor part is not
+    checked); every committed figure is shown by some page."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    shown, broken = set(), []
+    for page in pages:
+        for target in LINK.findall(page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+            shown.add(path)
+    assert not broken, broken
+    images = sorted((ROOT / "docs" / "images").glob("*.png"))
+    assert images and all(p.resolve() in shown for p in images), images
+    assert all(p.stat().st_size < 100_000 for p in images)
+
+
+def test_figures_script_draws_every_figure(tmp_path):
+    """docs/figures.py makes each committed figure (into a temp folder here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_figures", ROOT / "docs" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    made = figures.main(tmp_path)
+    assert sorted(p.name for p in made) == sorted(p.name for p in (ROOT / "docs" / "images").glob("*.png"))
+    assert all(p.stat().st_size > 5_000 for p in made)

@@ -4,9 +4,7 @@ import importlib.util
 import pathlib
 import re
 
-import pytest
 
-pytest.importorskip("pdoc")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # pdoc warnings that are understood and harmless: string annotations naming a type the module

@@ -4,10 +4,13 @@ Every page with a ```python block (README.md, docs/*.md, docs/howto/*.md) is fou
 its ```python blocks run in order in one module namespace (later blocks may use names from
 earlier ones; classes defined there pickle like any module's), inside a fresh temporary
 directory (so ``save_pretrained("out/")`` writes there).  Blocks that are not meant to run
-(shell commands, outputs, excerpts) are fenced ```bash / ```text.  Long loops read their
+(shell commands, outputs, excerpts) are fenced ```bash / ```text.  A python block followed by
+a paragraph starting "It prints" and a ```text block must print exactly that text.  Long loops read their
 length from ``QIADAPTERS_DOCS_STEPS`` (set small here; each page says what its published
 numbers used).
 """
+import contextlib
+import io
 import pathlib
 import re
 import sys
@@ -21,8 +24,21 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 DOCS_STEPS = "3"
 
 
+PRINTS = re.compile(r"\s*It prints[^\n]*\n\s*```text\n(.*?)^```", re.S | re.M)
+
+
 def python_blocks(page: str) -> list[str]:
     return BLOCK.findall((ROOT / page).read_text())
+
+
+def printed_outputs(page: str) -> list[str | None]:
+    """For each python block, the text the page says it prints (None: the page does not say)."""
+    text = (ROOT / page).read_text()
+    outputs = []
+    for m in BLOCK.finditer(text):
+        shown = PRINTS.match(text, m.end())
+        outputs.append(shown.group(1) if shown else None)
+    return outputs
 
 
 def pages_with_code() -> list[str]:
@@ -40,6 +56,7 @@ def test_pages_are_found():
                  "docs/howto/plan.md"):
         assert page in PAGES
     assert sum(len(python_blocks(p)) for p in PAGES) >= 26
+    assert printed_outputs("docs/howto/plan.md")[0].startswith("{'params': 351")
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -54,11 +71,15 @@ def test_code_blocks_run(page, monkeypatch, tmp_path):
     namespace = module.__dict__
     threads = torch.get_num_threads()  # a page may set it (benchmarks use 1): not for later tests
     try:
-        for i, code in enumerate(blocks):
+        for i, (code, shown) in enumerate(zip(blocks, printed_outputs(page))):
+            out = io.StringIO()
             try:
-                exec(compile(code, f"{page} block {i + 1}", "exec"), namespace)
+                with contextlib.redirect_stdout(out):
+                    exec(compile(code, f"{page} block {i + 1}", "exec"), namespace)
             except Exception as e:  # name the block that failed
                 raise AssertionError(f"{page} block {i + 1} failed: {type(e).__name__}: {e}") from e
+            if shown is not None:
+                assert out.getvalue() == shown, f"{page} block {i + 1} printed:\n{out.getvalue()}"
     finally:
         torch.set_num_threads(threads)
 

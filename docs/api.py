@@ -34,7 +34,10 @@ def modules(packages=PACKAGES) -> list[str]:
 def build(output: str | pathlib.Path = ROOT / "build" / "api") -> list[str]:
     """Write the reference under ``output``; return pdoc's warnings as strings."""
     import pdoc
+    import pdoc.render
 
+    # the docstrings are reStructuredText (``code``, :func:`...`, .. math::)
+    pdoc.render.configure(docformat="restructuredtext", math=True)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from pdoc.extract import walk_specs

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test verify data bench bench-quick clean
+.PHONY: demo test verify data docs bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 verify: $(STAMP)
 	$(PY) -m qiadapters.circuits.verify
+
+# The API reference from the docstrings (pdoc) into build/api/ (ignored by git).
+docs: $(STAMP)
+	$(PY) docs/api.py build/api
 
 data: $(STAMP)
 	$(PY) -c "from benchmarks.data import ensure_wordnet; ensure_wordnet()"

@@ -213,11 +213,7 @@ class AdapterModel(nn.Module):
         was frozen otherwise (loaded with ``is_trainable=False``, added with
         ``trainable=False``) stays frozen.
         """
-        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
-        unknown = [a for a in names if a not in self.peft_config]
-        if unknown or not names:
-            raise ValueError(f"adapter_names={adapter_names!r} is not valid; existing "
-                             f"adapters: {list(self.peft_config)}")
+        names = self._known(adapter_names)
         for _, layer in self.adapter_layers():
             layer.set_adapter(names)
         self._active = names
@@ -277,15 +273,21 @@ class AdapterModel(nn.Module):
               f"trainable%: {100 * trainable / max(total, 1):.4f}")
 
     # ------------------------------------------------------------ merging
+    def _known(self, adapter_names: str | Sequence[str], arg: str = "adapter_names") -> list[str]:
+        """``adapter_names`` (one name or several) as a list, each an existing adapter;
+        ValueError naming ``arg`` otherwise."""
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        unknown = [a for a in names if a not in self.peft_config]
+        if unknown or not names:
+            raise ValueError(f"{arg}={adapter_names!r} is not valid; existing adapters: "
+                             f"{list(self.peft_config)}")
+        return names
+
     def _merge_names(self, adapter_names: Sequence[str] | None) -> list[str]:
         """The adapters a merge folds: ``adapter_names`` (checked) or the active ones."""
         if adapter_names is None:
             return self.active_adapters
-        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
-        unknown = [a for a in names if a not in self.peft_config]
-        if unknown or not names:
-            raise ValueError(f"adapter_names={adapter_names!r} is not valid; existing "
-                             f"adapters: {list(self.peft_config)}")
+        names = self._known(adapter_names)
         return [a for a in self.peft_config if a in names]
 
     def _check_mergeable(self, names: list[str]) -> None:
@@ -378,13 +380,8 @@ class AdapterModel(nn.Module):
         training) updates it.  Everything is checked before any file is written, and each
         file is replaced atomically (see :func:`~qiadapters.model.io.save_adapter`).
         """
-        if isinstance(selected_adapters, str):
-            selected_adapters = [selected_adapters]
-        names = list(self.peft_config) if selected_adapters is None else list(selected_adapters)
-        unknown = [a for a in names if a not in self.peft_config]
-        if unknown or not names:
-            raise ValueError(f"selected_adapters={selected_adapters!r}: {unknown or 'empty'} "
-                             f"not valid; existing adapters: {list(self.peft_config)}")
+        names = list(self.peft_config) if selected_adapters is None else self._known(
+            selected_adapters, "selected_adapters")
         if not isinstance(save_directory, (str, os.PathLike)):
             raise TypeError(f"save_directory={save_directory!r} must be a path (str or "
                             f"os.PathLike), got {type(save_directory).__name__}")

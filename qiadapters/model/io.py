@@ -47,15 +47,27 @@ FORMAT_KEY, VERSION_KEY = FILE_KEYS
 FORMAT_VERSION = 2
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or the whole tensor of a sharded one (an FSDP2 ``DTensor``: gathering it is a
+    collective, so under ``torch.distributed`` every rank must ask for it)."""
+    full = getattr(t, "full_tensor", None)
+    return full() if callable(full) else t
+
+
 def adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
-    """The tensors of one adapter, keyed as in the saved file."""
+    """The tensors of one adapter, keyed as in the saved file (sharded tensors gathered
+    whole: with FSDP every rank calls this, see :func:`save_adapter`)."""
     out = {}
     for path, layer in adapter_layers(model):
         for attr in layer.adapter_layer_names:
             modules = getattr(layer, attr)
             if adapter_name in modules:
                 for key, value in modules[adapter_name].state_dict().items():
-                    out[f"{path}.{attr}.{key}"] = value
+                    out[f"{path}.{attr}.{key}"] = _whole(value)
     return out
 
 
@@ -80,7 +92,13 @@ def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
     Each file is written to a temporary name and renamed into place, so a save that fails
     or is killed half-way never leaves a truncated file: the directory holds the previous
     pair, or the new tensors beside the previous config until the config lands last.
+
+    Under ``torch.distributed`` (DDP, FSDP) every rank calls this with the same tensors;
+    rank 0 writes and every rank returns once the files are in place.
     """
+    if _distributed() and torch.distributed.get_rank() != 0:
+        torch.distributed.barrier()  # rank 0 is writing
+        return
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
@@ -94,6 +112,8 @@ def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
             json.dump(data, f, indent=2, sort_keys=True)
 
     _atomic_write(os.path.join(directory, CONFIG_NAME), write_config)
+    if _distributed():
+        torch.distributed.barrier()  # the other ranks may read the files from here on
 
 
 def _format_of(data: dict, cfg_path: str) -> int:

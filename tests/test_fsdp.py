@@ -1,0 +1,85 @@
+"""FSDP2 (``fully_shard``) on CPU with gloo: an adapted model trains sharded and
+``save_pretrained`` writes the adapter alone, gathered whole, once.
+
+The test launches this file under ``torchrun --nproc_per_node=2``; each rank shards every
+adapter layer and the model, trains a few AdamW steps on the same batch (so the averaged
+gradient is the single-process one) and saves.  The saved adapter must hold only adapter
+tensors, load with ``AdapterModel.from_pretrained`` and equal a single-process run.
+"""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from qiadapters import AdapterModel, HammingConfig, get_adapter_model
+from qiadapters.testing import tiny_mlp
+
+pytest.importorskip("torch.distributed.fsdp")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG = HammingConfig(target_modules=["fc1", "fc2"], orders=(1, 2), blocks=2)
+STEPS = 3
+
+
+def train(am, steps=STEPS):
+    _, inputs = tiny_mlp(0)
+    params = [p for p in am.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=3e-2)
+    for _ in range(steps):
+        out = am(**inputs)
+        out.square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def adapted():
+    model, _ = tiny_mlp(0)
+    torch.manual_seed(1)
+    return get_adapter_model(model, CONFIG)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fully_shard_trains_and_saves_the_adapter_only(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+        OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
+    assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors"]
+
+    reference = adapted()
+    train(reference)
+    loaded = AdapterModel.from_pretrained(tiny_mlp(0)[0], tmp_path)
+    for name in ("fc1", "fc2"):
+        want = reference.base_model.get_submodule(name).hamming["default"].weight
+        got = loaded.base_model.get_submodule(name).hamming["default"].weight
+        assert not torch.equal(want, torch.zeros_like(want)), "the reference did not train"
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+def _rank_main(out_dir: str) -> None:
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    dist.init_process_group("gloo")
+    am = adapted()
+    for _, layer in am.adapter_layers():
+        fully_shard(layer)
+    fully_shard(am.base_model)
+    train(am)
+    am.save_pretrained(out_dir)  # every rank calls it; rank 0 writes
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _rank_main(sys.argv[1])

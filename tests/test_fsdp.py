@@ -1,5 +1,6 @@
 """FSDP2 (``fully_shard``) on CPU with gloo: an adapted model trains sharded and
-``save_pretrained`` writes the adapter alone, gathered whole, once.
+``save_pretrained`` writes the adapter alone, gathered whole, once; an unsharded adapter is
+still saved by whichever rank calls it (rank 0 alone, as DDP code does, must not hang).
 
 The test launches this file under ``torchrun --nproc_per_node=2``; each rank shards every
 adapter layer and the model, trains a few AdamW steps on the same batch (so the averaged
@@ -55,7 +56,9 @@ def test_fully_shard_trains_and_saves_the_adapter_only(tmp_path):
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
-    assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors",
+                                            "rank0-only"]
+    AdapterModel.from_pretrained(tiny_mlp(0)[0], tmp_path / "rank0-only")
 
     reference = adapted()
     train(reference)
@@ -78,6 +81,11 @@ def _rank_main(out_dir: str) -> None:
     fully_shard(am.base_model)
     train(am)
     am.save_pretrained(out_dir)  # every rank calls it; rank 0 writes
+    # an unsharded adapter inside a process group (the DDP pattern): rank 0 alone saves,
+    # and nothing waits for the other ranks
+    if dist.get_rank() == 0:
+        adapted().save_pretrained(os.path.join(out_dir, "rank0-only"))
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -379,6 +379,8 @@ class AdapterModel(nn.Module):
         refused unless ``overwrite=True``; saving the same adapter again (e.g. after more
         training) updates it.  Everything is checked before any file is written, and each
         file is replaced atomically (see :func:`~qiadapters.model.io.save_adapter`).
+        Adapters sharded by FSDP are gathered whole: then every rank must call this, and
+        rank 0 writes; otherwise (DDP, one process) whoever calls it writes.
         """
         names = list(self.peft_config) if selected_adapters is None else self._known(
             selected_adapters, "selected_adapters")
@@ -396,12 +398,13 @@ class AdapterModel(nn.Module):
         jobs = []
         for name in names:
             where = save_directory if name == "default" else os.path.join(save_directory, name)
+            collective = io.is_sharded(self.base_model, name)  # FSDP: every rank is here
             state = io.adapter_state_dict(self.base_model, name)
             if not overwrite:
                 io.check_overwrite(where, self.peft_config[name], state)
-            jobs.append((where, self.peft_config[name], state))
-        for where, config, state in jobs:
-            io.save_adapter(where, config, state)
+            jobs.append((where, self.peft_config[name], state, collective))
+        for where, config, state, collective in jobs:
+            io.save_adapter(where, config, state, collective=collective)
 
     def load_adapter(self, directory: str | os.PathLike, adapter_name: str | None = None,
                      is_trainable: bool = False) -> None:

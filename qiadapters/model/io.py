@@ -58,17 +58,26 @@ def _whole(t: torch.Tensor) -> torch.Tensor:
     return full() if callable(full) else t
 
 
-def adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
-    """The tensors of one adapter, keyed as in the saved file (sharded tensors gathered
-    whole: with FSDP every rank calls this, see :func:`save_adapter`)."""
-    out = {}
+def _adapter_tensors(model: nn.Module, adapter_name: str):
+    """``(saved key, tensor as held)`` for every tensor of one adapter."""
     for path, layer in adapter_layers(model):
         for attr in layer.adapter_layer_names:
             modules = getattr(layer, attr)
             if adapter_name in modules:
                 for key, value in modules[adapter_name].state_dict().items():
-                    out[f"{path}.{attr}.{key}"] = _whole(value)
-    return out
+                    yield f"{path}.{attr}.{key}", value
+
+
+def is_sharded(model: nn.Module, adapter_name: str) -> bool:
+    """Whether any tensor of the adapter is sharded across ranks (FSDP2's ``DTensor``)."""
+    return any(callable(getattr(v, "full_tensor", None))
+               for _, v in _adapter_tensors(model, adapter_name))
+
+
+def adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
+    """The tensors of one adapter, keyed as in the saved file (sharded tensors gathered
+    whole: for a sharded adapter every rank must call this, see :func:`save_adapter`)."""
+    return {key: _whole(value) for key, value in _adapter_tensors(model, adapter_name)}
 
 
 def _atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -86,17 +95,21 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 
 def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
-                 state: dict[str, torch.Tensor]) -> None:
+                 state: dict[str, torch.Tensor], collective: bool = False) -> None:
     """Write ``adapter_model.safetensors``, then ``adapter_config.json``, into ``directory``.
 
     Each file is written to a temporary name and renamed into place, so a save that fails
     or is killed half-way never leaves a truncated file: the directory holds the previous
     pair, or the new tensors beside the previous config until the config lands last.
 
-    Under ``torch.distributed`` (DDP, FSDP) every rank calls this with the same tensors;
-    rank 0 writes and every rank returns once the files are in place.
+    ``collective``: every rank of a ``torch.distributed`` group calls this with the same
+    (gathered) tensors -- the case of a sharded adapter, whose gathering already needs every
+    rank; rank 0 then writes and every rank returns once the files are in place.  Otherwise
+    whoever calls writes (with DDP, call it on rank 0 alone, or on every rank: the writes are
+    atomic and equal).
     """
-    if _distributed() and torch.distributed.get_rank() != 0:
+    collective = collective and _distributed()
+    if collective and torch.distributed.get_rank() != 0:
         torch.distributed.barrier()  # rank 0 is writing
         return
     directory = os.fspath(directory)
@@ -112,7 +125,7 @@ def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
             json.dump(data, f, indent=2, sort_keys=True)
 
     _atomic_write(os.path.join(directory, CONFIG_NAME), write_config)
-    if _distributed():
+    if collective:
         torch.distributed.barrier()  # the other ranks may read the files from here on
 
 

@@ -1,0 +1,96 @@
+"""``AdapterTrainer`` on two processes: ``torchrun --nproc_per_node=2`` on the CPU (gloo).
+
+Trainer wraps the adapted model in DistributedDataParallel itself; the test checks that
+both ranks end with the same adapter weights, that the main process alone wrote an
+adapter-only checkpoint, and that the checkpoint loads with ``AdapterModel.from_pretrained``
+to the weights the ranks hold.
+"""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STEPS = 3
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _examples(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 64, (n, 8), generator=g)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    return [{"input_ids": ids[i], "attention_mask": torch.ones(8, dtype=torch.long),
+             "labels": labels[i]} for i in range(n)]
+
+
+def _adapted():
+    from qiadapters import HammingConfig, get_adapter_model
+    from qiadapters.testing import tiny_bert
+
+    torch.manual_seed(5)
+    return get_adapter_model(tiny_bert()[0], HammingConfig(target_modules=["query", "value"],
+                                                           blocks=4))
+
+
+def test_two_processes_train_one_adapter_and_save_it_once(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+        OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    initial = {n: p.detach() for n, p in _adapted().named_parameters() if p.requires_grad}
+    assert ranks[0]["weights"].keys() == initial.keys()
+    for name, value in ranks[0]["weights"].items():
+        assert torch.equal(value, ranks[1]["weights"][name]), name  # DDP kept them equal
+    assert any(not torch.equal(v, initial[n]) for n, v in ranks[0]["weights"].items())
+
+    from qiadapters import AdapterModel
+    from qiadapters.testing import tiny_bert
+
+    checkpoint = tmp_path / "out" / f"checkpoint-{STEPS}"
+    files = set(os.listdir(checkpoint))
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= files
+    assert not any(f.startswith(("model", "pytorch_model")) for f in files), files
+    loaded = AdapterModel.from_pretrained(tiny_bert()[0], checkpoint, is_trainable=True)
+    held = dict(loaded.named_parameters())
+    for name, value in ranks[0]["weights"].items():
+        assert torch.equal(held[name].detach(), value), name
+
+
+def _rank_main(out_dir: str) -> None:
+    from transformers import TrainingArguments
+
+    from qiadapters.integrations.transformers import AdapterTrainer
+
+    am = _adapted()
+    args = TrainingArguments(output_dir=os.path.join(out_dir, "out"), max_steps=STEPS,
+                             per_device_train_batch_size=2, learning_rate=5e-2,
+                             save_steps=STEPS, use_cpu=True, report_to=[], seed=3,
+                             ddp_backend="gloo")
+    trainer = AdapterTrainer(model=am, args=args, train_dataset=_examples())
+    trainer.train()
+    rank = int(os.environ["RANK"])
+    torch.save({"world_size": int(os.environ["WORLD_SIZE"]),
+                "weights": {n: p.detach().clone() for n, p in am.named_parameters()
+                            if p.requires_grad}},
+               os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+if __name__ == "__main__":
+    _rank_main(sys.argv[1])

@@ -8,10 +8,7 @@ gradient is the single-process one) and saves.  The saved adapter must hold only
 tensors, load with ``AdapterModel.from_pretrained`` and equal a single-process run.
 """
 import os
-import socket
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +17,6 @@ from qiadapters import AdapterModel, HammingConfig, get_adapter_model
 from qiadapters.testing import tiny_mlp
 
 pytest.importorskip("torch.distributed.fsdp")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = HammingConfig(target_modules=["fc1", "fc2"], orders=(1, 2), blocks=2)
 STEPS = 3
 
@@ -42,20 +38,8 @@ def adapted():
     return get_adapter_model(model, CONFIG)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_fully_shard_trains_and_saves_the_adapter_only(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
-        OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
+def test_fully_shard_trains_and_saves_the_adapter_only(torchrun, tmp_path):
+    torchrun(__file__, tmp_path, timeout=180)
     assert sorted(os.listdir(tmp_path)) == ["adapter_config.json", "adapter_model.safetensors",
                                             "rank0-only"]
     AdapterModel.from_pretrained(tiny_mlp(0)[0], tmp_path / "rank0-only")

@@ -6,10 +6,7 @@ adapter-only checkpoint, and that the checkpoint loads with ``AdapterModel.from_
 to the weights the ranks hold.
 """
 import os
-import socket
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,14 +14,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _examples(n=16, seed=0):
@@ -44,14 +34,8 @@ def _adapted():
                                                            blocks=4))
 
 
-def test_two_processes_train_one_adapter_and_save_it_once(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
-        OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+def test_two_processes_train_one_adapter_and_save_it_once(torchrun, tmp_path):
+    torchrun(__file__, tmp_path, timeout=300)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     initial = {n: p.detach() for n, p in _adapted().named_parameters() if p.requires_grad}

@@ -6,9 +6,6 @@ weights, which must agree across ranks and with a single-process run on the same
 batches.
 """
 import math
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,8 +15,6 @@ import torch
 from benchmarks.training import (evaluate, global_batches, train,
                                  warmup_cosine)
 
-# torchrun workers import benchmarks/ from the repo root too.
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 STEPS, BATCH, LR, SEED = 6, 8, 2e-2, 0
 
@@ -66,20 +61,8 @@ def single_run():
     return trained_weights(model), metrics
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_ddp_two_ranks_match_single_process(tmp_path, single_run):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
-        OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr}"
+def test_ddp_two_ranks_match_single_process(torchrun, tmp_path, single_run):
+    torchrun(__file__, tmp_path, timeout=120)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
     expected, single = single_run

@@ -93,9 +93,12 @@ def linear_widths(module: nn.Module) -> Optional[tuple[int, int]]:
 def reference_tensor(module: nn.Module) -> Optional[torch.Tensor]:
     """The tensor that fixes where a module's adapters live: its first floating parameter or
     buffer (else its first tensor at all; None for a module without tensors)."""
-    tensors = list(chain(unwrap(module).parameters(), unwrap(module).buffers()))
-    floating = [t for t in tensors if t.is_floating_point()]
-    return (floating or tensors or [None])[0]
+    module, first = unwrap(module), None
+    for t in chain(module.parameters(), module.buffers()):  # read every forward: stop early
+        if t.is_floating_point():
+            return t
+        first = t if first is None else first
+    return first
 
 
 def check_adapter_name(adapter_name: Any) -> str:

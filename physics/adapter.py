@@ -65,7 +65,8 @@ class PhysicsAdapter(nn.Module):
         rank: bottleneck width ``r >= 1`` (the channels the priors act on).
         priors: names from :data:`physics.PRIORS` (``"heat"``, ``"wave"``, ``"poisson"``).
         grid: ``"auto"``, ``"sequence"`` or a fixed ``(H, W)`` / ``(L,)`` (module docstring).
-        router: ``"token"``, ``"sample"`` or ``"global"`` (:mod:`physics.routers`).
+        router: ``"token"``, ``"sample"`` or ``"global"`` (:mod:`physics.routers`); with a
+            single prior there is nothing to route and no router is built.
         boundary: ``"neumann"`` (DCT-II), ``"dirichlet"`` (DST-I) or ``"periodic"`` (real FFT).
         extra_tokens: leading tokens that bypass the grid (1 for a ViT's CLS token).
         kappa, c, t: initial heat diffusivity, wave speed and time of both (softplus-positive,
@@ -116,7 +117,9 @@ class PhysicsAdapter(nn.Module):
                                "eps": o["poisson_eps"]}}
         self.down = nn.Linear(dim, rank, bias=o["bias"])
         self.priors = nn.ModuleDict({n: PRIORS[n](rank, **options.get(n, {})) for n in names})
-        self.router = ROUTERS[o["router"]](rank, len(names))
+        # One prior needs no routing (its weight is 1); a router there would hold parameters
+        # that no gradient reaches.
+        self.router = ROUTERS[o["router"]](rank, len(names)) if len(names) > 1 else None
         self.up = nn.Linear(rank, out_dim, bias=o["bias"])
         nn.init.zeros_(self.up.weight)
         if o["bias"]:
@@ -173,7 +176,9 @@ class PhysicsAdapter(nn.Module):
 
     def _weights(self, g: torch.Tensor) -> torch.Tensor:
         """Router weights on grid features ``g: (b, N, r)``; causal: the sample router gates
-        each token on its prefix mean, ``(b, N, P)``."""
+        each token on its prefix mean, ``(b, N, P)``; a single prior: the weight 1, ``(1,)``."""
+        if self.router is None:
+            return g.new_ones(1)
         if self.causal and self.router_name == "sample":
             count = torch.arange(1, g.shape[1] + 1, dtype=g.dtype, device=g.device)
             prefix_mean = g.cumsum(dim=1) / count[:, None]
@@ -208,7 +213,7 @@ class PhysicsAdapter(nn.Module):
         bnd = get_boundary(self.boundary)
         mults = self.multipliers(shape, g.dtype, g.device)                  # (P, N, r)
         g_hat = transform(g.reshape(b, *shape, r), bnd).reshape(b, n, r)
-        if self.router.per_token:
+        if self.router is not None and self.router.per_token:
             p = mults.shape[0]
             y_hat = g_hat.unsqueeze(2) * mults.transpose(0, 1)              # (b, N, P, r)
             y = inverse_transform(y_hat.reshape(b, *shape, p * r), bnd).reshape(b, n, p, r)

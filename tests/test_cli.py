@@ -12,6 +12,7 @@ from torch import nn
 import qiadapters
 from qiadapters import AdapterModel, HammingAdapter, HammingConfig
 from qiadapters.cli import COMMANDS, main
+from qiadapters.model import io
 from qiadapters.cli.plan import plans
 from qiadapters.testing import build, perturb, tiny_bert, tiny_mlp
 
@@ -103,7 +104,7 @@ def test_info_lists_every_saved_tensor(tmp_path, capsys):
     out = capsys.readouterr().out
     total = sum(p.numel() for n, p in am.named_parameters() if p.requires_grad)
     assert f"3 modules, 4 tensors, {total:,} parameters:" in out
-    assert f"format 2 (written by qiadapters {qiadapters.__version__})" in out
+    assert f"format {io.FORMAT_VERSION} (written by qiadapters {qiadapters.__version__})" in out
     for module in ("fc1", "fc2", "head"):
         assert f"  {module} " in out
 

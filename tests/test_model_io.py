@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 import qiadapters
@@ -123,6 +124,29 @@ def test_files_written_by_0_1_0_load_with_the_outputs_0_1_0_computed(name):
     assert config.to_dict()["adapter_type"] == name
     model, inputs = tiny_mlp(0)
     am = AdapterModel.from_pretrained(model, directory)
+    expected = load_file(os.path.join(directory, "expected_logits.safetensors"))["logits"]
+    with torch.no_grad():
+        torch.testing.assert_close(am(**inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+FORMAT_2 = os.path.join(os.path.dirname(__file__), "data", "saved_by_0.2.0")
+# Saved by qiadapters 0.2.0 (format 2): single-prior physics adapters that still held a
+# router; see tests/data/saved_by_0.2.0/README.md.
+
+
+@pytest.mark.parametrize("name", ["physics-single", "mixture-single"])
+def test_format_2_routers_of_single_prior_physics_adapters_are_dropped_on_load(name):
+    pytest.importorskip("physics")
+    directory = os.path.join(FORMAT_2, name)
+    with safe_open(os.path.join(directory, WEIGHTS_NAME), "pt") as f:
+        routers = [k for k in f.keys() if ".physics." in k and ".router." in k]
+    assert routers  # the file holds them ...
+    model, inputs = tiny_mlp(0)
+    am = AdapterModel.from_pretrained(model, directory)
+    live = io.adapter_state_dict(am.base_model, "default")
+    single = [k for k in routers if ".experts.1." not in k]  # expert 1 routes three priors
+    assert single and not set(single) & set(live)  # ... the model holds none of the single ones
+    assert set(routers) - set(single) <= set(live)
     expected = load_file(os.path.join(directory, "expected_logits.safetensors"))["logits"]
     with torch.no_grad():
         torch.testing.assert_close(am(**inputs), expected, rtol=1e-6, atol=1e-6)

@@ -24,7 +24,7 @@ def _activate(adapter, seed=1):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         adapter.up.weight.copy_(torch.randn(adapter.up.weight.shape, generator=g))
-        for p in adapter.router.parameters():
+        for p in (adapter.router.parameters() if adapter.router is not None else ()):
             p.copy_(0.5 * torch.randn(p.shape, generator=g))
         for prior in adapter.priors.values():
             for p in prior.parameters():
@@ -55,6 +55,21 @@ def test_gradients_reach_every_parameter(dtype, router, tokens, grid, extra, sha
     for name, p in adapter.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().max() > 0, name
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("prior", ["heat", "wave", "poisson"])
+def test_a_single_prior_has_no_router_and_gradients_reach_every_parameter(router, prior):
+    """One prior's weight is 1: a router there would hold parameters no gradient reaches."""
+    adapter = _activate(_adapter(router=router, priors=(prior,), grid="sequence", rank=4))
+    assert adapter.router is None
+    assert not any(".router." in name or name.startswith("router.")
+                   for name, _ in adapter.named_parameters())
+    x = torch.randn(2, 9, 12, dtype=torch.float64)
+    (adapter(x).square().mean() + adapter.aux_loss()).backward()
+    for name, p in adapter.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 0, name
+    assert torch.equal(adapter.route(x), torch.ones(1, dtype=torch.float64))
 
 
 def test_only_the_up_projection_has_gradient_at_init():

@@ -16,7 +16,10 @@ Format versions (a file of any listed version loads; a newer one is refused by n
 
 ===  ==================  ==================================================================
  1   qiadapters 0.1.x    no ``format_version`` key; mixture expert keys without ``expert.``
- 2   qiadapters 0.2      ``format_version`` recorded; mixture experts are submodule layers
+ 2   qiadapters 0.2.0    ``format_version`` recorded; mixture experts are submodule layers
+ 3   qiadapters 0.2.1    a physics adapter with a single prior holds no router (its weight
+                         is 1 and no gradient reached the router's tensors); older files'
+                         router tensors of such adapters are dropped on load
 ===  ==================  ==================================================================
 
 Writing is atomic per file (a temporary file in the same directory, then ``os.replace``),
@@ -44,7 +47,7 @@ from .injection import adapter_layers
 WEIGHTS_NAME = "adapter_model.safetensors"
 FORMAT_KEY, VERSION_KEY = FILE_KEYS
 #: The format this library writes; it reads every format from 1 up to this one.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def _distributed() -> bool:
@@ -152,12 +155,29 @@ def _format_of(data: dict, cfg_path: str) -> int:
 _V1_EXPERT = re.compile(r"^(.*\.experts\.\d+\.[^.]+)\.(.+)$")
 
 
+def _single_prior_routers(config: AdapterConfig) -> re.Pattern | None:
+    """Tensor names (current layout) of the routers that formats 1-2 held for physics
+    adapters with a single prior; None when ``config`` has no such adapter."""
+    def single(cfg) -> bool:
+        return cfg.adapter_type == "physics" and len(cfg.priors) == 1
+    if single(config):
+        return re.compile(r"\.physics\.router\.")
+    if config.adapter_type == "mixture":
+        experts = [str(i) for i, cfg in enumerate(config.experts) if single(cfg)]
+        if experts:
+            return re.compile(rf"\.experts\.({'|'.join(experts)})\.physics\.expert\.router\.")
+    return None
+
+
 def _upgrade_state(fmt: int, config: AdapterConfig,
                    state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Tensor names of an older format, renamed to the current layout."""
+    """Tensors of an older format in the current layout (the table in the module docstring)."""
     if fmt == 1 and config.adapter_type == "mixture":
-        return {(_V1_EXPERT.sub(r"\1.expert.\2", k) if ".experts." in k else k): v
-                for k, v in state.items()}
+        state = {(_V1_EXPERT.sub(r"\1.expert.\2", k) if ".experts." in k else k): v
+                 for k, v in state.items()}
+    routers = _single_prior_routers(config) if fmt <= 2 else None
+    if routers is not None:
+        state = {k: v for k, v in state.items() if not routers.search(k)}
     return state
 
 

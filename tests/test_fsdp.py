@@ -56,13 +56,17 @@ def test_fully_shard_trains_and_saves_the_adapter_only(torchrun, tmp_path):
 
 def _rank_main(out_dir: str) -> None:
     import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     dist.init_process_group("gloo")
+    # the mesh names the CPU: by default fully_shard puts it on CUDA wherever a GPU is
+    # visible, and rank 1 of a one-GPU machine has none
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     am = adapted()
     for _, layer in am.adapter_layers():
-        fully_shard(layer)
-    fully_shard(am.base_model)
+        fully_shard(layer, mesh=mesh)
+    fully_shard(am.base_model, mesh=mesh)
     train(am)
     am.save_pretrained(out_dir)  # every rank calls it; rank 0 writes
     # an unsharded adapter inside a process group (the DDP pattern): rank 0 alone saves,

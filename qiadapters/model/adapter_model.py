@@ -46,7 +46,18 @@ from . import injection, io
 from .modules_to_save import ModulesToSave
 
 
-_CONTEXT = threading.local()
+class _Context(threading.local):
+    """What the running forward publishes, per thread; every field starts at its default
+    (no ``setdefault`` on the first call: older ``torch.compile`` cannot trace it)."""
+
+    def __init__(self):
+        self.attention_mask: torch.Tensor | None = None
+        self.cache_length = 0
+        self.model: nn.Module | None = None
+        self.calls: list[tuple[torch.Tensor | None, int]] = []
+
+
+_CONTEXT = _Context()
 
 
 @contextlib.contextmanager
@@ -84,8 +95,7 @@ def _cache_length(past) -> int:
 
 def _publish_call(module: nn.Module, args, kwargs) -> None:
     """Forward pre-hook on the wrapped model: publish this call's mask and cache length."""
-    stack = _CONTEXT.__dict__.setdefault("calls", [])
-    stack.append((current_attention_mask(), current_cache_length()))
+    _CONTEXT.calls.append((current_attention_mask(), current_cache_length()))
     _CONTEXT.attention_mask = kwargs.get("attention_mask")
     past = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 4 / 5 names
     _CONTEXT.cache_length = _cache_length(past)

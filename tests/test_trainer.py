@@ -49,6 +49,9 @@ def test_plain_trainer_with_default_arguments_trains_and_evaluates(tmp_path):
     am, train = model(), rows(16, 0)
     trainer = Trainer(model=am, args=TrainingArguments(output_dir=str(tmp_path)),
                       train_dataset=train, eval_dataset=train, compute_metrics=accuracy)
+    bare = Trainer(model=tiny_bert()[0], args=TrainingArguments(output_dir=str(tmp_path)))
+    for read in ("label_names", "can_return_loss", "model_accepts_loss_kwargs"):
+        assert getattr(trainer, read) == getattr(bare, read), read  # as for the wrapped model
     assert trainer.label_names == ["labels"]
     before = trainer.evaluate()
     trainer.train()

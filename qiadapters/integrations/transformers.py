@@ -118,7 +118,8 @@ class AdapterCheckpointCallback(TrainerCallback):
     that); with this callback each ``checkpoint-<step>`` folder also holds
     ``adapter_model.safetensors`` + ``adapter_config.json`` (other adapters in sub-folders),
     so ``AdapterModel.from_pretrained(base_model, folder)`` loads it.  The main process
-    writes.  For adapter-only checkpoints use :class:`AdapterTrainer` instead::
+    writes, into ``args.output_dir/checkpoint-<step>`` (not the per-trial folders of
+    ``hyperparameter_search``).  For adapter-only checkpoints use :class:`AdapterTrainer`::
 
         Trainer(model=am, args=args, train_dataset=rows, callbacks=[AdapterCheckpointCallback()])
     """

@@ -16,9 +16,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def torchrun():
-    """``torchrun(script, *args, timeout=...)``: run ``script`` under ``torchrun
-    --nproc_per_node=2`` (gloo on 127.0.0.1, a free port, one thread per rank, the repository
-    root importable) and assert that every rank exited cleanly."""
+    """``torchrun(script, *args, timeout=..., launcher="torchrun")``: run ``script`` on two
+    processes (gloo on 127.0.0.1, a free port, one thread per rank, the repository root
+    importable) and assert that every rank exited cleanly.
+
+    ``launcher="torchrun"``: ``torchrun --nproc_per_node=2``.  ``launcher="accelerate"``:
+    ``accelerate launch --multi_gpu --num_processes=2``, which starts the ranks through the
+    same ``torch.distributed.run`` and, with no GPU, runs them on the CPU with gloo
+    (``--cpu`` would start one process: accelerate spreads CPU ranks only through
+    ``mpirun``)."""
     import os
     import subprocess
     import sys
@@ -26,15 +32,26 @@ def torchrun():
 
     root = str(Path(__file__).resolve().parents[1])
 
-    def run(script, *args, timeout=180):
+    launchers = {
+        "torchrun": lambda port: ["torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+                                  "--master_addr=127.0.0.1", f"--master_port={port}"],
+        "accelerate": lambda port: ["accelerate.commands.launch", "--multi_gpu",
+                                    "--num_processes=2", "--num_machines=1",
+                                    "--main_process_ip=127.0.0.1", f"--main_process_port={port}",
+                                    "--mixed_precision=no", "--dynamo_backend=no",
+                                    "--num_cpu_threads_per_process=1"],
+    }
+
+    def run(script, *args, timeout=180, launcher="torchrun"):
+        if launcher not in launchers:
+            raise ValueError(f"launcher={launcher!r} is not valid; valid: {list(launchers)}")
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
             [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1",
-               "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+        cmd = [sys.executable, "-m", *launchers[launcher](_free_port()),
                str(script), *map(str, args)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, \
-            f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            f"{launcher} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc
 
     return run

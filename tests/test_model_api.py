@@ -127,6 +127,41 @@ def test_not_an_nn_module():
         get_adapter_model("bert", HammingConfig(target_modules=["q"]))
 
 
+def test_the_class_shows_the_wrapped_forward_and_round_trips():
+    """One AdapterModel subclass per wrapped class, whose forward carries the wrapped
+    signature (Trainer reads it from the class); pickle, deepcopy and torch.save keep it."""
+    import copy
+    import inspect
+    import io
+    import pickle
+
+    from transformers.utils.generic import find_labels
+
+    am = get_adapter_model(tiny_bert()[0], HammingConfig(target_modules=["query"], blocks=2))
+    cls = type(am)
+    assert isinstance(am, qiadapters.AdapterModel) and cls.__bases__ == (qiadapters.AdapterModel,)
+    assert cls.__name__ == "AdapterModel[BertForSequenceClassification]"
+    assert repr(am).startswith("AdapterModel[BertForSequenceClassification](")
+    assert inspect.signature(am.forward) == inspect.signature(am.base_model.forward)
+    assert find_labels(cls) == ["labels"]
+    assert type(qiadapters.AdapterModel(tiny_bert()[0])) is cls
+    assert type(get_adapter_model(tiny_mlp()[0], HammingConfig(target_modules=["fc1"]))) is not cls
+    buffer = io.BytesIO()
+    torch.save(am, buffer)
+    buffer.seek(0)
+    ids = tiny_bert()[1]["input_ids"]
+    for clone in (copy.deepcopy(am), pickle.loads(pickle.dumps(am)),
+                  torch.load(buffer, weights_only=False)):
+        assert type(clone) is cls
+        assert torch.equal(clone(input_ids=ids).logits, am(input_ids=ids).logits)
+
+    class Custom(qiadapters.AdapterModel):
+        pass
+
+    custom = Custom(tiny_bert()[0])
+    assert type(custom).__bases__ == (Custom,) and type(custom).__name__.startswith("Custom[")
+
+
 # ------------------------------------------------------------------------- managing adapters
 def test_add_set_delete_adapters():
     model, inputs = tiny_mlp()

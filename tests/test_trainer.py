@@ -1,5 +1,6 @@
-"""``AdapterTrainer``: Hugging Face ``Trainer`` with default arguments on an AdapterModel --
-columns kept, ``eval_loss`` and metrics, adapter-only checkpoints, exact resumption.
+"""Hugging Face ``Trainer`` with default arguments on an AdapterModel -- columns kept,
+``eval_loss`` and metrics, full checkpoints that resume exactly (+ adapter files through
+``AdapterCheckpointCallback``); ``AdapterTrainer``: adapter-only checkpoints, exact resumption.
 References: the model's own loss on the eval set, an uninterrupted run, the saved files."""
 import os
 
@@ -11,7 +12,8 @@ pytest.importorskip("transformers")
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
 from qiadapters import AdapterModel, HammingConfig, get_adapter_model  # noqa: E402
-from qiadapters.integrations.transformers import AdapterTrainer, load_adapter_weights  # noqa: E402
+from qiadapters.integrations.transformers import (  # noqa: E402
+    AdapterCheckpointCallback, AdapterTrainer, load_adapter_weights)
 from qiadapters.testing import adapter_parameters, tiny_bert  # noqa: E402
 
 CONFIG = dict(target_modules=["query", "value"], blocks=4, modules_to_save=["classifier"])
@@ -41,15 +43,54 @@ def accuracy(pred):
     return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
 
-def test_plain_trainer_drops_every_column_but_adapter_trainer_keeps_the_models(tmp_path):
-    am, train = model(), rows(4, 0)
-    plain = Trainer(model=am, args=args(tmp_path / "plain"), train_dataset=train)
-    with pytest.raises(ValueError, match="empty"):  # the defect AdapterTrainer fixes
-        plain.train()
-    ours = AdapterTrainer(model=am, args=args(tmp_path / "ours"), train_dataset=train)
-    ours._set_signature_columns_if_needed()
-    assert {"input_ids", "attention_mask", "labels"} <= set(ours._signature_columns)
-    assert "example_id" not in ours._signature_columns and ours.label_names == ["labels"]
+def test_plain_trainer_with_default_arguments_trains_and_evaluates(tmp_path):
+    """No label_names, remove_unused_columns on: the AdapterModel's class shows BERT's
+    forward, so the model's columns are kept, "example_id" is dropped and eval_loss found."""
+    am, train = model(), rows(16, 0)
+    trainer = Trainer(model=am, args=TrainingArguments(output_dir=str(tmp_path)),
+                      train_dataset=train, eval_dataset=train, compute_metrics=accuracy)
+    bare = Trainer(model=tiny_bert()[0], args=TrainingArguments(output_dir=str(tmp_path)))
+    for read in ("label_names", "can_return_loss", "model_accepts_loss_kwargs"):
+        assert getattr(trainer, read) == getattr(bare, read), read  # as for the wrapped model
+    assert trainer.label_names == ["labels"]
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before["eval_loss"]
+    am.eval()
+    with torch.no_grad():  # independent reference: the model's own loss and predictions
+        out = am(input_ids=torch.stack([r["input_ids"] for r in train]),
+                 labels=torch.stack([r["labels"] for r in train]))
+    assert after["eval_loss"] == pytest.approx(float(out.loss), rel=1e-5)
+    expected = float((out.logits.argmax(-1) == torch.stack([r["labels"] for r in train]))
+                     .float().mean())
+    assert after["eval_accuracy"] == pytest.approx(expected)
+
+
+def test_plain_trainer_checkpoints_are_full_resume_exactly_and_the_callback_adds_adapters(
+        tmp_path):
+    train = rows(10, 0)
+    full = model()
+    Trainer(model=full, args=args(tmp_path / "a", max_steps=6, save_steps=3),
+            train_dataset=train, callbacks=[AdapterCheckpointCallback()]).train()
+    checkpoint = tmp_path / "a" / "checkpoint-3"
+    files = set(os.listdir(checkpoint))
+    assert {"model.safetensors", "adapter_model.safetensors", "adapter_config.json"} <= files
+    resumed = model()
+    trainer = Trainer(model=resumed, args=args(tmp_path / "b", max_steps=6, save_steps=3),
+                      train_dataset=train)
+    trainer.train(resume_from_checkpoint=str(checkpoint))  # from model.safetensors
+    a, b = adapter_parameters(full), adapter_parameters(resumed)
+    assert trainer.state.global_step == 6 and a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    final = adapter_parameters(AdapterModel.from_pretrained(
+        tiny_bert()[0], tmp_path / "a" / "checkpoint-6"))
+    for name in a:
+        assert torch.equal(final[name], a[name]), name
+    with pytest.raises(TypeError, match="must be an AdapterModel, got BertForSequence"):
+        AdapterCheckpointCallback().on_save(trainer.args, trainer.state, trainer.control,
+                                            model=tiny_bert()[0])
 
 
 def test_train_evaluate_and_adapter_only_checkpoints(tmp_path):

@@ -1,4 +1,5 @@
-"""``AdapterTrainer`` on two processes: ``torchrun --nproc_per_node=2`` on the CPU (gloo).
+"""``AdapterTrainer`` on two processes on the CPU (gloo), started by ``torchrun
+--nproc_per_node=2`` and by ``accelerate launch --multi_gpu --num_processes=2`` (conftest).
 
 Trainer wraps the adapted model in DistributedDataParallel itself; the test checks that
 both ranks end with the same adapter weights, that the main process alone wrote an
@@ -34,8 +35,9 @@ def _adapted():
                                                            blocks=4))
 
 
-def test_two_processes_train_one_adapter_and_save_it_once(torchrun, tmp_path):
-    torchrun(__file__, tmp_path, timeout=300)
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_train_one_adapter_and_save_it_once(torchrun, tmp_path, launcher):
+    torchrun(__file__, tmp_path, timeout=300, launcher=launcher)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     initial = {n: p.detach() for n, p in _adapted().named_parameters() if p.requires_grad}

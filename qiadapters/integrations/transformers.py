@@ -1,34 +1,34 @@
 """Training an :class:`~qiadapters.AdapterModel` with Hugging Face ``Trainer``.
 
-``Trainer`` learns three things from the model it is given and special-cases peft's
-``PeftModel`` (an ``isinstance`` check) for the rest:
+An ``AdapterModel``'s class shows the wrapped model's ``forward`` signature
+(:meth:`AdapterModel.__new__`), so plain ``Trainer`` with default arguments keeps the right
+dataset columns, finds the labels (``eval_loss``) and asks the wrapped model whether its
+loss takes ``num_items_in_batch``.  What ``Trainer`` cannot learn from the model is how to
+save it: ``Trainer._save`` calls ``save_pretrained`` only on a ``PreTrainedModel`` or
+``PeftModel`` (an ``isinstance`` check) and writes the full ``state_dict`` otherwise, and
+``_load_from_checkpoint`` / ``_load_best_model`` read adapter files only for a ``PeftModel``.
+Hence two pieces:
 
-* which dataset columns to keep (``remove_unused_columns``) and which are labels
-  (``label_names``, hence ``eval_loss``): read from the *class* of the model's ``forward``
-  -- for an ``AdapterModel`` that is ``forward(*args, **kwargs)``, so every column was
-  dropped ("The batch received was empty") and no label was found;
-* whether the loss takes ``num_items_in_batch`` (``model_accepts_loss_kwargs``);
-* how to save and reload weights (``_save`` / ``_load_from_checkpoint``): anything that is
-  not a ``PreTrainedModel`` or ``PeftModel`` was saved as a full ``model.safetensors``.
+* :class:`AdapterTrainer` -- ``Trainer`` whose checkpoints and ``save_model`` hold the
+  adapters only, and which resumes from them;
+* :class:`AdapterCheckpointCallback` -- for plain ``Trainer`` (full checkpoints): also
+  writes the adapter files into every checkpoint folder.
 
-:class:`AdapterTrainer` is ``Trainer`` with exactly these four points answered from the
-wrapped model and the adapter's own files; everything else (optimizer, scheduler, RNG
-state, logging, evaluation, ``compute_metrics``) is ``Trainer``'s.  See ``docs/trainer.md``.
+See ``docs/trainer.md``.
 """
 from __future__ import annotations
 
-import inspect
 import os
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.utils.generic import can_return_loss, find_labels
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..model import io
 from ..model.adapter_model import AdapterModel
 
-__all__ = ["AdapterTrainer", "load_adapter_weights"]
+__all__ = ["AdapterCheckpointCallback", "AdapterTrainer", "load_adapter_weights"]
 
 
 def _adapter_directory(directory: str | os.PathLike, adapter_name: str) -> str:
@@ -68,14 +68,9 @@ def load_adapter_weights(model: AdapterModel, directory: str | os.PathLike) -> l
 
 
 class AdapterTrainer(Trainer):
-    """``transformers.Trainer`` for an :class:`~qiadapters.AdapterModel`.
+    """``transformers.Trainer`` for an :class:`~qiadapters.AdapterModel`, with adapter-only
+    checkpoints.  Differences from ``Trainer``, and only these:
 
-    Differences from ``Trainer``, and only these:
-
-    * dataset columns are kept, and ``label_names`` (when ``args.label_names`` is None) and
-      ``can_return_loss`` are found, from the *wrapped* model's ``forward``; so are
-      ``model_accepts_loss_kwargs`` (unless the wrapped model declares
-      ``accepts_loss_kwargs``);
     * ``save_model`` and every checkpoint write the adapters only
       (:meth:`AdapterModel.save_pretrained`: ``adapter_model.safetensors`` +
       ``adapter_config.json``, other adapters in sub-folders) and ``training_args.bin``;
@@ -84,8 +79,8 @@ class AdapterTrainer(Trainer):
       tensors into the live ones (:func:`load_adapter_weights`).
 
     A checkpoint folder loads with ``AdapterModel.from_pretrained(base_model, folder)``.
-    Single process (CPU or one accelerator); multi-process / FSDP / DeepSpeed checkpoints
-    are not handled here.
+    One process, or several under ``torchrun`` / ``accelerate launch`` (DDP: the main process
+    writes); FSDP and DeepSpeed checkpoints are not handled here.
     """
 
     def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
@@ -93,24 +88,9 @@ class AdapterTrainer(Trainer):
             raise TypeError(f"model must be an AdapterModel (qiadapters.get_adapter_model), got "
                             f"{type(model).__name__}; use transformers.Trainer for other models")
         super().__init__(model, *args, **kwargs)
-        wrapped = model.get_base_model()
-        if self.args.label_names is None:
-            self.label_names = find_labels(type(wrapped))
-        self.can_return_loss = can_return_loss(type(wrapped))
-        if hasattr(wrapped, "accepts_loss_kwargs"):
-            self.model_accepts_loss_kwargs = wrapped.accepts_loss_kwargs
-        else:
-            params = inspect.signature(wrapped.forward).parameters.values()
-            self.model_accepts_loss_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
 
     def _adapter_model(self) -> AdapterModel:
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-
-    def _set_signature_columns_if_needed(self) -> None:
-        if self._signature_columns is None:
-            wrapped = self._adapter_model().get_base_model()
-            columns = list(inspect.signature(wrapped.forward).parameters)
-            self._signature_columns = columns + list({"label", "label_ids", *self.label_names})
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """The adapters (not the base model) and the training arguments."""
@@ -129,3 +109,25 @@ class AdapterTrainer(Trainer):
 
     def _load_best_model(self) -> None:
         load_adapter_weights(self._adapter_model(), self.state.best_model_checkpoint)
+
+
+class AdapterCheckpointCallback(TrainerCallback):
+    """For plain ``Trainer``: after each checkpoint, also write the model's adapters into it.
+
+    ``Trainer`` saves an ``AdapterModel`` as a full ``model.safetensors`` (and resumes from
+    that); with this callback each ``checkpoint-<step>`` folder also holds
+    ``adapter_model.safetensors`` + ``adapter_config.json`` (other adapters in sub-folders),
+    so ``AdapterModel.from_pretrained(base_model, folder)`` loads it.  The main process
+    writes, into ``args.output_dir/checkpoint-<step>`` (not the per-trial folders of
+    ``hyperparameter_search``).  For adapter-only checkpoints use :class:`AdapterTrainer`::
+
+        Trainer(model=am, args=args, train_dataset=rows, callbacks=[AdapterCheckpointCallback()])
+    """
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if not isinstance(model, AdapterModel):
+            raise TypeError(f"AdapterCheckpointCallback: the Trainer's model must be an "
+                            f"AdapterModel, got {type(model).__name__}")
+        if args.should_save:
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            model.save_pretrained(folder)

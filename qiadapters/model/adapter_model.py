@@ -32,6 +32,8 @@ included, not only for :meth:`AdapterModel.forward`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import threading
 import warnings
@@ -121,7 +123,28 @@ class AdapterModel(nn.Module):
 
     Forwards exactly like ``model``; unknown attributes are looked up on ``model``.
     Adapters are named; ``peft_config[name]`` is each one's config.
+
+    The instance's class is ``AdapterModel[<class of model>]``, a subclass made once per
+    wrapped class whose ``forward`` shows the wrapped ``forward``'s signature, so that
+    Hugging Face ``Trainer`` (which reads it from the class) keeps the right dataset columns
+    and finds the labels (``docs/trainer.md``).  ``isinstance(m, AdapterModel)`` holds;
+    pickling and ``copy.deepcopy`` rebuild the subclass.
     """
+
+    def __new__(cls, model: nn.Module | None = None, *args, **kwargs):
+        """An instance of the subclass of ``cls`` for ``type(model)`` (:func:`_for_wrapped`),
+        whose class-level ``forward`` shows the wrapped model's signature."""
+        if isinstance(model, nn.Module) and not isinstance(model, AdapterModel):
+            cls = _for_wrapped(_unspecialised(cls), type(model))
+        return super().__new__(cls)
+
+    def __reduce_ex__(self, protocol: int):
+        """Pickle (``torch.save(model)``, ``copy.deepcopy``) the per-wrapped-class subclass as
+        "rebuild it from its parts": it is made at run time, so it has no importable name."""
+        cls = type(self)
+        if "_wrapped_class" not in cls.__dict__:
+            return super().__reduce_ex__(protocol)
+        return _rebuild, (_unspecialised(cls), cls._wrapped_class), self.__getstate__()
 
     def __init__(self, model: nn.Module, config: AdapterConfig | None = None,
                  adapter_name: str = "default"):
@@ -470,6 +493,47 @@ class AdapterModel(nn.Module):
         if not is_trainable:
             am.eval()
         return am
+
+
+def _unspecialised(cls: type) -> type:
+    """``cls`` itself, or the class :func:`_for_wrapped` derived it from."""
+    return cls.__bases__[0] if "_wrapped_class" in cls.__dict__ else cls
+
+
+@functools.cache
+def _for_wrapped(cls: type, wrapped: type) -> type:
+    """``cls`` (an :class:`AdapterModel` class) specialised to models of class ``wrapped``:
+    a subclass, named ``cls[wrapped]``, whose ``forward`` carries ``wrapped.forward``'s
+    signature (``__signature__``) and otherwise is ``cls.forward``.
+
+    Why: ``transformers.Trainer`` reads the model's forward signature -- for the dataset
+    columns it keeps, and, from the *class* (``find_labels(type(model))``,
+    ``can_return_loss``), for the labels that give ``eval_loss`` -- and
+    ``cls.forward(*args, **kwargs)`` shows none.  One class per ``(cls, wrapped)``, made once.
+    A ``wrapped.forward`` that is not a plain function (whose first parameter is ``self``)
+    or has no readable signature leaves ``cls`` as it is.
+    """
+    if not inspect.isfunction(wrapped.forward):
+        return cls
+    try:
+        signature = inspect.signature(wrapped.forward)
+    except (TypeError, ValueError):
+        return cls
+
+    def forward(self, *args, **kwargs):
+        return cls.forward(self, *args, **kwargs)
+
+    forward.__signature__ = signature
+    forward.__doc__ = cls.forward.__doc__
+    name = f"{cls.__name__}[{wrapped.__name__}]"
+    return type(cls)(name, (cls,), {"forward": forward, "_wrapped_class": wrapped,
+                                    "__module__": cls.__module__,
+                                    "__qualname__": f"{cls.__qualname__}[{wrapped.__qualname__}]"})
+
+
+def _rebuild(cls: type, wrapped: type) -> AdapterModel:
+    """An empty instance of ``_for_wrapped(cls, wrapped)``; unpickling then sets its state."""
+    return object.__new__(_for_wrapped(cls, wrapped))
 
 
 def _held(layer: AdapterLayer, names: Sequence[str]) -> list[str]:

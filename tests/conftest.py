@@ -24,7 +24,9 @@ def torchrun():
     ``accelerate launch --multi_gpu --num_processes=2``, which starts the ranks through the
     same ``torch.distributed.run`` and, with no GPU, runs them on the CPU with gloo
     (``--cpu`` would start one process: accelerate spreads CPU ranks only through
-    ``mpirun``)."""
+    ``mpirun``).  The ranks see no GPU (``CUDA_VISIBLE_DEVICES=""``): these are CPU/gloo runs,
+    and on a one-GPU machine a second rank would otherwise be sent to a device that does not
+    exist."""
     import os
     import subprocess
     import sys
@@ -45,7 +47,7 @@ def torchrun():
     def run(script, *args, timeout=180, launcher="torchrun"):
         if launcher not in launchers:
             raise ValueError(f"launcher={launcher!r} is not valid; valid: {list(launchers)}")
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONPATH=os.pathsep.join(
             [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         cmd = [sys.executable, "-m", *launchers[launcher](_free_port()),
                str(script), *map(str, args)]

@@ -182,3 +182,34 @@ def test_best_model_and_second_adapter(tmp_path):
     losses = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
     # the best is an earlier checkpoint (lr 0.3 overshoots), so keeping the last weights fails
     assert len(losses) == 3 and not best.endswith("checkpoint-6")
+
+
+def test_causal_lm_with_tied_embeddings_checkpoints_through_adapter_trainer_only(tmp_path):
+    """Plain Trainer saves a non-PreTrainedModel as one safetensors state dict, which refuses
+    tied weights (GPT-2's ``wte`` / ``lm_head``); AdapterTrainer writes the adapter only."""
+    from qiadapters.testing import tiny_gpt2
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 64, (8, 8), generator=g)
+    lm_rows = [{"input_ids": i, "labels": i} for i in ids]
+    config = HammingConfig(target_modules=["c_attn"], blocks=2)
+
+    def gpt2():
+        model = tiny_gpt2()[0]
+        assert model.lm_head.weight is model.transformer.wte.weight
+        return get_adapter_model(model, config)
+
+    with pytest.raises(RuntimeError, match="share memory"):
+        Trainer(model=gpt2(), args=args(tmp_path / "plain", max_steps=2, save_steps=2),
+                train_dataset=lm_rows).train()
+
+    am = gpt2()
+    trainer = AdapterTrainer(model=am, args=args(tmp_path / "ours", max_steps=2, save_steps=2),
+                             train_dataset=lm_rows)
+    trainer.train()
+    checkpoint = tmp_path / "ours" / "checkpoint-2"
+    assert "adapter_model.safetensors" in os.listdir(checkpoint)
+    loaded = AdapterModel.from_pretrained(tiny_gpt2()[0], checkpoint)
+    want = adapter_parameters(am)
+    for name, value in adapter_parameters(loaded).items():
+        assert torch.equal(value, want[name]), name

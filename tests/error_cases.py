@@ -402,6 +402,21 @@ def case_load_bad_adapter_name(tmp):
 
 
 @case
+def case_trainer_not_adapter_model(tmp):
+    from qiadapters.integrations.transformers import AdapterTrainer
+    model = _mlp()
+    return (lambda: AdapterTrainer(model=model)), model
+
+
+@case
+def case_load_weights_nothing_saved(tmp):
+    from qiadapters.integrations.transformers import load_adapter_weights
+    am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
+    os.makedirs(os.path.join(tmp, "empty"))
+    return (lambda: load_adapter_weights(am, os.path.join(tmp, "empty"))), am
+
+
+@case
 def case_safe_merge_nonfinite(tmp):
     am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
     with torch.no_grad():

@@ -21,9 +21,12 @@ blocks, ``m = C(n,k)``:
 Mode-wise is chosen when ``t_mode < t_block``.  Blocks kept by the inference cache are
 already built (``delta`` does not apply), and order 1 always uses its block ``U`` itself.
 Constants per device type (:data:`COSTS`, nanoseconds; other devices use the CUDA entry,
-``meta`` the CPU one), measured with one thread on CPU and in one process on an accelerator:
-rough, but the two routes differ by large factors except near the crossover, where either
-is fine.
+``meta`` the CPU one).  CPU: fitted to both routes' forward + backward timed with one thread
+(``python -m benchmarks.route_costs`` prints the measured times next to the model's choice).
+CUDA: derived from an H100's rates (float32 GEMMs ~30 T multiply-adds/s, memory ~3 TB/s, a
+few passes over each buffer), not fitted -- check them with the same command and
+``--device cuda``.  Rough either way, but the routes differ by large factors except near
+the crossover, where either is fine.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ class RouteCosts:
 #: Measured constants by device type (``docs/speed.md``, "Cost model").
 COSTS: dict[str, RouteCosts] = {
     "cpu": RouteCosts(gamma=0.04, delta=18.0, alpha=2.5, beta=0.25),
-    "cuda": RouteCosts(gamma=0.0005, delta=0.5, alpha=0.01, beta=0.005),
+    "cuda": RouteCosts(gamma=1e-4, delta=0.05, alpha=0.01, beta=4e-4),
 }
 
 

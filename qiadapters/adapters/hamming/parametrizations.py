@@ -102,6 +102,11 @@ class Parametrization(nn.Module):
         return apply_blocks(x, self.cached_operands(x.dtype), self.block_layout,
                             transpose=transpose)
 
+    def apply_built(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """``x D`` (``x D^T``) with every block built (:meth:`blocks`, never cached), whatever
+        the route the forward would take: what merging folds into weights."""
+        return apply_blocks(x, self.blocks(x.dtype), self.block_layout, transpose=transpose)
+
     # ------------------------------------------------------------ inference cache
     def _stamp(self, dtype: torch.dtype) -> tuple:
         """What the blocks are a function of, besides the parameters' identity: the compute

@@ -56,8 +56,11 @@ class Entry:
         return GROUPS[self.family]
 
     @property
-    def targets(self) -> list:
-        return list(self.config.get("target_modules", TARGETS))
+    def targets(self):
+        """The config's ``target_modules`` (default :data:`TARGETS`): a list of names, or
+        the string ``"all-linear"`` as is."""
+        targets = self.config.get("target_modules", TARGETS)
+        return targets if isinstance(targets, str) else list(targets)
 
     def build(self, model: nn.Module) -> tuple:
         """``(model to train, aux_loss_fn or None, record of what ran)``."""
@@ -72,7 +75,9 @@ def lora_config(r: int, lora_alpha: Optional[int] = None, target_modules=TARGETS
     (scale 1) unless given."""
     from peft import LoraConfig
     return LoraConfig(r=r, lora_alpha=r if lora_alpha is None else lora_alpha,
-                      lora_dropout=0.0, target_modules=list(target_modules),
+                      lora_dropout=0.0, target_modules=(
+                          target_modules if isinstance(target_modules, str)
+                          else list(target_modules)),
                       modules_to_save=None if modules_to_save is None else list(modules_to_save))
 
 
@@ -86,7 +91,8 @@ _PEFT_RECORD_KEYS = {"peft_type", "r", "lora_alpha", "lora_dropout", "target_mod
 def peft_config(entry: Entry, target_modules=None, modules_to_save=(HEAD,)):
     """The peft config object of a peft-family entry (``target_modules`` overrides its own)."""
     kwargs = {k: v for k, v in entry.config.items() if k != "target_modules"}
-    targets = entry.targets if target_modules is None else list(target_modules)
+    targets = entry.targets if target_modules is None else (
+        target_modules if isinstance(target_modules, str) else list(target_modules))
     if entry.family == "lora":
         return lora_config(target_modules=targets, modules_to_save=modules_to_save, **kwargs)
     import peft
@@ -154,7 +160,8 @@ def _build_adapter(model, entry):
     config.modules_to_save = [HEAD]
     adapted = qiadapters.get_adapter_model(model, config)
     if entry.family == "hamming":
-        record = {k: v for k, v in config.to_dict().items() if k in _HAMMING_RECORD_KEYS}
+        record = {k: v for k, v in config.to_dict().items() if k in _HAMMING_RECORD_KEYS
+                  or (k == "block_size" and v is not None)}  # older records have no block_size
     else:
         record = json.loads(json.dumps(config.to_dict(), default=str))
     return adapted, adapted.aux_loss, record

@@ -4,11 +4,13 @@ dense construction.
     python -m benchmarks.speed --threads 1     # the committed files (~20 min on 2 cores; see
                                                # docs/speed.md for why --threads 1)
     python -m benchmarks.speed --quick         # smaller grid, fewer methods (< 5 min)
-    python -m benchmarks.speed --only step     # one section: step|inference|scaling|blocks|memory
+    python -m benchmarks.speed --only step     # one section: step|targets|inference|scaling|blocks|memory
+    python -m benchmarks.speed --device cuda   # step and targets on a GPU (CUDA memory stats)
 
 Methods are registry names (:mod:`benchmarks.registry`; the list is
 :data:`benchmarks.speed_minilm.METHODS`).  Sections (each writes its own CSV under
-``benchmarks/results/``, ``benchmarks/results/quick/`` for ``--quick``; the summary and its
+``benchmarks/results/``, ``benchmarks/results/quick/`` for ``--quick``, a ``cuda/`` subfolder
+of either for ``--device cuda``; the summary and its
 PASS/FAIL lines (:mod:`benchmarks.speed_report`) are rebuilt from whatever CSVs exist, so a
 section can be re-run alone):
 
@@ -16,6 +18,12 @@ section can be re-run alone):
   64, random token ids, 26-way head trainable for every method), one deepcopy of the base
   per method, contenders interleaved; plus ``torch.profiler`` tables of our step and LoRA's
   (``speed_profile.txt``).
+* ``targets``: the speed targets' cases (:data:`benchmarks.speed_minilm.CASES`: query/value
+  and all-linear targets, batch 8 x 32 and 32 x 64): Hamming vs peft LoRA r=8 vs peft OFT
+  (block 32) vs head only, interleaved per case, and each method's peak memory growth
+  (``speed_targets.csv``; PASS/FAIL per case: step <= 1.0x OFT and <= 1.05x LoRA, memory
+  growth <= 1.05x LoRA's).  ``--quick``: batch 8 x 32 only, 3 rounds, memory of Hamming and
+  LoRA only.
 * ``inference``: ``no_grad`` eval forward: merged Hamming (``merge_and_unload``) vs the base
   model (and the base against a second copy of itself: the noise floor); unmerged Hamming vs
   unmerged LoRA.
@@ -25,6 +33,10 @@ section can be re-run alone):
   step at each token count.
 * ``memory``: peak RSS growth of one training step, one fresh process per method
   (:mod:`benchmarks.speed_memory` documents the method).
+
+``--device cuda`` runs ``step`` and ``targets`` on the GPU (every step ends with a
+``torch.cuda.synchronize``, memory is ``torch.cuda.max_memory_allocated``); the other
+sections are CPU only.
 
 All timings: :func:`benchmarks.timing.interleaved` with ``--threads`` intra-op threads,
 contenders called round-robin after a warm-up, medians of wall and CPU time; ratios are
@@ -51,7 +63,9 @@ from .speed_minilm import OURS, REFERENCE
 from .speed_report import plot_scaling, summarize
 from .timing import interleaved
 
-SECTIONS = ("step", "inference", "scaling", "blocks", "memory")
+SECTIONS = ("step", "targets", "inference", "scaling", "blocks", "memory")
+#: The sections that run on ``--device cuda``.
+DEVICE_SECTIONS = ("step", "targets")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -83,7 +97,7 @@ def run_step(args, out) -> None:
     for name in names:
         model, infos[name] = attach(name, copy.deepcopy(base))
         counts[name] = trainable_count(model)
-        fns[name] = train_step_fn(model, batch)
+        fns[name] = train_step_fn(model, batch, device=args.device)
     reps = 3 if args.quick else 5
     t = interleaved(fns, reps=reps, warmup=1, desc="MiniLM training steps")
     # The 1.05x target is within the noise of a few rounds: pair ours and LoRA for more.
@@ -96,9 +110,59 @@ def run_step(args, out) -> None:
                      "median_ms": _ms(t.median(name)), "median_cpu_ms": _ms(t.cpu_median(name)),
                      "ratio_vs_lora": round(t.paired_ratio(name, REFERENCE), 4),
                      "rounds": t.rounds(name), "threads": t.threads,
-                     "batch": args.batch, "seq": args.seq})
+                     "batch": args.batch, "seq": args.seq, "device": args.device})
     _write_csv(out("speed_step", "csv"), rows)
-    profile_steps(fns, out("speed_profile", "txt"), steps=1 if args.quick else 2)
+    if args.device == "cpu":
+        profile_steps(fns, out("speed_profile", "txt"), steps=1 if args.quick else 2)
+
+
+# ------------------------------------------------------------------------------- targets
+def run_targets(args, out) -> None:
+    """Every case of :data:`~benchmarks.speed_minilm.CASES`: its contenders' steps
+    interleaved, ratios vs LoRA and OFT, and peak memory growth per method."""
+    from .data import load_minilm
+    from .speed_minilm import CASES, OFT, attach, case_methods, case_name, minilm_batch
+    from .speed_minilm import train_step_fn, trainable_count
+
+    base, _ = load_minilm(num_labels=26)
+    rows = []
+    # --quick: the small batch only (the large one's all-linear steps take seconds each)
+    for targets, batch_size, seq in [c for c in CASES if not args.quick or c[1] <= 8]:
+        names, case = case_methods(targets), case_name(targets, batch_size, seq)
+        batch = minilm_batch(batch_size, seq)
+        fns, infos, counts = {}, {}, {}
+        for name in names:
+            model, infos[name] = attach(name, copy.deepcopy(base), targets)
+            counts[name] = trainable_count(model)
+            fns[name] = train_step_fn(model, batch, device=args.device)
+        t = interleaved(fns, reps=3 if args.quick else 7, warmup=1, alternate=True, desc=case)
+        del fns, model
+        measured = names if not args.quick else [OURS, REFERENCE]
+        memory = case_memory(args, base, measured, targets, batch_size, seq)
+        for name in names:
+            rows.append({"case": case, "method": name, "config": infos[name],
+                         "trainable": counts[name], "median_ms": _ms(t.median(name)),
+                         "ratio_vs_lora": round(t.paired_ratio(name, REFERENCE), 4),
+                         "ratio_vs_oft": round(t.paired_ratio(name, OFT), 4),
+                         "peak_growth_mib": round(memory[name], 1) if name in memory else "",
+                         "growth_vs_lora": round(memory[name] / memory[REFERENCE], 4)
+                         if name in memory else "",
+                         "rounds": t.rounds(name), "threads": t.threads,
+                         "device": args.device})
+    _write_csv(out("speed_targets", "csv"), rows)
+
+
+def case_memory(args, base, names, targets, batch, seq) -> dict[str, float]:
+    """Peak memory growth (MiB) of each method's step in one case: a fresh process per
+    method on CPU (:mod:`benchmarks.speed_memory`), CUDA allocator statistics on a GPU."""
+    if args.device != "cpu":
+        from .speed_memory import measure_cuda
+        return {name: measure_cuda(name, base, batch=batch, seq=seq,
+                                   targets=targets)["peak_growth_mib"] for name in names}
+    extra = ["--targets", targets if isinstance(targets, str) else ",".join(targets)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = pool.map(lambda name: memory_worker(args, name, batch, seq, extra), names)
+        return {r["method"]: r["peak_growth_mib"] for r in results}
 
 
 def _profile(fn, steps: int):
@@ -245,24 +309,29 @@ def run_blocks(args, out) -> None:
 
 
 # ------------------------------------------------------------------------------- memory
+def memory_worker(args, name: str, batch: int, seq: int, extra=()) -> dict:
+    """:mod:`benchmarks.speed_memory` for one method in a fresh process: its JSON result."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(args.threads),
+               PYTHONWARNINGS="ignore")
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "benchmarks.speed_memory", name, "--batch", str(batch),
+           "--seq", str(seq), *extra]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"memory worker for {name} failed:\n{proc.stderr[-2000:]}")
+
+
 def run_memory(args, out) -> None:
     from tqdm import tqdm
 
     from .speed_minilm import METHODS
 
     names = [OURS, REFERENCE] if args.quick else METHODS
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(args.threads),
-               PYTHONWARNINGS="ignore")
-    root = Path(__file__).resolve().parent.parent
 
     def measure(name):
-        cmd = [sys.executable, "-m", "benchmarks.speed_memory", name, "--batch",
-               str(args.batch), "--seq", str(args.seq)]
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-        for line in proc.stdout.splitlines():
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
-        raise RuntimeError(f"memory worker for {name} failed:\n{proc.stderr[-2000:]}")
+        return memory_worker(args, name, args.batch, args.seq)
 
     # Memory is per process, so two workers at a time do not disturb each other's numbers.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -290,17 +359,27 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help=f"where the {' and '.join(DEVICE_SECTIONS)} sections run")
     args = parser.parse_args(argv)
+    if args.device != "cpu":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: CUDA is not available on this machine")
+        bad = [s for s in (args.only or ()) if s not in DEVICE_SECTIONS]
+        if bad:
+            parser.error(f"--only {bad[0]} runs on CPU only; with --device {args.device} "
+                         f"valid sections are {', '.join(DEVICE_SECTIONS)}")
     torch.set_num_threads(args.threads)
-    folder = results_dir(args.quick)
+    # GPU results go to a subfolder, so they never mix with the CPU run's CSVs
+    folder = results_dir(args.quick) / ("cuda" if args.device != "cpu" else "")
 
     def out(stem: str, ext: str) -> Path:
         return folder / f"{stem}.{ext}"
 
     start = time.perf_counter()
-    runners = {"step": run_step, "inference": run_inference, "scaling": run_scaling,
-               "blocks": run_blocks, "memory": run_memory}
-    sections = list(args.only or SECTIONS)
+    runners = {"step": run_step, "targets": run_targets, "inference": run_inference,
+               "scaling": run_scaling, "blocks": run_blocks, "memory": run_memory}
+    sections = list(args.only or (SECTIONS if args.device == "cpu" else DEVICE_SECTIONS))
     if "scaling" in sections and "blocks" not in sections:
         sections.insert(sections.index("scaling") + 1, "blocks")  # scaling includes blocks
     for section in sections:
@@ -308,8 +387,9 @@ def main(argv=None) -> None:
         runners[section](args, out)
         print(f"[{section}: {time.perf_counter() - t0:.0f} s]", flush=True)
     text = summarize(folder)
-    header = (f"<!-- generated by `python -m benchmarks.speed{' --quick' if args.quick else ''}`"
-              f", {args.threads} thread(s) -->\n")
+    flags = (" --quick" if args.quick else "") + (f" --device {args.device}"
+                                                 if args.device != "cpu" else "")
+    header = f"<!-- generated by `python -m benchmarks.speed{flags}`, {args.threads} thread(s) -->\n"
     out("speed_summary", "md").write_text(header + text)
     print(text)
     print(f"[total {time.perf_counter() - start:.0f} s]")

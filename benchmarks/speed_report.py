@@ -11,6 +11,7 @@ from .speed_minilm import OURS
 from .speed_scaling import DENSE, HAMMING, LORA, loglog_slope
 
 STEP_VS_LORA = 1.05        # Hamming (orders {1,2}, 3 blocks) step / LoRA r=8 step
+STEP_VS_OFT = 1.0          # Hamming step / peft OFT (block 32) step, every case
 DENSE_AT_4096 = 0.60       # Hamming step / dense-construction step at d = 4096
 MEMORY_VS_LORA = 1.05      # peak memory growth / LoRA's
 MERGED_VS_BASE = 0.03      # |merged / base - 1|
@@ -77,6 +78,34 @@ def _step(rows) -> tuple[list[str], list[str]]:
                            f"{float(r['ratio_vs_lora']):.3f}"), rows)
     return md, _ours_vs_lora(rows, "ratio_vs_lora", STEP_VS_LORA,
                              "Hamming step (orders {1,2}, 3 blocks)", "LoRA r=8")
+
+
+def _targets(rows) -> tuple[list[str], list[str]]:
+    """Every case of the speed targets: the table, and per case and Hamming contender one
+    PASS/FAIL line for the step (vs OFT and LoRA) and one for memory."""
+    md = _table("### Speed targets by case (MiniLM, head trainable)",
+                "case:l | method:l | trainable params:r | median ms/step:r | vs LoRA r=8:r | "
+                "vs OFT:r | peak growth MiB:r | growth vs LoRA:r",
+                lambda r: (r["case"], r["method"], f"{int(r['trainable']):,}",
+                           f"{float(r['median_ms']):.0f}", f"{float(r['ratio_vs_lora']):.3f}",
+                           f"{float(r['ratio_vs_oft']):.3f}", r["peak_growth_mib"],
+                           f"{float(r['growth_vs_lora']):.3f}" if r["growth_vs_lora"] else ""),
+                rows)
+    verdicts = []
+    for r in rows:
+        if not r["method"].startswith("hamming"):
+            continue
+        lora, oft = float(r["ratio_vs_lora"]), float(r["ratio_vs_oft"])
+        verdicts.append(_verdict(lora <= STEP_VS_LORA and oft <= STEP_VS_OFT,
+                                 f"{r['case']}: {r['method']} step = {oft:.3f}x OFT, "
+                                 f"{lora:.3f}x LoRA r=8 (targets <= {STEP_VS_OFT}, "
+                                 f"<= {STEP_VS_LORA})"))
+        if r["growth_vs_lora"]:
+            growth = float(r["growth_vs_lora"])
+            verdicts.append(_verdict(growth <= MEMORY_VS_LORA,
+                                     f"{r['case']}: {r['method']} peak memory growth = "
+                                     f"{growth:.3f}x LoRA's (target <= {MEMORY_VS_LORA})"))
+    return md, verdicts
 
 
 def _inference(rows) -> tuple[list[str], list[str]]:
@@ -149,7 +178,7 @@ def _memory(rows) -> tuple[list[str], list[str]]:
         "LoRA's", lambda ours: f"; whole-process peak {float(ours['peak_vs_lora']):.3f}x")
 
 
-SECTIONS = {"speed_step": _step, "speed_inference": _inference, "speed_scaling": _scaling,
+SECTIONS = {"speed_step": _step, "speed_targets": _targets, "speed_inference": _inference, "speed_scaling": _scaling,
             "speed_blocks": _blocks, "speed_memory": _memory}
 
 

@@ -19,16 +19,17 @@ KINDS = {"cayley": dict(orders=(1, 2), blocks=2), "expm": dict(parametrization="
 
 
 def counted(layer):
-    """``layer`` with its adapter's ``blocks()`` counting its calls in ``layer.builds``."""
+    """``layer`` with its adapter's ``operands()`` (what the forward builds: the blocks, or
+    the weight-1 blocks they are compounds of) counting its calls in ``layer.builds``."""
     rot = layer.hamming["default"]
-    build = rot.blocks
+    build = rot.operands
     layer.builds = 0
 
-    def blocks(dtype=None):
+    def operands(dtype=None):
         layer.builds += 1
         return build(dtype)
 
-    rot.blocks = blocks
+    rot.operands = operands
     return layer
 
 
@@ -172,7 +173,7 @@ def test_casts_invalidate():
 
 def test_copies_pickles_and_state_dict_carry_no_cache():
     layer, x = make("circuit").eval(), x_batch()
-    del layer.hamming["default"].blocks  # the counter: a closure, not picklable
+    del layer.hamming["default"].operands  # the counter: a closure, not picklable
     keys = list(layer.state_dict())
     with torch.no_grad():
         y = layer(x)
@@ -203,8 +204,8 @@ def test_mixture_experts_keep_their_blocks():
     experts = am.base_model.fc1.experts["default"]
     calls = []
     for e in experts:
-        rot, build = e.hamming["expert"], e.hamming["expert"].blocks
-        rot.blocks = lambda dtype=None, build=build: calls.append(1) or build(dtype)
+        rot, build = e.hamming["expert"], e.hamming["expert"].operands
+        rot.operands = lambda dtype=None, build=build: calls.append(1) or build(dtype)
     with torch.no_grad():
         y = am(**inputs)
         assert torch.equal(am(**inputs), y) and len(calls) == 2

@@ -14,22 +14,28 @@ Row-vector convention: :func:`apply_blocks` returns ``x D`` (``(..., d)`` -> ``(
 (:func:`dense` builds it for tests and merging only).
 
 :func:`apply_blocks` is the one way ``D`` is applied.  It splits ``x`` into the per-order
-pieces ``(..., r, C(n,k))``, applies one batched product per order and passes the pad and the
-tail through.  A later route that applies a Hamming block without building it (gate by gate,
-or mode-wise: ``C_k(U)`` acting on the antisymmetric k-tensor, ``v -> U Omega(v) U^T`` for
-``k = 2``) plugs in as another form of :func:`apply_block`, the per-order product, and takes
-whatever it needs (the angles, ``U``) in place of the built block: the splitting, the layout
-and the callers stay as they are.
+pieces ``(..., r, C(n,k))``, applies one batched product per order (:func:`apply_block`) and
+passes the pad and the tail through.  The blocks come either built (a list of tensors, any
+parametrization) or as :class:`Compounds`, their weight-1 matrices ``U`` (block ``k`` is
+``C_k(U)``): then each order ``k >= 2`` is applied by whichever route
+:func:`~qiadapters.circuits.route_cost.use_modewise` estimates cheaper for this many tokens
+on this device -- the built block ``x C_k(U)``, or mode-wise without building it
+(:mod:`~qiadapters.circuits.modewise`: ``v -> U^T Omega(v) U`` for ``k = 2``).  Both are exact;
+merging (:func:`dense`) always builds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 
 from .. import checks
+from . import cache
 from .basis import block_dim
+from .compound import compounds
+from .modewise import apply_compound, mode_tables
+from .route_cost import use_modewise
 
 
 @dataclass(frozen=True)
@@ -70,21 +76,82 @@ class BlockLayout:
         return self.dim - self.blocks * self.block_size
 
 
-def apply_block(x: torch.Tensor, B: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+class ModeWise(NamedTuple):
+    """An order's operand for the mode-wise route: ``C_k(U)`` given by ``U: (r|1, n, n)``,
+    and the route's index tables ``mode_tables(n, k)``."""
+
+    U: torch.Tensor
+    k: int
+    tables: tuple
+
+
+def apply_block(x: torch.Tensor, B: Union[torch.Tensor, ModeWise],
+                transpose: bool = False) -> torch.Tensor:
     """``x B`` (or ``x B^T``) per diagonal block: ``x: (..., r, m)``, ``B: (r, m, m)`` ->
-    ``(..., r, m)``.  The per-order product of :func:`apply_blocks`, and the seam where a
-    route that does not build ``B`` plugs in (see the module docstring)."""
+    ``(..., r, m)``.  The per-order product of :func:`apply_blocks`; ``B`` a :class:`ModeWise`
+    applies ``C_k(U)`` without building it (:func:`~qiadapters.circuits.modewise.apply_compound`)."""
+    if isinstance(B, ModeWise):
+        return apply_compound(x, B.U, B.k, B.tables, transpose)
     eq = "...rm,rnm->...rn" if transpose else "...rm,rmn->...rn"
     return torch.einsum(eq, x, B.to(x.dtype))
 
 
-def apply_blocks(x: torch.Tensor, blocks: Sequence[torch.Tensor], layout: BlockLayout,
-                 transpose: bool = False) -> torch.Tensor:
-    """``x D`` (or ``x D^T``) for ``x: (..., d)`` and ``blocks[o]: (r, C(n,k_o), C(n,k_o))``.
+@dataclass(frozen=True)
+class Compounds:
+    """The Hamming blocks ``C_k(U_i)`` of a layout's orders, given by ``U: (copies, n, n)``
+    (``copies`` = r, or 1 when the r blocks share one ``U``), not built until a route needs them.
+
+    ``compound_tables``: ``{j: tables}`` of :func:`~qiadapters.circuits.compound.compounds`,
+    ``modes``: ``{k: mode_tables(n, k)}`` (either None: read from the table cache);
+    ``built``: every order's block already built (the inference cache), or None.
+    """
+
+    U: torch.Tensor
+    orders: tuple[int, ...]
+    blocks: int
+    compound_tables: Optional[dict] = None
+    modes: Optional[dict] = None
+    built: Optional[tuple] = None
+
+    def build(self, orders: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
+        """The blocks ``[(r, C(n,k), C(n,k)) for k in orders]`` (default: all orders)."""
+        orders = self.orders if orders is None else tuple(orders)
+        if self.built is not None:
+            return [self.built[self.orders.index(k)] for k in orders]
+        out = compounds(self.U, orders, self.compound_tables) if orders else []
+        return [B.expand(self.blocks, *B.shape[1:]) for B in out]
+
+    def with_blocks(self) -> "Compounds":
+        """The same operand with every block built (kept by the inference cache)."""
+        return replace(self, built=tuple(self.build()))
+
+    def operands(self, tokens: int, device_type: str) -> list:
+        """Per order, what :func:`apply_block` applies to ``tokens`` rows: the built block,
+        or :class:`ModeWise` where :func:`~qiadapters.circuits.route_cost.use_modewise`
+        says so (the blocks wanted are built together, sharing lower orders)."""
+        n = self.U.shape[-1]
+        built = self.built is not None
+        mode = [use_modewise(tokens, n, k, device_type, built) for k in self.orders]
+        blocks = iter(self.build([k for k, m in zip(self.orders, mode) if not m]))
+        return [ModeWise(self.U, k, self._mode_tables(k)) if m else next(blocks)
+                for k, m in zip(self.orders, mode)]
+
+    def _mode_tables(self, k: int) -> tuple:
+        if self.modes is not None:
+            return self.modes[k]
+        return cache.tables(mode_tables, self.U.shape[-1], k, device=self.U.device)
+
+
+def apply_blocks(x: torch.Tensor, blocks: Union[Sequence[torch.Tensor], Compounds],
+                 layout: BlockLayout, transpose: bool = False) -> torch.Tensor:
+    """``x D`` (or ``x D^T``) for ``x: (..., d)`` and ``blocks[o]: (r, C(n,k_o), C(n,k_o))``
+    or :class:`Compounds` (each order's route chosen by the cost model, module docstring).
 
     Each order is one batched product over the r blocks (:func:`apply_block`); the identity
     pad and tail pass through untouched.
     """
+    if isinstance(blocks, Compounds):
+        blocks = blocks.operands(x.numel() // x.shape[-1], x.device.type)
     r, b = layout.blocks, layout.block_size
     head, tail = x[..., : r * b], x[..., r * b:]
     head = head.unflatten(-1, (r, b))

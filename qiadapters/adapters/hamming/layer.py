@@ -203,7 +203,8 @@ class HammingAdapter(AdapterLayer):
         bias is untouched), along the weight's output / input axis (:attr:`BaseKind.weight_axes`:
         ``(out, in)`` for ``nn.Linear``, ``(in, out)`` for transformers' ``Conv1D``, the
         channel axes of a convolution); ``inverse`` multiplies by ``D`` instead (``D`` is
-        orthogonal).
+        orthogonal).  The blocks are built (:meth:`Parametrization.apply_built`), whichever
+        route the forward takes.
 
         Output-side maps compose after the base in the order added; input-side ones before
         it, so the last-added input map is folded first.  The inverse runs the sequence
@@ -217,9 +218,9 @@ class HammingAdapter(AdapterLayer):
         for a in (reversed(sequence) if inverse else sequence):
             rot: Parametrization = self.hamming[a]
             if self.side[a] == "output":  # D^T W = (W^T D)^T ; D W = (W^T D^T)^T
-                W = rot(W.movedim(out_axis, -1), transpose=inverse).movedim(-1, out_axis)
+                W = rot.apply_built(W.movedim(out_axis, -1), inverse).movedim(-1, out_axis)
             else:                         # W D^T ; W D
-                W = rot(W.movedim(in_axis, -1), transpose=not inverse).movedim(-1, in_axis)
+                W = rot.apply_built(W.movedim(in_axis, -1), not inverse).movedim(-1, in_axis)
         return {**weights, "weight": W}
 
     def delta_matrix(self, adapter_name: str) -> torch.Tensor:

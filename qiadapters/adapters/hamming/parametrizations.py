@@ -3,9 +3,12 @@ r"""Parametrizations of a Hamming adapter's blocks: parameters -> orthogonal Ham
 Each parametrization is one small ``nn.Module`` holding the trainable parameters of the
 ``r`` blocks of a :class:`~qiadapters.circuits.blockdiag.BlockLayout` and producing, in ONE
 method :meth:`Parametrization.blocks`, the list of weight-k blocks
-``[(r, C(n,k), C(n,k)) for k in orders]``.  Everything downstream (forward, merge, dense
-``D``) goes through that method, so a faster route (a compiled circuit op, a fused compound)
-replaces one method body.
+``[(r, C(n,k), C(n,k)) for k in orders]``.  Merging and the dense ``D`` go through that
+method; the forward applies :meth:`Parametrization.operands`, which is the built blocks, or
+for the compound parametrizations (Cayley, expm) a
+:class:`~qiadapters.circuits.blockdiag.Compounds` of the weight-1 blocks ``Q``, so that
+:func:`~qiadapters.circuits.blockdiag.apply_blocks` can apply an order mode-wise without
+building its block when that is cheaper.
 
 =============  ==========================================  ========================  ===========
 name           weight-1 block ``Q``                        parameters (per block)     at init
@@ -28,14 +31,16 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ...circuits import Circuit
+from ...circuits import cache
 from ...circuits.cache import TableBuffers
-from ...circuits.compound import compounds, held_compound_tables, hold_compound_tables
-from ...circuits.blockdiag import BlockLayout, apply_blocks, dense
+from ...circuits.compound import held_compound_tables, hold_compound_tables
+from ...circuits.blockdiag import BlockLayout, Compounds, apply_blocks, dense
+from ...circuits.modewise import mode_tables
 from ..layer import compute_dtype
 
 
 #: Optimizer steps taken in this process (any ``torch.optim.Optimizer``), part of the key of
-#: :meth:`Parametrization.cached_blocks`: fused optimizers (``Adam(fused=True)``) write the
+#: :meth:`Parametrization.cached_operands`: fused optimizers (``Adam(fused=True)``) write the
 #: parameters without bumping their version counters.
 _OPTIMIZER_STEPS = [0]
 
@@ -85,11 +90,22 @@ class Parametrization(nn.Module):
         """Broadcast a shared ``(1, m, m)`` block to ``(r, m, m)``."""
         return t.expand(self.block_layout.blocks, *t.shape[1:]) if self.share_blocks else t
 
+    def operands(self, dtype: torch.dtype | None = None):
+        """What the forward applies (:func:`~qiadapters.circuits.blockdiag.apply_blocks`):
+        by default the built :meth:`blocks`; a parametrization that knows its weight-1 blocks
+        returns :class:`~qiadapters.circuits.blockdiag.Compounds` instead."""
+        return self.blocks(dtype)
+
     def forward(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-        """``x D`` (``x D^T`` if ``transpose``) for ``x: (..., d)``; the blocks come from
-        :meth:`cached_blocks` (rebuilt in training, kept in inference)."""
-        return apply_blocks(x, self.cached_blocks(x.dtype), self.block_layout,
+        """``x D`` (``x D^T`` if ``transpose``) for ``x: (..., d)``; the operands come from
+        :meth:`cached_operands` (rebuilt in training, kept in inference)."""
+        return apply_blocks(x, self.cached_operands(x.dtype), self.block_layout,
                             transpose=transpose)
+
+    def apply_built(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """``x D`` (``x D^T``) with every block built (:meth:`blocks`, never cached), whatever
+        the route the forward would take: what merging folds into weights."""
+        return apply_blocks(x, self.blocks(x.dtype), self.block_layout, transpose=transpose)
 
     # ------------------------------------------------------------ inference cache
     def _stamp(self, dtype: torch.dtype) -> tuple:
@@ -112,9 +128,10 @@ class Parametrization(nn.Module):
             return False
         return not (torch.is_grad_enabled() and any(p.requires_grad for p in params))
 
-    def cached_blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-        """:meth:`blocks`, kept between calls in inference (see :meth:`_cacheable`) until a
-        parameter changes.
+    def cached_operands(self, dtype: torch.dtype | None = None):
+        """:meth:`operands`, kept between calls in inference (see :meth:`_cacheable`), with
+        every block built (:meth:`Compounds.with_blocks
+        <qiadapters.circuits.blockdiag.Compounds.with_blocks>`), until a parameter changes.
 
         The key is the parameters themselves (``is``) and :meth:`_stamp`: an in-place write
         (``p.add_`` under ``no_grad``, ``load_state_dict``'s ``copy_``) bumps ``p._version``;
@@ -125,17 +142,19 @@ class Parametrization(nn.Module):
         after them.  The cache is a plain attribute: never saved, pickled or deep-copied.
         """
         if not self._cacheable():
-            return self.blocks(dtype)
+            return self.operands(dtype)
         params, stamp = tuple(self.parameters()), self._stamp(dtype)
         hit = self.__dict__.get("_block_cache")
         if hit is not None and hit[1] == stamp and all(a is b for a, b in zip(hit[0], params)):
             return hit[2]
-        built = self.blocks(dtype)
+        built = self.operands(dtype)
+        if isinstance(built, Compounds):
+            built = built.with_blocks()
         self.__dict__["_block_cache"] = (params, stamp, built)
         return built
 
     def clear_block_cache(self) -> None:
-        """Forget the blocks kept by :meth:`cached_blocks` (rebuilt on the next call)."""
+        """Forget the blocks kept by :meth:`cached_operands` (rebuilt on the next call)."""
         self.__dict__.pop("_block_cache", None)
 
     def __getstate__(self):
@@ -168,6 +187,9 @@ class SkewParametrization(Parametrization):
         # inside torch.compile(fullgraph=True) finds them, on whatever device the adapter is
         self.compound_tables = TableBuffers()
         hold_compound_tables(self.compound_tables, n, block_layout.orders)
+        for k in block_layout.orders:  # the mode-wise route's tables, held for the same reason
+            if 2 <= k < n:
+                self.compound_tables.hold(f"m{k}", cache.tables(mode_tables, n, k))
 
     def skew(self, dtype: torch.dtype) -> torch.Tensor:
         """``S: (copies, n, n)`` with ``S[i, j] = weight[(i, j)]`` for ``i < j``."""
@@ -182,10 +204,16 @@ class SkewParametrization(Parametrization):
         """The weight-1 blocks ``Q: (copies, n, n)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement orthogonal()")
 
+    def operands(self, dtype: torch.dtype | None = None) -> Compounds:
+        """The blocks ``C_k(Q)`` as :class:`~qiadapters.circuits.blockdiag.Compounds` of
+        ``Q: (copies, n, n)`` (built only for the orders the block route applies)."""
+        lay, holder = self.block_layout, self.compound_tables
+        modes = {int(g[1:]): holder.tables(g) for g in holder.groups if g[0] == "m"}
+        return Compounds(self.orthogonal(self.compute_dtype(dtype)), lay.orders, lay.blocks,
+                         held_compound_tables(holder), modes)
+
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-        Q = self.orthogonal(self.compute_dtype(dtype))
-        tables = held_compound_tables(self.compound_tables)
-        return [self._per_block(B) for B in compounds(Q, self.block_layout.orders, tables)]
+        return self.operands(dtype).build()
 
 
 class Cayley(SkewParametrization):

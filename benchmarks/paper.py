@@ -65,7 +65,7 @@ class DenseCompoundLinear(nn.Module):
         upper = self.weight.new_zeros(r, n, n)
         upper[:, self.triu[0], self.triu[1]] = self.weight
         S = upper - upper.transpose(-1, -2)
-        eye = torch.eye(n, dtype=S.dtype)
+        eye = torch.eye(n, dtype=S.dtype, device=S.device)
         return torch.linalg.solve(eye + S, eye - S)
 
     def dense(self) -> torch.Tensor:
@@ -74,10 +74,10 @@ class DenseCompoundLinear(nn.Module):
         lay = self.layout
         minors = {k: minors_compound(Q, k, getattr(self, f"subsets_{k}")) for k in lay.orders}
         parts = []
-        eye_pad = torch.eye(lay.pad, dtype=Q.dtype)
+        eye_pad = torch.eye(lay.pad, dtype=Q.dtype, device=Q.device)
         for i in range(lay.blocks):
             parts += [minors[k][i] for k in lay.orders] + [eye_pad]
-        parts.append(torch.eye(lay.tail, dtype=Q.dtype))
+        parts.append(torch.eye(lay.tail, dtype=Q.dtype, device=Q.device))
         return torch.block_diag(*parts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "qiadapters", *args], cwd=cwd,
+    """``python -m qiadapters ARGS`` in ``cwd``; the checkout is importable only from ``cwd``
+    (a ``PYTHONPATH`` naming it is dropped), as for an installed package."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    keep = [p for p in paths if p and os.path.realpath(p) != os.path.realpath(ROOT)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(keep))
+    return subprocess.run([sys.executable, "-m", "qiadapters", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

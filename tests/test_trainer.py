@@ -58,12 +58,13 @@ def test_plain_trainer_with_default_arguments_trains_and_evaluates(tmp_path):
     after = trainer.evaluate()
     assert after["eval_loss"] < before["eval_loss"]
     am.eval()
+    device = next(am.parameters()).device  # default arguments: Trainer moved it to a GPU if any
+    labels = torch.stack([r["labels"] for r in train]).to(device)
     with torch.no_grad():  # independent reference: the model's own loss and predictions
-        out = am(input_ids=torch.stack([r["input_ids"] for r in train]),
-                 labels=torch.stack([r["labels"] for r in train]))
+        out = am(input_ids=torch.stack([r["input_ids"] for r in train]).to(device),
+                 labels=labels)
     assert after["eval_loss"] == pytest.approx(float(out.loss), rel=1e-5)
-    expected = float((out.logits.argmax(-1) == torch.stack([r["labels"] for r in train]))
-                     .float().mean())
+    expected = float((out.logits.argmax(-1) == labels).float().mean())
     assert after["eval_accuracy"] == pytest.approx(expected)
 
 

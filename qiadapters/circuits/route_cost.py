@@ -5,9 +5,10 @@ sync), made per order by :func:`~qiadapters.circuits.blockdiag.apply_blocks`.
 Estimated time of a training step's share (forward + backward) for ``T`` tokens, ``r``
 blocks, ``m = C(n,k)``:
 
-.. math:: t_\text{block} = r\, m^2\, (\gamma\, T + \delta\, [\text{blocks not built yet}]),
+.. math:: t_\text{block} = r\, m^2\, (\gamma\, T + \delta\, [\text{blocks not built yet}])
+          + L_\text{block},
           \qquad
-          t_\text{mode} = r\, T\, (\alpha\, k!\, n^k + \beta\, k\, n^{k+1}).
+          t_\text{mode} = r\, T\, (\alpha\, k!\, n^k + \beta\, k\, n^{k+1}) + L_\text{mode}.
 
 * ``gamma``: per multiply-add of the three ``(T, m) x (m, m)`` products of the block route
   (forward, input gradient, block gradient);
@@ -16,17 +17,21 @@ blocks, ``m = C(n,k)``:
 * ``alpha``: per element of the ``n^k``-per-token buffer and its ``k!`` gathers/scatters
   (memory bound);
 * ``beta``: per multiply-add of the ``k`` mode products (GEMMs whose inner dimension is only
-  ``n``, slower per multiply-add than the block route's).
+  ``n``, slower per multiply-add than the block route's);
+* ``launch_block``, ``launch_mode``: the fixed cost of each route's kernel launches, which is
+  what a GPU pays at these sizes (0 on the CPU, where the per-element terms dominate).
 
 Mode-wise is chosen when ``t_mode < t_block``.  Blocks kept by the inference cache are
 already built (``delta`` does not apply), and order 1 always uses its block ``U`` itself.
 Constants per device type (:data:`COSTS`, nanoseconds; other devices use the CUDA entry,
 ``meta`` the CPU one).  CPU: fitted to both routes' forward + backward timed with one thread
 (``python -m benchmarks.route_costs`` prints the measured times next to the model's choice).
-CUDA: derived from an H100's rates (float32 GEMMs ~30 T multiply-adds/s, memory ~3 TB/s, a
-few passes over each buffer), not fitted -- check them with the same command and
-``--device cuda``.  Rough either way, but the routes differ by large factors except near
-the crossover, where either is fine.
+CUDA: fitted to the same command with ``--device cuda`` on an H200 (torch 2.11): up to
+n = 44 and 2048 tokens both routes are launch-bound (about 1 ms for 3 blocks, fwd + bwd), the
+mode-wise route's gathers cost ~0.3 ns per buffer element and it launches more kernels, so
+the block route is chosen at every size measured there; the mode-wise route is left for blocks
+too large to build (n in the hundreds).  Rough either way, but the routes differ by large
+factors except near the crossover, where either is fine.
 """
 from __future__ import annotations
 
@@ -42,12 +47,15 @@ class RouteCosts:
     delta: float  # per block entry built (forward + backward), once per step
     alpha: float  # per n^k-buffer element, per token and permutation
     beta: float   # per multiply-add of the mode products, per token
+    launch_block: float = 0.0  # fixed cost of the block route (kernel launches)
+    launch_mode: float = 0.0   # fixed cost of the mode-wise route
 
 
 #: Measured constants by device type (``docs/speed.md``, "Cost model").
 COSTS: dict[str, RouteCosts] = {
     "cpu": RouteCosts(gamma=0.04, delta=18.0, alpha=2.5, beta=0.25),
-    "cuda": RouteCosts(gamma=1e-4, delta=0.05, alpha=0.01, beta=4e-4),
+    "cuda": RouteCosts(gamma=2e-4, delta=0.01, alpha=0.3, beta=1e-4,
+                       launch_block=9e5, launch_mode=1e6),
 }
 
 
@@ -62,13 +70,14 @@ def block_cost(tokens: int, n: int, k: int, device_type: str = "cpu", built: boo
                blocks: int = 1) -> float:
     """Estimated ns of the block route for one order (module docstring)."""
     c, m = costs_for(device_type), comb(n, k)
-    return blocks * m * m * (c.gamma * tokens + (0.0 if built else c.delta))
+    return blocks * m * m * (c.gamma * tokens + (0.0 if built else c.delta)) + c.launch_block
 
 
 def mode_cost(tokens: int, n: int, k: int, device_type: str = "cpu", blocks: int = 1) -> float:
     """Estimated ns of the mode-wise route for one order (module docstring)."""
     c = costs_for(device_type)
-    return blocks * tokens * (c.alpha * factorial(k) * n ** k + c.beta * k * n ** (k + 1))
+    return (blocks * tokens * (c.alpha * factorial(k) * n ** k + c.beta * k * n ** (k + 1))
+            + c.launch_mode)
 
 
 def use_modewise(tokens: int, n: int, k: int, device_type: str = "cpu",

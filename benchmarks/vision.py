@@ -13,21 +13,21 @@ extended x2.5, at most twice), then seeds 1 and 2 at the chosen lr; the table re
 mean / std of TEST accuracy over the three seeds.  Same steps, batch, AdamW and warm-up +
 cosine for every method (:func:`benchmarks.training.train`).
 
-Budget (the arithmetic behind the defaults; measured on the 2-core machine, one torch thread
-per worker): a step of batch 32 on the ViT costs ~0.10 s (LoRA, head) to ~0.2 s (physics,
-OFT, BOFT, mixture); scoring 200 validation + 1,000 test images ~1.5 s; building and loading
-~0.5 s.  With ``STEPS = 60`` a run is ~6-14 s, ~10 s on average.  Runs per (task, method):
-3 sweep + 2 seeds + ~0.5 extensions = ~5.5.  20 methods x 5 tasks = 100 pairs x 5.5 runs
-x 10 s = ~5,500 CPU seconds, split over two worker processes (``--workers 2``, pairs dealt
-alternately) = ~46 minutes on an otherwise idle 2-core machine.  ``--quick`` (two tasks,
-each method at the middle of its grid, seeds 0 and 1, 20 steps, 200 test images) is 80 runs
-of ~3 s over two workers: ~2-3 minutes.
+Budget (the arithmetic behind the defaults, measured on the 2-core machine while other jobs
+shared it, load 2-3, one torch thread per worker): a training step of batch 32 costs 0.03 s of
+CPU (head only) to 0.18 s (mixture), 0.10 s on average over the 20 methods; a run (build,
+``STEPS = 60`` steps, scoring 200 validation + 1,000 test images) took 7.5 s of wall time on
+average (a probe of 33 runs: 148 s over two workers, 25 s of it start-up).  Runs per (task,
+method): 3 sweep + 2 seeds + ~0.5 grid extensions = ~5.5.  20 methods x 5 tasks = 100 pairs
+x 5.5 runs x 7.5 s / 2 workers = ~35 minutes; where a step takes 0.2 s of wall time (heavier
+load) ~55 minutes.  ``--quick`` (two tasks, each method at the middle of its grid, seeds 0
+and 1, 20 steps, 200 test images) is 80 runs: ~2.5 minutes.
 
 Resumable: each finished run is one JSON line in ``vision_runs.w<worker>.jsonl`` (every such
 file in the results folder is read back; a rerun skips recorded runs), then ``vision.csv``
 (task x method x seed at the chosen lr), ``vision_table.md`` and ``vision.png`` are rebuilt.
 
-    python -m benchmarks.vision                    # the committed results, ~50 min on 2 cores
+    python -m benchmarks.vision                    # the committed results, 35-55 min on 2 cores
     python -m benchmarks.vision --quick            # smoke run into results/quick/, ~3 min
     python -m benchmarks.vision --tasks digits --methods vision-lora-r4 --workers 1
     python -m benchmarks.vision --report-only      # rebuild csv / md / png from the runs
@@ -129,7 +129,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="worker processes, one torch thread each (default 2)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/n", set by the parent
     p.add_argument("--report-only", action="store_true")
-    p.add_argument("--list", action="store_true", help="print the method table and exit")
     p.add_argument("--results", type=Path, default=None,
                    help="output folder (default benchmarks/results, results/quick/ with --quick)")
     return p.parse_args(argv)
@@ -166,11 +165,6 @@ def _spawn(argv, workers: int) -> int:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    if args.list:
-        for m in METHODS.values():
-            print(f"{m.name:30s} {m.family:10s} lrs {' '.join(f'{x:g}' for x in m.lrs):20s} "
-                  f"{m.label}")
-        return 0
     s = settings(args)
     s["out"].mkdir(parents=True, exist_ok=True)
     if args.worker is not None:

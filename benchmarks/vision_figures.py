@@ -1,4 +1,4 @@
-"""What each physics prior does to a real feature map: ``docs/images/vision_priors.png``.
+"""What each physics prior does to a real feature map: ``docs/images/vision/priors.png``.
 
     python -m benchmarks.vision_figures        # needs Fashion-MNIST and the checkpoint, ~5 s
 
@@ -10,6 +10,9 @@ after the exact solvers the adapter uses, at the adapter's initial constants (Ne
 boundary): heat ``κ t = 1``, wave ``c t = 1`` with zero initial velocity, screened Poisson
 ``(-Δ + 0.1) u = 0.1 f`` (``poisson_gain = poisson_eps = 0.1``).  In the adapter the
 operator acts on the ``rank`` down-projected channels instead of a raw one.
+
+It lives here rather than in ``docs/figures.py`` because it needs the Fashion-MNIST package
+and the pretrained checkpoint, which the documentation tests do not have.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from physics import solvers
 from .vision_data import fashion_mnist, normalise
 from .vision_model import EXTRA_TOKENS, GRID, load_backbone
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "vision_priors.png"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "vision" / "priors.png"
 ITEMS = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
          "bag", "ankle boot")
 #: Indices of the Fashion-MNIST test images drawn (a boot, a trouser, a bag).

@@ -58,7 +58,10 @@ def read_idx(path: Path) -> np.ndarray:
 def fashion_mnist(split: str = "test", root: Path = FASHION_DIR) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST ``split`` ("train": 60,000, "test": 10,000): images ``(N, 28, 28)``
     float32 in [0, 1], labels ``(N,)`` int64."""
-    prefix = {"train": "train", "test": "t10k"}[split]
+    prefixes = {"train": "train", "test": "t10k"}
+    if split not in prefixes:
+        raise ValueError(f"split={split!r}; valid: {list(prefixes)}")
+    prefix = prefixes[split]
     paths = [Path(root) / f"{prefix}-{kind}-idx{n}-ubyte.gz" for kind, n in
              (("images", 3), ("labels", 1))]
     missing = [str(p) for p in paths if not p.is_file()]

@@ -84,6 +84,8 @@ def test_missing_data_names_the_install_command(tmp_path):
         vision_data.fashion_mnist("test", root=tmp_path)
     with pytest.raises(KeyError, match="'rotation'"):
         vision_data.load_task("cifar")
+    with pytest.raises(ValueError, match="'train', 'test'"):
+        vision_data.fashion_mnist("validation", root=tmp_path)
 
 
 def test_idx_reader(tmp_path):

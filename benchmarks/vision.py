@@ -16,18 +16,19 @@ cosine for every method (:func:`benchmarks.training.train`).
 Budget (the arithmetic behind the defaults, measured on the 2-core machine while other jobs
 shared it, load 2-3, one torch thread per worker): a training step of batch 32 costs 0.03 s of
 CPU (head only) to 0.18 s (mixture), 0.10 s on average over the 20 methods; a run (build,
-``STEPS = 60`` steps, scoring 200 validation + 1,000 test images) took 7.5 s of wall time on
-average (a probe of 33 runs: 148 s over two workers, 25 s of it start-up).  Runs per (task,
-method): 3 sweep + 2 seeds + ~0.5 grid extensions = ~5.5.  20 methods x 5 tasks = 100 pairs
-x 5.5 runs x 7.5 s / 2 workers = ~35 minutes; where a step takes 0.2 s of wall time (heavier
-load) ~55 minutes.  ``--quick`` (two tasks, each method at the middle of its grid, seeds 0
-and 1, 20 steps, 200 test images) is 80 runs: ~2.5 minutes.
+``STEPS = 60`` steps, scoring 200 validation + 1,000 test images) costs 6-10 s of wall time.
+Runs per (task, method): 3 sweep + 2 seeds + grid extensions = 5.5 (measured: the
+``rotation`` task alone was 110 runs for the 20 methods).  That task took 9 min 25 s over two
+workers (10.3 s per run per worker, start-up included), so the five tasks take ~47 minutes
+at that load: 100 pairs x 5.5 runs x 10.3 s / 2 workers.  ``--quick`` (two tasks, each
+method at the middle of its grid, seeds 0 and 1, 20 steps, 200 test images) is 80 runs:
+~3 minutes.
 
 Resumable: each finished run is one JSON line in ``vision_runs.w<worker>.jsonl`` (every such
 file in the results folder is read back; a rerun skips recorded runs), then ``vision.csv``
 (task x method x seed at the chosen lr), ``vision_table.md`` and ``vision.png`` are rebuilt.
 
-    python -m benchmarks.vision                    # the committed results, 35-55 min on 2 cores
+    python -m benchmarks.vision                    # the committed results, ~47 min on 2 cores
     python -m benchmarks.vision --quick            # smoke run into results/quick/, ~3 min
     python -m benchmarks.vision --tasks digits --methods vision-lora-r4 --workers 1
     python -m benchmarks.vision --report-only      # rebuild csv / md / png from the runs

@@ -85,8 +85,11 @@ def mnist_task() -> tuple[np.ndarray, np.ndarray]:
 
 def digits_task() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits (values 0..16), 10 classes, upsampled bilinearly to 28x28."""
-    from sklearn.datasets import load_digits
-
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise VisionDataMissingError("scikit-learn is not installed; `pip install "
+                                     "scikit-learn` (it ships the 8x8 digits)") from err
     digits = load_digits()
     small = torch.as_tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
     big = torch.nn.functional.interpolate(small, size=(SIZE, SIZE), mode="bilinear",

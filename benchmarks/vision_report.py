@@ -146,13 +146,14 @@ def report(out: Path, tasks, methods, seeds, steps: int, batch_size: int, extend
     table = per_task(runs, tasks, methods, seeds, steps, batch_size, extend)
     write_csv(table, out / "vision.csv")
     mean_rows = over_tasks(table, methods, seeds)
-    title = (f"ViT (width 128, depth 6, pretrained on Fashion-MNIST), {len(tasks)} tasks x "
-             f"1,000 examples: {steps} steps x batch {batch_size}, lr chosen on validation, "
+    n_tasks = f"{len(tasks)} task{'s' if len(tasks) > 1 else ''}"
+    title = (f"ViT (width 128, depth 6, pretrained on Fashion-MNIST), {n_tasks} x 1,000 "
+             f"examples: {steps} steps x batch {batch_size}, lr chosen on validation, "
              f"seeds {' '.join(map(str, seeds))}")
     text = markdown(table, mean_rows, methods, title)
     (out / "vision_table.md").write_text(text)
     if mean_rows:
-        plot(mean_rows, out / "vision.png", f"mean test accuracy over {len(tasks)} tasks "
+        plot(mean_rows, out / "vision.png", f"mean test accuracy over {n_tasks} "
              f"({', '.join(tasks)}); {steps} steps x batch {batch_size}")
     print(text, end="")
     print(f"wrote {out / 'vision.csv'}, {out / 'vision_table.md'}, {out / 'vision.png'}")

@@ -9,7 +9,9 @@ Each method is one JSON file ``benchmarks/configs/<name>.json`` (in the spirit o
 * ``family``: a key of :data:`FAMILIES`, the one function that builds that kind of method;
 * ``label``: what tables and plots call it;
 * ``adapter_params``: trainable parameters on all-MiniLM-L6-v2 with the head excluded (a
-  claim the tests check by building the method);
+  claim the tests check by building the method); for the vision entries
+  (``benchmarks/configs/vision/``, names starting ``vision-``) on the vision benchmark's ViT
+  (:mod:`benchmarks.vision_model`);
 * ``config``: keyword arguments of the family's config class (``target_modules`` defaults
   to :data:`~benchmarks.constants.TARGETS`);
 * ``experts`` (mixtures only): the names of the methods mixed.
@@ -191,6 +193,15 @@ def _build_full(model, entry):
     return model, None, {"trainable": "all parameters (encoder, pooler, head)"}
 
 
+def _build_bottleneck(model, entry):
+    from .bottleneck import add_bottlenecks
+    freeze_all_but_head(model)
+    names = add_bottlenecks(model, entry.targets, entry.config["rank"], entry.config["placement"])
+    return model, None, {"adapter": "down -> GELU -> up, up zero-initialised",
+                         "rank": entry.config["rank"], "placement": entry.config["placement"],
+                         "target_modules": entry.targets, "layers": len(names)}
+
+
 def _build_paper_dense(model, entry):
     from .paper import replace_linears
     freeze_all_but_head(model)
@@ -205,11 +216,12 @@ FAMILIES: dict[str, Callable] = {
     "lora": _build_peft, "oft": _build_peft, "boft": _build_peft, "hra": _build_peft,
     "hamming": _build_adapter, "physics": _build_adapter, "mixture": _build_adapter,
     "head": _build_head, "full": _build_full, "paper_dense": _build_paper_dense,
+    "bottleneck": _build_bottleneck,
 }
 #: family -> where it comes from.
 GROUPS = {"lora": "peft", "oft": "peft", "boft": "peft", "hra": "peft",
           "hamming": "qiadapters", "physics": "physics", "mixture": "mixture",
-          "head": "head", "full": "full", "paper_dense": "paper"}
+          "head": "head", "full": "full", "paper_dense": "paper", "bottleneck": "bottleneck"}
 
 
 def load(path: Path) -> Entry:
@@ -227,13 +239,18 @@ def load(path: Path) -> Entry:
 
 #: name -> Entry, every file of ``benchmarks/configs/``.
 METHODS: dict[str, Entry] = {p.stem: load(p) for p in sorted(CONFIGS.glob("*.json"))}
+#: The vision benchmark's methods (on its ViT), every file of ``benchmarks/configs/vision/``.
+VISION_CONFIGS = CONFIGS / "vision"
+VISION_METHODS: dict[str, Entry] = {p.stem: load(p)
+                                    for p in sorted(VISION_CONFIGS.glob("*.json"))}
 
 
 def get(name: str) -> Entry:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise KeyError(f"unknown method {name!r}; valid: {sorted(METHODS)}") from None
+    """The entry called ``name``, from :data:`METHODS` or :data:`VISION_METHODS`."""
+    for table in (METHODS, VISION_METHODS):
+        if name in table:
+            return table[name]
+    raise KeyError(f"unknown method {name!r}; valid: {sorted(METHODS) + sorted(VISION_METHODS)}")
 
 
 def build(name: str, model: nn.Module) -> tuple:

@@ -273,7 +273,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.ticker
 
     colors = {"peft": "tab:blue", "qiadapters": "tab:red", "full": "black",
-              "physics": "tab:green", "mixture": "tab:purple"}
+              "physics": "tab:green", "mixture": "tab:purple", "bottleneck": "tab:orange"}
     fig, ax = plt.subplots(figsize=(10, 6.5))
     for r in rows:
         y, err = 100 * r["test_acc_mean"], 100 * r["test_acc_std"]

@@ -1,0 +1,194 @@
+"""Vision benchmark: every adapter family on a small pretrained ViT, five 1,000-example tasks.
+
+Backbone: :mod:`benchmarks.vision_model` (ViT, 28x28 one-channel, 4-pixel patches = 7x7 grid
++ CLS, width 128, depth 6), pretrained on Fashion-MNIST by :mod:`benchmarks.vision_pretrain`
+and loaded from the committed checkpoint with a fresh head per task and seed.  Tasks
+(:mod:`benchmarks.vision_data`): ``mnist``, ``digits``, ``rotation``, ``quadrant``,
+``inverted``; each a fixed seeded split of 800 train / 200 validation / up to 1,000 test
+images.  Methods: :mod:`benchmarks.vision_methods` (registry names ``vision-*``).
+
+Protocol, per task and method (the text trade-off's, :mod:`benchmarks.tradeoff_sweep`):
+learning-rate sweep at seed 0 scored on VALIDATION (a grid whose best lr is its largest is
+extended x2.5, at most twice), then seeds 1 and 2 at the chosen lr; the table reports the
+mean / std of TEST accuracy over the three seeds.  Same steps, batch, AdamW and warm-up +
+cosine for every method (:func:`benchmarks.training.train`).
+
+Budget (the arithmetic behind the defaults, measured on the 2-core machine while other jobs
+shared it, load 2-3, one torch thread per worker): a training step of batch 32 costs 0.03 s of
+CPU (head only) to 0.18 s (mixture), 0.10 s on average over the 20 methods; a run (build,
+``STEPS = 60`` steps, scoring 200 validation + 1,000 test images) costs 6-10 s of wall time.
+Runs per (task, method): 3 sweep + 2 seeds + grid extensions = 5.5 (measured: the
+``rotation`` task alone was 110 runs for the 20 methods).  That task took 9 min 25 s over two
+workers (10.3 s per run per worker, start-up included), so the five tasks take ~47 minutes
+at that load: 100 pairs x 5.5 runs x 10.3 s / 2 workers.  ``--quick`` (two tasks, each
+method at the middle of its grid, seeds 0 and 1, 20 steps, 200 test images) is 80 runs:
+~3 minutes.
+
+Resumable: each finished run is one JSON line in ``vision_runs.w<worker>.jsonl`` (every such
+file in the results folder is read back; a rerun skips recorded runs), then ``vision.csv``
+(task x method x seed at the chosen lr), ``vision_table.md`` and ``vision.png`` are rebuilt.
+
+    python -m benchmarks.vision                    # the committed results, ~47 min on 2 cores
+    python -m benchmarks.vision --quick            # smoke run into results/quick/, ~3 min
+    python -m benchmarks.vision --tasks digits --methods vision-lora-r4 --workers 1
+    python -m benchmarks.vision --report-only      # rebuild csv / md / png from the runs
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .constants import results_dir
+from .tradeoff import train_one
+from .tradeoff_sweep import MAX_EXTEND, append_run, plan
+from .vision_data import TASKS, VisionDataMissingError, load_task
+from .vision_methods import METHODS, QUICK, Method, middle_lr
+from .vision_report import load_all_runs, report
+
+STEPS, BATCH_SIZE, WARMUP_FRAC, SEEDS = 60, 32, 0.1, (0, 1, 2)
+
+
+def _capture(method: Method, holder: dict) -> Method:
+    """``method`` whose build also keeps the built model in ``holder["model"]``."""
+    def build(model):
+        built = method.build(model)
+        holder["model"] = built[0]
+        return built
+    return dataclasses.replace(method, build=build)
+
+
+def pairs(tasks, methods, worker: int = 0, workers: int = 1) -> list[tuple[str, Method]]:
+    """The (task, method) pairs of one worker: enumerated method by method, dealt in turn."""
+    every = [(task, method) for method in methods for task in tasks]
+    return every[worker::workers]
+
+
+def run_worker(tasks, methods, out: Path, seeds, steps: int, batch_size: int, n_test: int,
+               extend: int, worker: int = 0, workers: int = 1) -> int:
+    """Train every missing run of this worker's pairs; one JSON line per run."""
+    from tqdm.auto import tqdm
+
+    from .routing import router_weights
+    from .vision_model import load_backbone
+
+    runs_path = out / f"vision_runs.w{worker}.jsonl"
+    mine = pairs(tasks, methods, worker, workers)
+    data, trained = {}, 0
+    for task, method in tqdm(mine, desc=f"worker {worker}/{workers} (task, method) pairs",
+                             position=worker, dynamic_ncols=True):
+        if task not in data:
+            data[task] = load_task(task, n_test=n_test)
+        splits, classes = data[task]
+        while True:
+            done = [r for r in load_all_runs(out) if r.get("task") == task]
+            nxt = plan(done, method, method.lrs, seeds, steps, batch_size, extend)
+            if nxt is None:
+                break
+            lr, seed, scored = nxt
+            holder: dict = {}
+            try:
+                run = train_one(_capture(method, holder), lr, seed, scored, splits,
+                                lambda s: load_backbone(classes, seed=s), steps, batch_size,
+                                WARMUP_FRAC, progress=False)
+            except Exception as err:
+                print(f"FAILED {task} {method.name} lr={lr:g} seed={seed}: "
+                      f"{type(err).__name__}: {err}", flush=True)
+                break
+            probe = {"pixel_values": splits["validation"]["pixel_values"][:64]}
+            run.update(task=task, classes=classes, n_test=len(splits["test"]["labels"]),
+                       router=router_weights(holder["model"], probe))
+            append_run(runs_path, run)
+            trained += 1
+            accs = " ".join(f"{k[:4]} {100 * run[k]:.1f}" for k in ("val_accuracy",
+                                                                     "test_accuracy")
+                            if run[k] is not None)
+            tqdm.write(f"done {task} {method.name} lr={lr:g} seed={seed}: {accs}; "
+                       f"{run['median_seconds_per_step']:.3f} s/step, "
+                       f"{run['train_seconds']:.0f}s")
+    return trained
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.vision", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}, every method at "
+                   f"the middle of its lr grid; writes to results/quick/")
+    p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None)
+    p.add_argument("--methods", nargs="+", metavar="NAME", default=None,
+                   help=f"rows (default all, in this order): {list(METHODS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="the first is the sweep seed; default 0 1 2")
+    p.add_argument("--steps", type=int, default=None, help=f"optimiser steps ({STEPS})")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker processes, one torch thread each (default 2)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/n", set by the parent
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--results", type=Path, default=None,
+                   help="output folder (default benchmarks/results, results/quick/ with --quick)")
+    return p.parse_args(argv)
+
+
+def settings(args) -> dict:
+    """What a run of these arguments trains: tasks, methods (quick: one lr each), seeds,
+    steps, test size, grid extensions and the output folder."""
+    quick = args.quick
+    names = args.methods or list(METHODS)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise SystemExit(f"error: unknown methods {unknown}; valid: {list(METHODS)}")
+    methods = [METHODS[n] for n in names]
+    if quick:
+        methods = [dataclasses.replace(m, lrs=(middle_lr(m),)) for m in methods]
+    return {"tasks": args.tasks or list(QUICK["tasks"] if quick else TASKS),
+            "methods": methods,
+            "seeds": tuple(args.seeds or (QUICK["seeds"] if quick else SEEDS)),
+            "steps": args.steps or (QUICK["steps"] if quick else STEPS),
+            "batch_size": args.batch_size,
+            "n_test": QUICK["n_test"] if quick else 1000,
+            "extend": 0 if quick else MAX_EXTEND,
+            "out": args.results or results_dir(quick)}
+
+
+def _spawn(argv, workers: int) -> int:
+    """Run ``workers`` copies of this command, worker ``i`` with ``--worker i/workers``."""
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.vision", *argv,
+                               "--worker", f"{i}/{workers}"]) for i in range(workers)]
+    return max(p.wait() for p in procs)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    s = settings(args)
+    s["out"].mkdir(parents=True, exist_ok=True)
+    if args.worker is not None:
+        worker, workers = (int(x) for x in args.worker.split("/"))
+        torch.set_num_threads(1)
+        run_worker(s["tasks"], s["methods"], s["out"], s["seeds"], s["steps"],
+                   s["batch_size"], s["n_test"], s["extend"], worker, workers)
+        return 0
+    if not args.report_only:
+        try:
+            for task in s["tasks"]:
+                TASKS[task][0]()  # fail now, with the install command, not in a worker
+        except VisionDataMissingError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        started = time.perf_counter()
+        rc = _spawn(argv, args.workers)
+        print(f"workers finished (exit {rc}) in {time.perf_counter() - started:.0f} s",
+              flush=True)
+    report(s["out"], s["tasks"], s["methods"], s["seeds"], s["steps"], s["batch_size"],
+           s["extend"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The vision benchmark without its data: task transforms on synthetic arrays, splits, the
+ViT, every vision method (built on a one-layer ViT of the benchmark's width), identity at
+initialisation, one training step per family, and the report from fabricated run records.
+
+Fashion-MNIST (a Debian package) and the pretrained checkpoint are not needed: CI has
+neither apt nor the time to pretrain.
+"""
+import copy
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from benchmarks import registry, vision, vision_data, vision_methods, vision_report  # noqa: E402
+from benchmarks.routing import router_weights  # noqa: E402
+from benchmarks.training import train  # noqa: E402
+from benchmarks.vision_model import VIT, build_vit  # noqa: E402
+
+LAYERS = VIT["num_hidden_layers"]
+
+
+@pytest.fixture(scope="module")
+def one_layer_vit():
+    return build_vit(num_labels=4, seed=0, num_hidden_layers=1)
+
+
+def _images(n=8, seed=0):
+    return np.random.default_rng(seed).random((n, 28, 28), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------ transforms
+
+def test_rotation_labels_are_the_quarter_turns():
+    images = _images()
+    rotated, k = vision_data.rotate(images, seed=3)
+    assert rotated.shape == images.shape and set(k) <= {0, 1, 2, 3}
+    for img, out, j in zip(images, rotated, k):
+        np.testing.assert_array_equal(np.rot90(out, -int(j)), img)
+    np.testing.assert_array_equal(vision_data.rotate(images, seed=3)[1], k)
+
+
+def test_quadrant_task_puts_the_shrunk_item_in_the_labelled_quadrant():
+    images = _images(12) + 0.1                       # strictly positive everywhere
+    out, q = vision_data.into_quadrant(images, seed=1)
+    assert out.shape == images.shape and set(q) == {0, 1, 2, 3}
+    for img, canvas, j in zip(images, out, q):
+        r, c = (j // 2) * 14, (j % 2) * 14
+        window = canvas[r:r + 14, c:c + 14]
+        np.testing.assert_allclose(window, img.reshape(14, 2, 14, 2).mean((1, 3)), rtol=1e-6)
+        assert canvas.sum() == pytest.approx(window.sum())      # nothing outside it
+
+
+def test_inversion_and_normalisation():
+    images = _images(3)
+    np.testing.assert_allclose(vision_data.invert(vision_data.invert(images)), images)
+    x = vision_data.normalise(images)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
+    torch.testing.assert_close(x[:, 0] * vision_data.STD + vision_data.MEAN,
+                               torch.as_tensor(images))
+
+
+def test_splits_are_seeded_disjoint_and_shaped():
+    images, labels = _images(60), np.arange(60) % 4
+    a = vision_data.task_splits(images, labels, n_train=20, n_val=10, n_test=25, seed=0)
+    b = vision_data.task_splits(images, labels, n_train=20, n_val=10, n_test=25, seed=0)
+    assert {k: len(v["labels"]) for k, v in a.items()} == {"train": 20, "validation": 10,
+                                                            "test": 25}
+    for split in a:
+        torch.testing.assert_close(a[split]["pixel_values"], b[split]["pixel_values"])
+    seen = [tuple(x.flatten()[:4].tolist()) for s in a.values() for x in s["pixel_values"]]
+    assert len(set(seen)) == 55
+    with pytest.raises(ValueError, match="none for the test split"):
+        vision_data.task_splits(images, labels, n_train=50, n_val=10)
+
+
+def test_missing_data_names_the_install_command(tmp_path):
+    with pytest.raises(vision_data.VisionDataMissingError,
+                       match="apt-get install -y dataset-fashion-mnist"):
+        vision_data.fashion_mnist("test", root=tmp_path)
+    with pytest.raises(KeyError, match="'rotation'"):
+        vision_data.load_task("cifar")
+    with pytest.raises(ValueError, match="'train', 'test'"):
+        vision_data.fashion_mnist("validation", root=tmp_path)
+
+
+def test_idx_reader(tmp_path):
+    import gzip
+    data = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 8, 3]) + b"".join(int(n).to_bytes(4, "big") for n in data.shape)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + data.tobytes()))
+    np.testing.assert_array_equal(vision_data.read_idx(path), data)
+
+
+# ----------------------------------------------------------------------- model and methods
+
+def test_vit_is_a_7x7_grid_plus_cls_with_q_and_v_projections():
+    model = build_vit(num_labels=4, num_hidden_layers=1)
+    names = {n for n, _ in model.named_modules()}
+    assert {"vit.layers.0.attention.q_proj", "vit.layers.0.attention.v_proj",
+            "classifier"} <= names
+    seen = {}
+    model.vit.layers[0].attention.register_forward_pre_hook(
+        lambda m, args: seen.__setitem__("x", args[0]))
+    assert model(pixel_values=torch.zeros(2, 1, 28, 28)).logits.shape == (2, 4)
+    assert seen["x"].shape == (2, 1 + 7 * 7, VIT["hidden_size"])
+
+
+def test_every_vision_row_is_a_vision_registry_entry():
+    assert set(vision_methods.METHODS) == set(registry.VISION_METHODS)
+    assert not set(registry.VISION_METHODS) & set(registry.METHODS)
+    assert all(n.startswith("vision-") for n in registry.VISION_METHODS)
+    physics_rows = [e for e in registry.VISION_METHODS.values() if e.family == "physics"]
+    assert {(tuple(e.config["priors"]), e.config["placement"]) for e in physics_rows} == {
+        (p, place) for p in (("heat",), ("wave",), ("poisson",), ("heat", "wave", "poisson"))
+        for place in ("input", "parallel")}
+    assert all(e.config["grid"] == [7, 7] and e.config["extra_tokens"] == 1
+               for e in physics_rows)
+
+
+@pytest.mark.parametrize("name", sorted(registry.VISION_METHODS))
+def test_vision_entry_builds_with_the_parameters_it_claims(one_layer_vit, name):
+    entry = registry.get(name)
+    model, aux_loss_fn, record = entry.build(copy.deepcopy(one_layer_vit))
+    json.dumps(record)
+    head = registry.head_parameters(model)
+    assert head == VIT["hidden_size"] * 4 + 4
+    adapter = sum(p.numel() for p in model.parameters() if p.requires_grad) - head
+    if entry.family == "full":
+        assert adapter == sum(p.numel() for p in one_layer_vit.parameters()) - head
+    else:
+        assert LAYERS * adapter == entry.adapter_params
+    x = torch.randn(2, 1, 28, 28)
+    out = model(pixel_values=x).logits
+    assert out.shape == (2, 4)
+    if entry.family not in {"full", "head"}:
+        # every adapter starts as the identity: the pretrained model's logits
+        torch.testing.assert_close(out, one_layer_vit(pixel_values=x).logits)
+
+
+@pytest.mark.parametrize("name", ["vision-head", "vision-lora-r1", "vision-oft",
+                                  "vision-hamming-12-b8", "vision-bottleneck-input",
+                                  "vision-physics-moppa-input", "vision-physics-heat-qv",
+                                  "vision-mixture"])
+def test_one_training_step_moves_the_adapter(one_layer_vit, name):
+    model, aux_loss_fn, _ = registry.build(name, copy.deepcopy(one_layer_vit))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    data = {"pixel_values": torch.randn(4, 1, 28, 28), "labels": torch.tensor([0, 1, 2, 3])}
+    metrics = train(model, data, steps=1, batch_size=4, lr=1e-2, warmup_frac=0.0,
+                    aux_loss_fn=aux_loss_fn, progress=False)
+    assert np.isfinite(metrics["losses"][0])
+    moved = {n for n, p in model.named_parameters() if p.requires_grad
+             and not torch.equal(p.detach(), before[n])}
+    assert any("classifier" in n for n in moved)
+    if name != "vision-head":
+        assert any("classifier" not in n for n in moved), name
+
+
+def test_router_weights_are_read_per_prior_and_per_expert(one_layer_vit):
+    x = {"pixel_values": torch.randn(3, 1, 28, 28)}
+    moppa = router_weights(registry.build("vision-physics-moppa-input",
+                                          copy.deepcopy(one_layer_vit))[0], x)
+    assert moppa["kind"] == "priors" and moppa["names"] == ["heat", "wave", "poisson"]
+    assert moppa["mean"] == pytest.approx([1 / 3] * 3)          # routers start uniform
+    mix = router_weights(registry.build("vision-mixture", copy.deepcopy(one_layer_vit))[0], x)
+    assert mix["kind"] == "experts" and len(mix["per_layer"]) == 2 and len(mix["mean"]) == 2
+    assert router_weights(registry.build("vision-lora-r1", copy.deepcopy(one_layer_vit))[0],
+                          x) == {}
+
+
+# --------------------------------------------------------------------------- the protocol
+
+def test_workers_share_the_pairs_without_overlap():
+    methods = list(vision_methods.METHODS.values())[:3]
+    tasks = ["a", "b", "c"]
+    dealt = [vision.pairs(tasks, methods, w, 2) for w in range(2)]
+    keys = [(t, m.name) for share in dealt for t, m in share]
+    assert len(keys) == len(set(keys)) == 9 and abs(len(dealt[0]) - len(dealt[1])) <= 1
+
+
+def test_quick_settings_train_one_lr_per_method():
+    s = vision.settings(vision.parse_args(["--quick"]))
+    assert s["tasks"] == list(vision_methods.QUICK["tasks"]) and s["extend"] == 0
+    assert all(len(m.lrs) == 1 for m in s["methods"]) and len(s["methods"]) == 20
+    assert "quick" in str(s["out"])
+    with pytest.raises(SystemExit, match="unknown methods"):
+        vision.settings(vision.parse_args(["--methods", "lora-r8"]))
+
+
+def _run(task, method, lr, seed, val, test, router=None):
+    return {"task": task, "method": method, "family": "x", "label": method, "lr": lr,
+            "seed": seed, "steps": 5, "batch_size": 4, "val_accuracy": val,
+            "test_accuracy": test, "adapter_params": 10, "head_params": 2, "n_test": 9,
+            "median_seconds_per_step": 0.1, "cpu_seconds_per_step": 0.1, "config": {},
+            "router": router or {}}
+
+
+def test_report_chooses_on_validation_and_writes_seed_rows(tmp_path):
+    method = vision_methods.Method("m", "physics", "m", None, lrs=(1e-3, 3e-3))
+    router = {"kind": "priors", "names": ["heat", "wave"], "mean": [0.25, 0.75]}
+    runs = []
+    for task, (v1, v2) in {"t1": (0.5, 0.9), "t2": (0.8, 0.6)}.items():
+        runs += [_run(task, "m", 1e-3, 0, v1, 0.4, router), _run(task, "m", 3e-3, 0, v2, 0.3)]
+        best = 3e-3 if v2 > v1 else 1e-3
+        runs.append(_run(task, "m", best, 1, None, 0.5, router))
+    path = tmp_path / "vision_runs.w0.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    table = vision_report.report(tmp_path, ["t1", "t2"], [method], (0, 1), 5, 4, extend=0)
+    assert table["t1"]["m"]["chosen_lr"] == 3e-3 and table["t2"]["m"]["chosen_lr"] == 1e-3
+    assert table["t1"]["m"]["edge"] == "high" and table["t2"]["m"]["edge"] == "low"
+    rows = list(csv.DictReader(open(tmp_path / "vision.csv")))
+    assert [(r["task"], r["seed"], r["test_accuracy"]) for r in rows] == [
+        ("t1", "0", "0.3000"), ("t1", "1", "0.5000"), ("t2", "0", "0.4000"),
+        ("t2", "1", "0.5000")]
+    md = (tmp_path / "vision_table.md").read_text()
+    assert "| m | 10 | 40.0 ± 14.1* | 45.0 ± 7.1* | **42.5** ± 10.6 |" in md
+    assert "heat 0.25, wave 0.75" in md
+    assert (tmp_path / "vision.png").stat().st_size > 0

@@ -135,7 +135,7 @@ def run_targets(args, out) -> None:
             model, infos[name] = attach(name, copy.deepcopy(base), targets)
             counts[name] = trainable_count(model)
             fns[name] = train_step_fn(model, batch, device=args.device)
-        t = interleaved(fns, reps=3 if args.quick else 7, warmup=1, alternate=True, desc=case)
+        t = interleaved(fns, reps=3 if args.quick else 20, warmup=1, alternate=True, desc=case)
         del fns, model
         measured = names if not args.quick else [OURS, REFERENCE]
         memory = case_memory(args, base, measured, targets, batch_size, seq)

@@ -20,7 +20,8 @@ CPU (head only) to 0.18 s (mixture), 0.10 s on average over the 20 methods; a ru
 Runs per (task, method): 3 sweep + 2 seeds + grid extensions = 5.5 (measured: the
 ``rotation`` task alone was 110 runs for the 20 methods).  That task took 9 min 25 s over two
 workers (10.3 s per run per worker, start-up included), so the five tasks take ~47 minutes
-at that load: 100 pairs x 5.5 runs x 10.3 s / 2 workers.  ``--quick`` (two tasks, each
+at that load: 100 pairs x 5.5 runs x 10.3 s / 2 workers.  Measured: the other four tasks
+took 26 minutes on an otherwise idle machine, so the whole suite takes about 35 minutes.  ``--quick`` (two tasks, each
 method at the middle of its grid, seeds 0 and 1, 20 steps, 200 test images) is 80 runs:
 ~3 minutes.
 
@@ -28,7 +29,7 @@ Resumable: each finished run is one JSON line in ``vision_runs.w<worker>.jsonl``
 file in the results folder is read back; a rerun skips recorded runs), then ``vision.csv``
 (task x method x seed at the chosen lr), ``vision_table.md`` and ``vision.png`` are rebuilt.
 
-    python -m benchmarks.vision                    # the committed results, ~47 min on 2 cores
+    python -m benchmarks.vision                    # the committed results, ~35 min on 2 cores
     python -m benchmarks.vision --quick            # smoke run into results/quick/, ~3 min
     python -m benchmarks.vision --tasks digits --methods vision-lora-r4 --workers 1
     python -m benchmarks.vision --report-only      # rebuild csv / md / png from the runs

@@ -31,9 +31,8 @@ from torch import nn
 
 from qiadapters.adapters.layer import AdapterLayer, AdapterParts, linear_widths, unwrap
 from qiadapters.adapters.registry import register
-from qiadapters.model.adapter_model import (attention_mask_context, current_attention_mask,
-                                            current_cache_length,
-                                            current_model)
+from qiadapters.model.context import (attention_mask_context, current_attention_mask,
+                                      current_cache_length, current_model)
 
 from .adapter import PhysicsAdapter
 from .config import PhysicsConfig

@@ -4,7 +4,6 @@
 References: the model's own loss on the eval set, an uninterrupted run, the saved files."""
 import os
 
-import numpy as np
 import pytest
 import torch
 

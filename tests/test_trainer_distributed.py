@@ -79,10 +79,7 @@ def _rank_main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
+    from qiadapters.testing import exit_worker
+
     _rank_main(sys.argv[1])
-    # Leave without the interpreter's teardown: after all the work is done, a gloo or
-    # autograd thread still joinable at exit is sometimes destroyed first (SIGABRT,
-    # "terminate called without an active exception"; seen under load, torch 2.13).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_worker()  # skips the interpreter's teardown (qiadapters.testing.exit_worker)

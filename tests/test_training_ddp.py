@@ -6,7 +6,6 @@ weights, which must agree across ranks and with a single-process run on the same
 batches.
 """
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -182,10 +181,7 @@ def _ddp_worker(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
+    from qiadapters.testing import exit_worker
+
     _ddp_worker(Path(sys.argv[1]))
-    # Leave without the interpreter's teardown: after all the work is done, a gloo or
-    # autograd thread still joinable at exit is sometimes destroyed first (SIGABRT,
-    # "terminate called without an active exception"; seen under load, torch 2.13).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_worker()  # skips the interpreter's teardown (qiadapters.testing.exit_worker)

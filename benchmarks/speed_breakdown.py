@@ -43,13 +43,14 @@ def _ranged(owner, attr: str, label: str, stack: contextlib.ExitStack) -> None:
 @contextlib.contextmanager
 def labelled():
     """The library's functions wrapped in the ranges the breakdown reads."""
-    from qiadapters.adapters.hamming import layer, parametrizations
+    from qiadapters.adapters.hamming import batched, layer, parametrizations
     from qiadapters.circuits import blockdiag
 
     with contextlib.ExitStack() as stack:
         for cls in (parametrizations.Cayley, parametrizations.Expm):
             _ranged(cls, "orthogonal", "build Q", stack)
         _ranged(blockdiag.Compounds, "build", "build blocks", stack)
+        _ranged(batched, "_build", "build blocks", stack)  # batched: Q inside counts as build Q
         _ranged(parametrizations.CircuitPair, "blocks", "build blocks", stack)
         _ranged(blockdiag, "apply_block", "apply", stack)
         _ranged(layer.HammingAdapter, "_rotate_output", "adapter glue", stack)

@@ -35,7 +35,7 @@ from . import cache
 from .basis import block_dim
 from .compound import compounds
 from .modewise import apply_compound, mode_tables
-from .route_cost import use_modewise
+from .route_cost import use_modewise, use_whole
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ class Compounds:
 
     ``compound_tables``: ``{j: tables}`` of :func:`~qiadapters.circuits.compound.compounds`,
     ``modes``: ``{k: mode_tables(n, k)}`` (either None: read from the table cache);
-    ``built``: every order's block already built (the inference cache), or None.
+    ``built``: per order, its block already built (the inference cache builds every order,
+    a batched build the orders it was asked for) or None; or None for nothing built.
     """
 
     U: torch.Tensor
@@ -116,10 +117,16 @@ class Compounds:
     def build(self, orders: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
         """The blocks ``[(r, C(n,k), C(n,k)) for k in orders]`` (default: all orders)."""
         orders = self.orders if orders is None else tuple(orders)
-        if self.built is not None:
-            return [self.built[self.orders.index(k)] for k in orders]
-        out = compounds(self.U, orders, self.compound_tables) if orders else []
-        return [B.expand(self.blocks, *B.shape[1:]) for B in out]
+        ready = {k: self._built(k) for k in orders}
+        missing = [k for k in orders if ready[k] is None]
+        if missing:
+            out = compounds(self.U, missing, self.compound_tables)
+            ready.update((k, B.expand(self.blocks, *B.shape[1:])) for k, B in zip(missing, out))
+        return [ready[k] for k in orders]
+
+    def _built(self, k: int) -> Optional[torch.Tensor]:
+        """Order ``k``'s block if it came built, else None."""
+        return None if self.built is None else self.built[self.orders.index(k)]
 
     def with_blocks(self) -> "Compounds":
         """The same operand with every block built (kept by the inference cache)."""
@@ -128,10 +135,11 @@ class Compounds:
     def operands(self, tokens: int, device_type: str) -> list:
         """Per order, what :func:`apply_block` applies to ``tokens`` rows: the built block,
         or :class:`ModeWise` where :func:`~qiadapters.circuits.route_cost.use_modewise`
-        says so (the blocks wanted are built together, sharing lower orders)."""
+        says so (the blocks wanted are built together, sharing lower orders; a block that
+        came built costs only its application)."""
         n = self.U.shape[-1]
-        built = self.built is not None
-        mode = [use_modewise(tokens, n, k, device_type, built) for k in self.orders]
+        mode = [use_modewise(tokens, n, k, device_type, self._built(k) is not None)
+                for k in self.orders]
         blocks = iter(self.build([k for k, m in zip(self.orders, mode) if not m]))
         return [ModeWise(self.U, k, self._mode_tables(k)) if m else next(blocks)
                 for k, m in zip(self.orders, mode)]
@@ -142,24 +150,72 @@ class Compounds:
         return cache.tables(mode_tables, self.U.shape[-1], k, device=self.U.device)
 
 
-def apply_blocks(x: torch.Tensor, blocks: Union[Sequence[torch.Tensor], Compounds],
-                 layout: BlockLayout, transpose: bool = False) -> torch.Tensor:
-    """``x D`` (or ``x D^T``) for ``x: (..., d)`` and ``blocks[o]: (r, C(n,k_o), C(n,k_o))``
-    or :class:`Compounds` (each order's route chosen by the cost model, module docstring).
+class Operands(NamedTuple):
+    """What :func:`apply_blocks` applies, routes chosen: per order the built block or
+    :class:`ModeWise`; ``whole``: the ``(r, b, b)`` whole blocks (every order's block and the
+    identity pad, :func:`assemble`) when ``D`` is applied whole, else None."""
 
-    Each order is one batched product over the r blocks (:func:`apply_block`); the identity
-    pad and tail pass through untouched.
-    """
+    orders: list
+    whole: Optional[torch.Tensor] = None
+
+
+def assemble(blocks: Sequence[torch.Tensor], layout: BlockLayout) -> torch.Tensor:
+    """The ``r`` whole blocks ``B_{i,k_1} + B_{i,k_2} + ... + I_pad``: ``(r, b, b)`` from the
+    orders' built blocks ``[(r, C(n,k), C(n,k))]`` (written into one zero tensor)."""
+    ref = blocks[0]
+    W = ref.new_zeros(ref.shape[0], layout.block_size, layout.block_size)
+    W[:, layout.active:, layout.active:].diagonal(dim1=-2, dim2=-1).fill_(1)
+    start = 0
+    for B, m in zip(blocks, layout.sizes):
+        W[:, start:start + m, start:start + m] = B
+        start += m
+    return W
+
+
+def resolve(blocks: Union[Sequence[torch.Tensor], Compounds, Operands], layout: BlockLayout,
+            tokens: int, device_type: str) -> Operands:
+    """The routes for ``tokens`` rows: each :class:`Compounds` order built or mode-wise
+    (:func:`~qiadapters.circuits.route_cost.use_modewise`), then, with every order built,
+    applied whole where :func:`~qiadapters.circuits.route_cost.use_whole` says so.  Resolve
+    once to apply the same ``D`` to several inputs (an output-side layer's bias)."""
+    if isinstance(blocks, Operands):
+        return blocks
     if isinstance(blocks, Compounds):
-        blocks = blocks.operands(x.numel() // x.shape[-1], x.device.type)
+        blocks = blocks.operands(tokens, device_type)
+    blocks = list(blocks)
+    if any(isinstance(B, ModeWise) for B in blocks) or not use_whole(layout.block_size,
+                                                                     layout.sizes):
+        return Operands(blocks)
+    return Operands(blocks, assemble(blocks, layout))
+
+
+def apply_whole(x: torch.Tensor, W: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """``x W`` (``x W^T``) per whole block: ``x: (..., r, b)``, ``W: (r, b, b)``."""
+    eq = "...rb,rcb->...rc" if transpose else "...rb,rbc->...rc"
+    return torch.einsum(eq, x, W.to(x.dtype))
+
+
+def apply_blocks(x: torch.Tensor, blocks: Union[Sequence[torch.Tensor], Compounds, Operands],
+                 layout: BlockLayout, transpose: bool = False) -> torch.Tensor:
+    """``x D`` (or ``x D^T``) for ``x: (..., d)`` and ``blocks[o]: (r, C(n,k_o), C(n,k_o))``,
+    :class:`Compounds` or :class:`Operands` (routes chosen by :func:`resolve`, module docstring).
+
+    Whole blocks: one batched product over the r blocks (:func:`apply_whole`); otherwise each
+    order is one (:func:`apply_block`) and the identity pad passes through.  The tail passes
+    through untouched.
+    """
+    ops = resolve(blocks, layout, x.numel() // max(x.shape[-1], 1), x.device.type)
     r, b = layout.blocks, layout.block_size
     head, tail = x[..., : r * b], x[..., r * b:]
     head = head.unflatten(-1, (r, b))
-    pieces = head.split(list(layout.sizes) + [layout.pad], dim=-1)
-    out = [apply_block(p, B, transpose) for p, B in zip(pieces, blocks)]
-    if layout.pad:
-        out.append(pieces[-1])
-    out = torch.cat(out, -1).flatten(-2)
+    if ops.whole is not None:
+        out = apply_whole(head, ops.whole, transpose).flatten(-2)
+    else:
+        pieces = head.split(list(layout.sizes) + [layout.pad], dim=-1)
+        out = [apply_block(p, B, transpose) for p, B in zip(pieces, ops.orders)]
+        if layout.pad:
+            out.append(pieces[-1])
+        out = torch.cat(out, -1).flatten(-2)
     return torch.cat([out, tail], -1) if layout.tail else out  # one copy fewer without a tail
 
 

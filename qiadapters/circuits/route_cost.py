@@ -1,6 +1,7 @@
 r"""Which route applies a weight-k compound block: built (``x B``) or mode-wise (``x C_k(U)``
-without ``B``, :mod:`.modewise`).  A choice on shapes and the device type only (no data, no
-sync), made per order by :func:`~qiadapters.circuits.blockdiag.apply_blocks`.
+without ``B``, :mod:`.modewise`); and whether built blocks are applied whole (:func:`use_whole`).
+A choice on shapes and the device type only (no data, no sync), made by
+:func:`~qiadapters.circuits.blockdiag.apply_blocks`.
 
 Estimated time of a training step's share (forward + backward) for ``T`` tokens, ``r``
 blocks, ``m = C(n,k)``:
@@ -86,3 +87,19 @@ def use_modewise(tokens: int, n: int, k: int, device_type: str = "cpu",
     if k < 2 or k >= n:
         return False
     return mode_cost(tokens, n, k, device_type) < block_cost(tokens, n, k, device_type, built)
+
+
+#: The whole-block route (:func:`use_whole`) is taken while ``b^2`` is at most this many times
+#: ``sum_k C(n,k)^2``.  Measured (``docs/speed.md``, "Whole blocks"): orders {1, 2}, n = 15,
+#: b = 128 (ratio 1.46) costs 0.6-0.75x the order-by-order products' share of a step at 256
+#: tokens and the same at 2048; beyond about 1.5 the extra multiply-adds outweigh the saved
+#: splits and copies.
+WHOLE_MAX_RATIO = 1.5
+
+
+def use_whole(block_size: int, sizes) -> bool:
+    """Whether ``D`` is applied as its ``r`` whole ``b x b`` blocks (the orders' blocks and the
+    identity pad assembled, one product) rather than order by order: ``b^2 <= WHOLE_MAX_RATIO
+    * sum_k C(n,k)^2``.  One product and no split or concatenation of the features, for up to
+    :data:`WHOLE_MAX_RATIO` times the multiply-adds."""
+    return block_size * block_size <= WHOLE_MAX_RATIO * sum(m * m for m in sizes)

@@ -15,6 +15,11 @@ Facts that some families need are published in a per-thread context while the
   :meth:`AdapterModel.load_adapter` build the adapters (``None`` otherwise), so a family's
   ``build`` can look at the module's place in the model (e.g. whether its attention is
   causal).  Set it with ``with model_context(model): ...``.
+* :func:`current_call` -- scratch space of the running call of the wrapped model: a dict
+  holding ``"model"`` (the wrapped model), where layers may keep work they share within
+  that one call (Hamming adapters build all their blocks in a few batched calls,
+  :mod:`qiadapters.adapters.hamming.batched`); ``None`` outside a call, dropped when it
+  returns.
 
 They are plain attributes of a ``threading.local`` (so ``torch.compile`` traces them), set
 by forward hooks on the wrapped model -- so they hold for every call of it, ``generate()``'s
@@ -29,7 +34,7 @@ import torch
 from torch import nn
 
 __all__ = ["attention_mask_context", "current_attention_mask", "current_cache_length",
-           "model_context", "current_model", "publish_call", "restore_call"]
+           "model_context", "current_model", "current_call", "publish_call", "restore_call"]
 
 
 class _Context(threading.local):
@@ -40,7 +45,8 @@ class _Context(threading.local):
         self.attention_mask: torch.Tensor | None = None
         self.cache_length = 0
         self.model: nn.Module | None = None
-        self.calls: list[tuple[torch.Tensor | None, int]] = []
+        self.call: dict | None = None
+        self.calls: list[tuple[torch.Tensor | None, int, dict | None]] = []
 
 
 _CONTEXT = _Context()
@@ -81,7 +87,8 @@ def _cache_length(past) -> int:
 
 def publish_call(module: nn.Module, args, kwargs) -> None:
     """Forward pre-hook on the wrapped model: publish this call's mask and cache length."""
-    _CONTEXT.calls.append((current_attention_mask(), current_cache_length()))
+    _CONTEXT.calls.append((current_attention_mask(), current_cache_length(), current_call()))
+    _CONTEXT.call = {"model": module}
     _CONTEXT.attention_mask = kwargs.get("attention_mask")
     past = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 4 / 5 names
     _CONTEXT.cache_length = _cache_length(past)
@@ -89,7 +96,12 @@ def publish_call(module: nn.Module, args, kwargs) -> None:
 
 def restore_call(module: nn.Module, args, kwargs, output) -> None:
     """Forward hook (always called): restore what the outer call had published."""
-    _CONTEXT.attention_mask, _CONTEXT.cache_length = _CONTEXT.calls.pop()
+    _CONTEXT.attention_mask, _CONTEXT.cache_length, _CONTEXT.call = _CONTEXT.calls.pop()
+
+
+def current_call() -> dict | None:
+    """Scratch space of the running call of the wrapped model (module docstring), or None."""
+    return getattr(_CONTEXT, "call", None)
 
 
 def model_context(model: nn.Module | None):

@@ -30,6 +30,7 @@ from ... import checks
 from ...circuits import max_qubits
 from ...circuits.blockdiag import BlockLayout
 from ..layer import AdapterLayer, AdapterParts, unwrap
+from .batched import batched_operands
 from .config import DEFAULT_BLOCKS, check_options
 from .kinds import BaseKind, base_kind
 from .parametrizations import PARAMETRIZATIONS, Parametrization
@@ -164,7 +165,7 @@ class HammingAdapter(AdapterLayer):
         if before:
             h = self.kind.features_last(x).to(self.adapter_dtype)
             for a in before:
-                h = self.hamming[a](h)
+                h = self._rotate(a, h)
             h = self.kind.features_back(h).to(x.dtype)
         fx = self.base_layer(h, *args, **kwargs)
         return self._rotate_output(fx, after) if after else fx
@@ -179,17 +180,29 @@ class HammingAdapter(AdapterLayer):
         return self._rotate_output(base_output, adapter_names)
 
     def _rotate_output(self, fx: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
-        """``(f(x) - b) D + b`` for the output-side adapters, computed as the correction
-        ``f(x) + (u D - u)`` with ``u = f(x) - b``: the same map, but at ``D = I`` the
-        correction is exactly 0, so the output is ``f(x)`` bit for bit (``fl(fl(y - b) + b)``
-        is not ``y`` in general, e.g. for ``|b| >> |y - b|``)."""
+        """``(f(x) - b) D + b`` for the output-side adapters, computed as ``f(x) D + (b - b D)``
+        (``D`` the product of the adapters' maps): the same map with one product and one
+        addition over the tokens (``b D`` is one row); at ``D = I`` both products are exact,
+        so the output is ``f(x)`` bit for bit (``fl(fl(y - b) + b)`` would not be ``y`` in
+        general, e.g. for ``|b| >> |y - b|``)."""
         y = self.kind.features_last(fx).to(self.adapter_dtype)
         bias = getattr(self.base_layer, "bias", None)
-        u = y if bias is None else y - bias.to(y.dtype)
-        v = u
+        bias = None if bias is None else bias.to(y.dtype)
+        z, bz = y, bias
         for a in adapter_names:
-            v = self.hamming[a](v)
-        return self.kind.features_back((y + (v - u)).to(fx.dtype))
+            rot = self.hamming[a]
+            ops = rot.resolve(z, batched_operands(rot, z))
+            z = rot(z, operands=ops)
+            if bias is not None:
+                bz = rot(bz, operands=ops)
+        out = z if bias is None else z + (bias - bz)
+        return self.kind.features_back(out.to(fx.dtype))
+
+    def _rotate(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x D`` for one adapter, with the blocks of the model call's batched build when
+        there is one (:mod:`.batched`), else built here."""
+        rot = self.hamming[adapter_name]
+        return rot(x, operands=batched_operands(rot, x))
 
     # ------------------------------------------------------------ merge
     def merge_blocker(self, adapter_names: Optional[Sequence[str]] = None) -> Optional[str]:

@@ -34,7 +34,7 @@ from ...circuits import Circuit
 from ...circuits import cache
 from ...circuits.cache import TableBuffers
 from ...circuits.compound import held_compound_tables, hold_compound_tables
-from ...circuits.blockdiag import BlockLayout, Compounds, apply_blocks, dense
+from ...circuits.blockdiag import BlockLayout, Compounds, Operands, apply_blocks, dense, resolve
 from ...circuits.modewise import mode_tables
 from ..layer import compute_dtype
 
@@ -96,11 +96,21 @@ class Parametrization(nn.Module):
         returns :class:`~qiadapters.circuits.blockdiag.Compounds` instead."""
         return self.blocks(dtype)
 
-    def forward(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, transpose: bool = False, operands=None) -> torch.Tensor:
         """``x D`` (``x D^T`` if ``transpose``) for ``x: (..., d)``; the operands come from
-        :meth:`cached_operands` (rebuilt in training, kept in inference)."""
-        return apply_blocks(x, self.cached_operands(x.dtype), self.block_layout,
-                            transpose=transpose)
+        :meth:`cached_operands` (rebuilt in training, kept in inference) unless given (built
+        together with other layers' by :mod:`~qiadapters.adapters.hamming.batched`)."""
+        if operands is None:
+            operands = self.cached_operands(x.dtype)
+        return apply_blocks(x, operands, self.block_layout, transpose=transpose)
+
+    def resolve(self, x: torch.Tensor, operands=None) -> Operands:
+        """The routes that apply ``D`` to ``x`` (:func:`~qiadapters.circuits.blockdiag.resolve`),
+        to apply the same ``D`` to more inputs (``forward(y, operands=...)``)."""
+        if operands is None:
+            operands = self.cached_operands(x.dtype)
+        return resolve(operands, self.block_layout, x.numel() // max(x.shape[-1], 1),
+                       x.device.type)
 
     def apply_built(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """``x D`` (``x D^T``) with every block built (:meth:`blocks`, never cached), whatever
@@ -191,26 +201,38 @@ class SkewParametrization(Parametrization):
             if 2 <= k < n:
                 self.compound_tables.hold(f"m{k}", cache.tables(mode_tables, n, k))
 
-    def skew(self, dtype: torch.dtype) -> torch.Tensor:
-        """``S: (copies, n, n)`` with ``S[i, j] = weight[(i, j)]`` for ``i < j``."""
+    def skew(self, dtype: torch.dtype, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``S: (c, n, n)`` with ``S[i, j] = weight[(i, j)]`` for ``i < j``, from ``weight:
+        (c, n(n-1)/2)`` (default: this module's own, ``c = copies``)."""
         n = self.block_layout.n
-        w = self.weight.to(dtype)
-        upper = w.new_zeros(self.copies, n, n)
-        rows = torch.arange(self.copies, device=w.device)[:, None]
+        w = (self.weight if weight is None else weight).to(dtype)
+        upper = w.new_zeros(w.shape[0], n, n)
+        rows = torch.arange(w.shape[0], device=w.device)[:, None]
         upper = upper.index_put((rows, self.triu[0], self.triu[1]), w)
         return upper - upper.transpose(-1, -2)
 
-    def orthogonal(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """The weight-1 blocks ``Q: (copies, n, n)``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement orthogonal()")
+    def orthogonal(self, dtype: torch.dtype | None = None,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The weight-1 blocks ``Q: (c, n, n)`` of ``weight`` (default: this module's own,
+        ``c = copies``; another's stacked with it for a batched build)."""
+        dtype = self.compute_dtype(dtype)
+        return self.orthogonal_of_skew(self.skew(dtype, weight)).to(dtype)
 
-    def operands(self, dtype: torch.dtype | None = None) -> Compounds:
+    @staticmethod
+    def orthogonal_of_skew(S: torch.Tensor) -> torch.Tensor:
+        """The map skew ``S: (c, n, n)`` -> orthogonal ``Q: (c, n, n)``."""
+        raise NotImplementedError("a skew parametrization must implement orthogonal_of_skew()")
+
+    def operands(self, dtype: torch.dtype | None = None, Q: torch.Tensor | None = None,
+                 built: tuple | None = None) -> Compounds:
         """The blocks ``C_k(Q)`` as :class:`~qiadapters.circuits.blockdiag.Compounds` of
-        ``Q: (copies, n, n)`` (built only for the orders the block route applies)."""
+        ``Q: (copies, n, n)`` (built only for the orders the block route applies).  ``Q``
+        and some orders' ``built`` blocks may come from a batched build."""
         lay, holder = self.block_layout, self.compound_tables
         modes = {int(g[1:]): holder.tables(g) for g in holder.groups if g[0] == "m"}
-        return Compounds(self.orthogonal(self.compute_dtype(dtype)), lay.orders, lay.blocks,
-                         held_compound_tables(holder), modes)
+        if Q is None:
+            Q = self.orthogonal(dtype)
+        return Compounds(Q, lay.orders, lay.blocks, held_compound_tables(holder), modes, built)
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         return self.operands(dtype).build()
@@ -227,8 +249,8 @@ class Cayley(SkewParametrization):
 
     name = "cayley"
 
-    def orthogonal(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        S = self.skew(self.compute_dtype(dtype))
+    @staticmethod
+    def orthogonal_of_skew(S: torch.Tensor) -> torch.Tensor:
         eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
         # (I + S)^{-1} (I - S) equals (I - S)(I + S)^{-1}: the two factors commute.
         # I + S is never singular (eigenvalues 1 + i lambda): skip the per-call error check.
@@ -246,11 +268,11 @@ class Expm(SkewParametrization):
 
     name = "expm"
 
-    def orthogonal(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+    @staticmethod
+    def orthogonal_of_skew(S: torch.Tensor) -> torch.Tensor:
         # exp(S) in float64 whatever the compute dtype: at large |S| (aggressive learning
         # rates) the float32 series leaves Q orthogonal only to ~2e-5; the blocks are small
-        Q = torch.linalg.matrix_exp(self.skew(torch.float64))
-        return Q.to(self.compute_dtype(dtype))
+        return torch.linalg.matrix_exp(S.double())
 
 
 class CircuitPair(Parametrization):

@@ -1,0 +1,151 @@
+r"""Building the blocks of every Hamming layer of a model at once.
+
+In training a Hamming layer rebuilds its blocks on every call: the skew matrix ``S``, the
+weight-1 block ``Q`` (a Cayley solve or a matrix exponential), the order-2 compound, and the
+backward of each.  For the block sizes adapters use (``n = 15``: ``Q`` is 15 x 15) that is a
+few dozen small ops per layer whose cost is per-op overhead (a kernel launch each on a GPU),
+not arithmetic.  Layers of equal shape can share the ops: stacked along the batch axis,
+
+.. math:: W = [W_1; W_2; \dots; W_L] \to S \to Q = [Q_1; \dots; Q_L] \to C_k(Q)
+          = [C_k(Q_1); \dots; C_k(Q_L)],
+
+every map of the build is per block, so one pass over ``W: (sum_l c_l, n(n-1)/2)`` gives
+each layer exactly what its own build gives (``c_l`` = its parameter sets: ``r``, or 1 with
+``share_blocks``), and the backward is as many ops again for the whole group.
+
+**When.**  Inside a call of a model wrapped by :class:`~qiadapters.AdapterModel` (its forward
+hooks open a scratch space per call, :func:`~qiadapters.model.context.current_call`), the
+first Hamming layer to run builds, group by group, the blocks of every Hamming layer of the
+model that may run in the same call: its active adapters that are not merged, with the layer
+not disabled.  A group is the layers with the same parametrization (``cayley``, ``expm``),
+``n``, orders, device and compute dtype; within it the orders built are those the block route
+applies at the first layer's token count (:func:`~qiadapters.circuits.route_cost.use_modewise`:
+an order applied mode-wise is never built).  Later layers pick their share up.  A group of one
+layer builds as before.
+
+Only where the result is the same as building layer by layer: in training mode, with
+gradients on and the adapter's parameters trainable, plain tensors (not sharded, not
+quantized); not inside ``torch.compile`` (which fuses the build itself), not under saved-tensor
+hooks (``torch.utils.checkpoint`` without reentrancy, ``save_on_cpu``: a recomputation, run
+outside the model's call, must build the same way), not in a ``torch.distributed`` run (a
+rank's data-parallel wrapper watches which parameters get gradients).  A layer that did not
+run gets no gradient (``None``), as when it builds its own.  The ``circuit`` parametrization
+builds per layer (its blocks are not compounds of one ``Q``).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Optional
+
+import torch
+
+from ...circuits.blockdiag import Operands, assemble
+from ...circuits.compound import compounds, held_compound_tables
+from ...circuits.route_cost import use_modewise, use_whole
+from ...model.context import current_call
+from .parametrizations import SkewParametrization
+
+__all__ = ["batched_operands", "may_batch"]
+
+#: the key of the batched operands in the call's scratch space
+KEY = "hamming.batched"
+
+
+class _Stack(torch.autograd.Function):
+    """``torch.cat(weights)`` whose backward gives no gradient (``None``) to the weights of
+    layers that never took their blocks (``taken``, filled in during the forward), as a layer
+    that did not run has none when it builds its own blocks."""
+
+    @staticmethod
+    def forward(ctx, taken: set, members: tuple, *weights):
+        ctx.taken, ctx.members = taken, members
+        ctx.sizes = [w.shape[0] for w in weights]
+        return torch.cat(weights)
+
+    @staticmethod
+    def backward(ctx, grad):
+        parts = grad.split(ctx.sizes)
+        return (None, None, *(g if id(m) in ctx.taken else None
+                              for g, m in zip(parts, ctx.members)))
+
+
+def may_batch() -> bool:
+    """Whether this moment allows a batched build (module docstring, **Only where**)."""
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    if torch._C._autograd._top_saved_tensors_default_hooks(False) is not None:
+        return False
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized())
+
+
+def _eligible(param) -> bool:
+    weight = getattr(param, "weight", None)
+    return (isinstance(param, SkewParametrization) and param.training and weight.requires_grad
+            and type(weight.data) is torch.Tensor
+            and tuple(weight.shape) == (param.copies, param.triu.shape[-1]))
+
+
+def _members(model: torch.nn.Module) -> list:
+    """``(parametrization, compute dtype)`` of every Hamming adapter that may run in a call
+    of ``model``: active, not merged, layer not disabled, eligible for a batched build."""
+    from .layer import HammingAdapter  # the layer uses this module
+
+    out = []
+    for layer in model.modules():
+        if not isinstance(layer, HammingAdapter) or layer.disable_adapters:
+            continue
+        for name in layer.active_adapters:
+            param = layer.hamming[name] if name in layer.hamming else None
+            if name not in layer.merged_adapters and param is not None and _eligible(param):
+                out.append((param, layer.adapter_dtype))
+    return out
+
+
+def _build(model: torch.nn.Module, tokens: int) -> tuple[dict, set]:
+    """The batched operands of ``model``'s Hamming adapters, ``{id(parametrization):
+    Compounds}``, and the set the layers that take theirs are recorded in."""
+    groups = defaultdict(list)
+    for param, dtype in _members(model):
+        lay, device = param.block_layout, param.weight.device
+        build = tuple(k for k in lay.orders
+                      if not use_modewise(tokens, lay.n, k, device.type, False))
+        key = (type(param), lay.n, lay.orders, lay.block_size, build, device, dtype)
+        groups[key].append(param)
+    operands, taken = {}, set()
+    for (_, _, orders, _, build, _, dtype), members in groups.items():
+        if len(members) < 2:
+            continue
+        lead, sizes = members[0], [p.copies for p in members]
+        Q = lead.orthogonal(dtype, _Stack.apply(taken, tuple(members),
+                                                *(p.weight for p in members)))
+        blocks = compounds(Q, build, held_compound_tables(lead.compound_tables)) if build else []
+        whole = None
+        if build == orders and use_whole(lead.block_layout.block_size, lead.block_layout.sizes):
+            whole = assemble(blocks, lead.block_layout).split(sizes)
+        per_order = {k: B.split(sizes) for k, B in zip(build, blocks)}
+        for i, (p, Q_i) in enumerate(zip(members, Q.split(sizes))):
+            r = p.block_layout.blocks
+            built = [per_order[k][i].expand(r, -1, -1) if k in per_order else None
+                     for k in orders]
+            if whole is None:
+                operands[id(p)] = p.operands(dtype, Q_i, tuple(built))
+            else:
+                operands[id(p)] = Operands(built, whole[i].expand(r, -1, -1))
+    return operands, taken
+
+
+def batched_operands(param, x: torch.Tensor) -> Optional[object]:
+    """The operands of ``param`` (a layer's parametrization) from the batched build of the
+    running model call, building it if this is the first layer to ask; ``None`` when the
+    layer should build its own (no call running, not allowed now, not a member)."""
+    call = current_call()
+    if call is None or not may_batch() or not _eligible(param):
+        return None
+    batch = call.get(KEY)
+    if batch is None:
+        batch = call[KEY] = _build(call["model"], x.numel() // max(x.shape[-1], 1))
+    operands, taken = batch
+    found = operands.get(id(param))
+    if found is not None:
+        taken.add(id(param))
+    return found

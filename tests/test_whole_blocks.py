@@ -1,0 +1,92 @@
+"""The whole-block route of ``apply_blocks``: every order's block and the identity pad
+assembled into one ``b x b`` block, one product.  Against the dense ``D`` (``torch.block_diag``
+of the blocks) and the order-by-order route, over sizes, orders, pads, tails and directions."""
+from math import comb
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+from qiadapters import HammingAdapter
+from qiadapters.circuits import blockdiag, route_cost
+from qiadapters.circuits.blockdiag import BlockLayout, Operands, apply_blocks, assemble, dense
+from qiadapters.circuits.compound import compound_by_minors
+from qiadapters.testing import perturb
+
+
+def _orthogonal(r, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(r, n, n, dtype=torch.float64, generator=g))[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 6), orders=st.sampled_from([(1,), (2,), (1, 2), (1, 2, 3), (2, 3)]),
+       r=st.integers(1, 3), pad=st.integers(0, 3), tail=st.integers(0, 4),
+       transpose=st.booleans(), seed=st.integers(0, 10))
+def test_whole_blocks_equal_dense_map_and_order_route(n, orders, r, pad, tail, transpose, seed):
+    orders = tuple(k for k in orders if k < n)
+    U = _orthogonal(r, n, seed)
+    blocks = [torch.stack([compound_by_minors(u, k) for u in U]) for k in orders]
+    active = sum(comb(n, k) for k in orders)
+    lay = BlockLayout(n, orders, r, pad, r * (active + pad) + tail)
+    W = assemble(blocks, lay)
+    for i in range(r):  # the whole block is the blocks on the diagonal, then I_pad
+        want = torch.block_diag(*[B[i] for B in blocks], torch.eye(pad, dtype=torch.float64))
+        assert torch.equal(W[i], want)
+    D = dense(blocks, lay)
+    x = torch.randn(2, 3, lay.dim, dtype=torch.float64, requires_grad=True)
+    whole = apply_blocks(x, Operands(blocks, W), lay, transpose)
+    by_order = apply_blocks(x, Operands(blocks), lay, transpose)
+    ref = x @ (D.T if transpose else D)
+    torch.testing.assert_close(whole, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(by_order, ref, atol=1e-12, rtol=0)
+    g = torch.randn_like(ref)
+    (gx,) = torch.autograd.grad(whole, x, g)
+    torch.testing.assert_close(gx, g @ (D if transpose else D.T), atol=1e-12, rtol=0)
+
+
+def test_whole_block_gradient_reaches_the_order_blocks():
+    n, lay = 4, BlockLayout(4, (1, 2), 2, 1, 2 * (4 + 6 + 1) + 2)
+    blocks = [torch.randn(2, m, m, dtype=torch.float64, requires_grad=True) for m in (4, 6)]
+    x = torch.randn(3, lay.dim, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda a, b: apply_blocks(x, Operands([a, b], assemble([a, b], lay)), lay), blocks)
+
+
+def test_route_rule_on_shapes():
+    # orders {1, 2}, n = 15 in blocks of 128: 128^2 = 1.46 x (15^2 + 105^2): whole
+    assert route_cost.use_whole(128, (15, 105))
+    # orders {1, 2, 3}, n = 8 in blocks of 128: 128^2 = 4.1 x (8^2 + 28^2 + 56^2): by order
+    assert not route_cost.use_whole(128, (8, 28, 56))
+    assert route_cost.use_whole(10, (10,))
+
+
+@pytest.mark.parametrize("whole", [True, False])
+@pytest.mark.parametrize("side", ["output", "input"])
+def test_layer_output_is_the_dense_map_on_either_route(monkeypatch, whole, side):
+    """``(f(x) - b) D + b`` (output side, computed as ``f(x) D + (b - b D)``) and ``f(x D)``
+    against the dense ``D``, with a bias far larger than the activations."""
+    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: whole)
+    torch.manual_seed(0)
+    base = nn.Linear(30, 30).double()
+    with torch.no_grad():
+        base.bias.mul_(1e3)
+    layer = perturb(HammingAdapter(base, orders=(1, 2), blocks=2, side=side), scale=0.5)
+    D = layer.hamming["default"].dense(torch.float64)
+    x = torch.randn(5, 30, dtype=torch.float64)
+    W0, b = base.weight, base.bias
+    want = (x @ W0.T) @ D + b if side == "output" else (x @ D) @ W0.T + b
+    torch.testing.assert_close(layer(x), want, atol=1e-9, rtol=1e-12)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_identity_at_init_is_bit_exact_with_a_large_bias(monkeypatch, whole):
+    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: whole)
+    torch.manual_seed(0)
+    base = nn.Linear(48, 40)
+    with torch.no_grad():
+        base.bias.mul_(1e4)
+    layer = HammingAdapter(base, orders=(1, 2), blocks=2)
+    x = torch.randn(7, 48)
+    assert torch.equal(layer(x), base(x))

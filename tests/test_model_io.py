@@ -3,6 +3,7 @@ fail before the model is modified, files of older versions that still load, and 
 cannot leave a half-written adapter."""
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from safetensors.torch import load_file
 
 import qiadapters
 from qiadapters import AdapterModel, HammingConfig
+from qiadapters.adapters.config import FILE_KEYS, AdapterConfig
 from qiadapters.model import VERSION_KEY, WEIGHTS_NAME
 from qiadapters.model import io
 from qiadapters.testing import TinyMLP, build, perturb, tiny_bert, tiny_mlp
@@ -150,6 +152,87 @@ def test_format_2_routers_of_single_prior_physics_adapters_are_dropped_on_load(n
     expected = load_file(os.path.join(directory, "expected_logits.safetensors"))["logits"]
     with torch.no_grad():
         torch.testing.assert_close(am(**inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+FORMAT_3 = os.path.join(os.path.dirname(__file__), "data", "saved_by_0.2.1")
+# Saved by qiadapters 0.2.1 (format 3): Hamming configs with neither blocks nor block_size on
+# 768-wide layers, which then meant 3 blocks; see tests/data/saved_by_0.2.1/README.md.
+
+
+def wide_mlp(seed: int = 0):
+    """The base of the format-3 fixtures: TinyMLP with 768 hidden features, tiny_mlp's batch."""
+    torch.manual_seed(seed)
+    return TinyMLP(hidden=768).eval(), tiny_mlp(seed)[1]
+
+
+def _layouts(am) -> dict[str, tuple[int, int]]:
+    """``{module path (+ expert): (blocks, n)}`` of every Hamming adapter in ``am``."""
+    return {f"{path}.{name}": (m.block_layout.blocks, m.block_layout.n)
+            for path, layer in am.adapter_layers()
+            for name, m in layer.named_modules() if hasattr(m, "block_layout")}
+
+
+# (blocks, n) each adapter was saved with: 3 blocks of 256 features (formats 1-3's default),
+# where the current default on 768 features is 6 blocks of 128 (n = 15 for {1,2}, 8 for {1,2,3})
+FORMAT_3_LAYOUTS = {
+    "hamming-wide": {"fc1.hamming.default": (3, 22), "fc2.hamming.default": (3, 22)},
+    "mixture-wide": {"fc2.experts.default.0.hamming.expert": (3, 11),
+                     "fc2.experts.default.1.hamming.expert": (8, 13)},  # saved with blocks=8
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT_3_LAYOUTS))
+def test_format_3_default_blocks_load_as_the_3_blocks_they_meant(name):
+    directory = os.path.join(FORMAT_3, name)
+    with open(os.path.join(directory, "adapter_config.json")) as f:
+        raw = json.load(f)
+    assert raw["format_version"] == 3
+    config, _ = io.read_adapter(directory)
+    hamming = config.experts if name.startswith("mixture") else [config]
+    assert [c.blocks for c in hamming] == ([3, 8] if name.startswith("mixture") else [3])
+    am = AdapterModel.from_pretrained(wide_mlp()[0], directory)
+    assert _layouts(am) == FORMAT_3_LAYOUTS[name]
+    # without the upgrade the same fields would build the current default's other layout
+    fresh, _ = build(wide_mlp, AdapterConfig.from_dict({k: v for k, v in raw.items()
+                                                        if k not in FILE_KEYS}))
+    assert _layouts(fresh) != FORMAT_3_LAYOUTS[name]
+    expected = load_file(os.path.join(directory, "expected_logits.safetensors"))["logits"]
+    with torch.no_grad():
+        torch.testing.assert_close(am(**wide_mlp()[1]), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_format_3_adapter_saved_again_keeps_its_layout(tmp_path):
+    """Loading, training on and saving over a format-3 folder is an update (the fields read
+    are the saved ones, blocks pinned); the new file says blocks=3 in format 4."""
+    folder = tmp_path / "adapter"
+    shutil.copytree(os.path.join(FORMAT_3, "hamming-wide"), folder)
+    am = AdapterModel.from_pretrained(wide_mlp()[0], folder, is_trainable=True)
+    perturb(am, seed=7)
+    am.save_pretrained(folder)  # not refused as a different adapter
+    data = json.loads((folder / "adapter_config.json").read_text())
+    assert (data["format_version"], data["blocks"], data["block_size"]) == (4, 3, None)
+    again = AdapterModel.from_pretrained(wide_mlp()[0], folder)
+    assert _layouts(again) == FORMAT_3_LAYOUTS["hamming-wide"]
+    inputs = wide_mlp()[1]
+    with torch.no_grad():
+        torch.testing.assert_close(again(**inputs), am.eval()(**inputs), rtol=0, atol=0)
+
+
+def test_format_4_default_blocks_stay_the_default(tmp_path):
+    am, _ = build(wide_mlp, HammingConfig(target_modules=["fc2"]))
+    am.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["blocks"] is None
+    config, _ = io.read_adapter(tmp_path)
+    assert (config.blocks, config.block_size) == (None, None)
+    assert _layouts(AdapterModel.from_pretrained(wide_mlp()[0], tmp_path)) == {
+        "fc2.hamming.default": (6, 15)}
+
+
+def test_format_1_default_blocks_load_as_3_blocks():
+    """Format 1 has no format_version key; its null blocks are pinned too (here a 48-wide
+    layer, where 3 blocks are also today's default)."""
+    config, _ = io.read_adapter(os.path.join(LEGACY, "mixture"))
+    assert [(e.blocks, e.block_size) for e in config.experts] == [(4, None), (3, None)]
 
 
 @pytest.mark.parametrize("content, match", [

@@ -20,6 +20,11 @@ Format versions (a file of any listed version loads; a newer one is refused by n
  3   qiadapters 0.2.1    a physics adapter with a single prior holds no router (its weight
                          is 1 and no gradient reached the router's tensors); older files'
                          router tensors of such adapters are dropped on load
+ 4   qiadapters 0.3.0    a Hamming config with neither ``blocks`` nor ``block_size`` (saved
+                         as ``null``) means ``max(3, d // 128)`` blocks on a ``d``-wide layer
+                         (:func:`~qiadapters.adapters.hamming.default_blocks`); in older
+                         files it meant 3 blocks on every layer, so such configs (a
+                         mixture's experts included) load with ``blocks=3``
 ===  ==================  ==================================================================
 
 Writing is atomic per file (a temporary file in the same directory, then ``os.replace``),
@@ -47,7 +52,7 @@ from .injection import adapter_layers
 WEIGHTS_NAME = "adapter_model.safetensors"
 FORMAT_KEY, VERSION_KEY = FILE_KEYS
 #: The format this library writes; it reads every format from 1 up to this one.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def _distributed() -> bool:
@@ -169,6 +174,30 @@ def _single_prior_routers(config: AdapterConfig) -> re.Pattern | None:
     return None
 
 
+#: Blocks per layer of a Hamming config with neither ``blocks`` nor ``block_size`` in formats 1-3.
+_FORMAT_3_DEFAULT_BLOCKS = 3
+
+
+def _hamming_fields(data: dict):
+    """The Hamming config dicts in a saved config dict: itself, or a mixture's experts."""
+    if data.get("adapter_type") == "hamming":
+        yield data
+    experts = data.get("experts") if data.get("adapter_type") == "mixture" else None
+    for expert in experts if isinstance(experts, list) else ():
+        if isinstance(expert, dict) and expert.get("adapter_type") == "hamming":
+            yield expert
+
+
+def _upgrade_config(fmt: int, data: dict) -> dict:
+    """Config fields of an older format with the meaning they had when saved, in the current
+    spelling (the table in the module docstring); ``data`` is updated in place."""
+    if fmt <= 3:
+        for hamming in _hamming_fields(data):
+            if hamming.get("blocks") is None and hamming.get("block_size") is None:
+                hamming["blocks"] = _FORMAT_3_DEFAULT_BLOCKS
+    return data
+
+
 def _upgrade_state(fmt: int, config: AdapterConfig,
                    state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Tensors of an older format in the current layout (the table in the module docstring)."""
@@ -227,7 +256,7 @@ def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str,
         raise ValueError(f"{cfg_path!r} holds a {type(data).__name__}, not a JSON object of "
                          f"config fields")
     fmt = _format_of(data, cfg_path)
-    config = AdapterConfig.from_dict(data)
+    config = AdapterConfig.from_dict(_upgrade_config(fmt, data))
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:
@@ -238,8 +267,9 @@ def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str,
 
 
 def _saved_signature(directory: str) -> tuple[dict, dict] | None:
-    """``(config fields, {tensor name: shape})`` of the adapter saved in ``directory``, None if
-    there is none; unreadable files give ``({}, {})`` (never equal to a real adapter's)."""
+    """``(config fields, {tensor name: shape})`` of the adapter saved in ``directory`` (the
+    fields in their current meaning, as :func:`read_adapter` reads them), None if there is
+    none; unreadable files give ``({}, {})`` (never equal to a real adapter's)."""
     cfg_path = os.path.join(directory, CONFIG_NAME)
     weights = os.path.join(directory, WEIGHTS_NAME)
     if not (os.path.exists(cfg_path) or os.path.exists(weights)):
@@ -247,8 +277,13 @@ def _saved_signature(directory: str) -> tuple[dict, dict] | None:
     try:
         with open(cfg_path) as f:
             data = json.load(f)
+        try:
+            fmt = _format_of(data, cfg_path)
+        except ValueError:  # no or an unknown format: its fields are compared as written
+            fmt = FORMAT_VERSION
         for key in FILE_KEYS:
             data.pop(key, None)
+        data = _upgrade_config(fmt, data)
         with safe_open(weights, "pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         return data, shapes

@@ -9,8 +9,12 @@ from ...circuits import GATES, LAYOUTS
 from ..config import AdapterConfig, option
 from .parametrizations import PARAMETRIZATIONS
 
-#: Blocks per layer when neither ``blocks`` nor ``block_size`` is given (the paper's GLUE setting).
+#: Fewest blocks per layer when neither ``blocks`` nor ``block_size`` is given (the paper's GLUE
+#: setting); layers narrower than ``(DEFAULT_BLOCKS + 1) * DEFAULT_BLOCK_SIZE`` get exactly these.
 DEFAULT_BLOCKS = 3
+#: Block size the default layout keeps on wide layers (``r = d // DEFAULT_BLOCK_SIZE`` blocks), so
+#: the cost per feature does not grow with the width (peft's OFT also fixes its block size).
+DEFAULT_BLOCK_SIZE = 128
 #: Sides on which ``D`` can act: after the base layer (the paper) or before it (as OFT does).
 SIDES = ("output", "input")
 #: Upper bound for the weights named in ``orders`` before ``n`` is known.
@@ -65,7 +69,12 @@ class HammingConfig(AdapterConfig):
         "blocks for every k.  (1,) is OFT-like; (1, 2) is the paper's default."))
     blocks: Optional[int] = option(None, (
         f"Number r of blocks per layer (block size floor(d / r)).  Give blocks or block_size, "
-        f"not both; default {DEFAULT_BLOCKS} when neither is given."))
+        f"not both; when neither is given r = max({DEFAULT_BLOCKS}, d // {DEFAULT_BLOCK_SIZE}) "
+        f"(blocks of about {DEFAULT_BLOCK_SIZE} features; {DEFAULT_BLOCKS} blocks on layers "
+        f"narrower than {(DEFAULT_BLOCKS + 1) * DEFAULT_BLOCK_SIZE}), with fewer blocks if "
+        f"the orders or n_qubits need blocks larger than {DEFAULT_BLOCK_SIZE}.  (Before "
+        f"qiadapters 0.3.0 the default was 3 blocks on every layer; adapters saved then load "
+        f"with blocks=3.)"))
     block_size: Optional[int] = option(None, (
         "Dimension b of each block (r = floor(d / b) blocks).  Alternative to blocks."))
     n_qubits: Optional[int] = option(None, (

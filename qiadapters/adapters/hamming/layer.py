@@ -31,7 +31,7 @@ from ...circuits import max_qubits
 from ...circuits.blockdiag import BlockLayout
 from ..layer import AdapterLayer, AdapterParts, unwrap
 from .batched import batched_operands
-from .config import DEFAULT_BLOCKS, check_options
+from .config import DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS, check_options
 from .kinds import BaseKind, base_kind
 from .parametrizations import PARAMETRIZATIONS, Parametrization
 
@@ -40,14 +40,30 @@ def plan_blocks(dim: int, orders, blocks: int | None = None, block_size: int | N
                 n_qubits: int | None = None, power_of_two: bool = False) -> BlockLayout:
     """The :class:`BlockLayout` of a Hamming adapter acting on ``dim`` features.
 
-    ``r = blocks`` (default :data:`DEFAULT_BLOCKS`) and ``b = floor(dim / r)``, or
-    ``b = block_size`` and ``r = floor(dim / b)``; ``n`` defaults to the largest ``n`` with
+    ``r = blocks`` and ``b = floor(dim / r)``, or ``b = block_size`` and ``r = floor(dim / b)``;
+    with neither, ``r =`` :func:`default_blocks` (``max(3, dim // 128)``: 3 blocks below 512
+    features, blocks of about 128 above).  ``n`` defaults to the largest ``n`` with
     ``sum_k C(n,k) <= b`` (a power of two if ``power_of_two``); ``pad = b - sum_k C(n,k)``.
     """
     opts = check_options(orders=orders, blocks=blocks, block_size=block_size,
                          n_qubits=n_qubits)
     return _plan(dim, opts["orders"], opts["blocks"], opts["block_size"], opts["n_qubits"],
                  power_of_two)
+
+
+def default_blocks(dim: int, smallest: int = 1) -> int:
+    """Blocks per layer when neither ``blocks`` nor ``block_size`` is given:
+    ``max(DEFAULT_BLOCKS, dim // max(DEFAULT_BLOCK_SIZE, smallest))``.
+
+    Blocks of about :data:`DEFAULT_BLOCK_SIZE` (128) features, so applying ``D`` costs the same
+    per feature on any width (a fixed number of blocks would grow them with ``d``), and at
+    least :data:`DEFAULT_BLOCKS` (3) of them: layers narrower than 512 keep the paper's 3.
+    ``smallest`` is the smallest block the orders (or ``n_qubits``, or a butterfly's power of
+    two) fit in; when it exceeds 128 the blocks are at least that large, so the default fits
+    every layer on which 3 blocks fit (with more than 3 blocks, ``floor(dim / r) >=
+    max(128, smallest)``).
+    """
+    return max(DEFAULT_BLOCKS, dim // max(DEFAULT_BLOCK_SIZE, smallest))
 
 
 def _plan(dim: int, ks: tuple[int, ...], blocks: Optional[int], block_size: Optional[int],
@@ -57,9 +73,14 @@ def _plan(dim: int, ks: tuple[int, ...], blocks: Optional[int], block_size: Opti
     n_min = max(2, ks[-1])
     need = sum(comb(n_min, k) for k in ks)
     if block_size is None:
-        r = DEFAULT_BLOCKS if blocks is None else blocks
+        if blocks is None:  # the smallest n this layout may use sets the smallest block
+            least = n_qubits or (1 << (n_min - 1).bit_length() if power_of_two else n_min)
+            r = default_blocks(dim, sum(comb(least, k) for k in ks))
+            given = f"the default blocks={r} (neither blocks nor block_size given)"
+        else:
+            r, given = blocks, f"blocks={blocks}"
         b = dim // r
-        what = f"blocks={r} gives block size floor({dim} / {r}) = {b}"
+        what = f"{given} gives block size floor({dim} / {r}) = {b}"
         fix = f"use blocks <= {dim // need}" if dim >= need else "target a wider layer"
     else:
         b = block_size
@@ -103,8 +124,9 @@ class HammingAdapter(AdapterLayer):
     width on the output side, the input width on the input side: features, or channels of a
     convolution), each holding the weight-k Hamming blocks ``C(n,k) x C(n,k)`` for
     ``k in orders`` and an identity pad; the last ``d - r b`` features pass through.
-    ``D = I`` at initialisation for every parametrization.  Exactly one of ``blocks`` /
-    ``block_size`` (default ``blocks=3``).
+    ``D = I`` at initialisation for every parametrization.  At most one of ``blocks`` /
+    ``block_size``; with neither, ``r = max(3, d // 128)`` (:func:`default_blocks`: 3 blocks
+    below 512 features, blocks of about 128 above).
 
     Args:
         linear: the module to adapt (its parameters are frozen); any supported base kind

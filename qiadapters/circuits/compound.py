@@ -13,9 +13,9 @@ gates) ``block_k = C_k(block_1)``.
 Routes (all exact, all differentiable, batched over leading dims):
 
 * ``k = 2``: every 2x2 minor ``U[a,c] U[b,d] - U[a,d] U[b,c]`` of the row pairs: for small
-  ``n`` read off the antisymmetric outer product (:class:`PairMinors`, backward one batched
-  matmul), for large ``n`` written column block by column block straight into the output
-  (:class:`PairMinorsByColumn`, no ``n^2``-wide intermediate); which one is chosen per
+  ``n`` from four gathers of the pairs' columns and rows (:func:`pair_minors`), for large ``n``
+  written column block by column block straight into the output
+  (:class:`PairMinorsByColumn`, no ``C(n,2)^2``-sized intermediates); which one is chosen per
   device by :func:`column_route`.
 * ``3 <= k < n``: Laplace expansion along the first row of each row subset
   ``I = (a, I')``: ``det U_{I,J} = sum_j (-1)^j U[a, J_j] det U_{I', J - J_j}``, i.e. ``k``
@@ -37,42 +37,30 @@ from . import cache
 from .basis import basis_position, hamming_basis
 
 
-class PairMinors(torch.autograd.Function):
-    """All 2x2 minors of row pairs: ``out[..., x, y] = A[x,c] B[x,d] - A[x,d] B[x,c]``.
-
-    ``A, B: (..., m, n)`` (rows ``a_x`` and ``b_x`` of the matrix), ``upper: (C(n,2),)`` the
-    flat positions ``c*n + d`` (``c < d``) of the column pairs -> ``(..., m, C(n,2))``.
-    Forward: the antisymmetric outer product ``K_x = A_x B_x^T - B_x A_x^T`` read at ``upper``.
-    Backward is one dense contraction: with ``G_x`` scattered into an antisymmetric ``n x n``
-    matrix ``W_x``, ``dA_x = W_x B_x`` and ``dB_x = -W_x A_x`` (a single batched matmul).
-    """
-
-    @staticmethod
-    def forward(ctx, A, B, upper, lower):
-        ctx.save_for_backward(A, B, upper, lower)
-        outer = A.unsqueeze(-1) * B.unsqueeze(-2)
-        return (outer - outer.transpose(-1, -2)).flatten(-2).index_select(-1, upper)
-
-    @staticmethod
-    def backward(ctx, grad):
-        A, B, upper, lower = ctx.saved_tensors
-        n = A.shape[-1]
-        W = grad.new_zeros(*grad.shape[:-1], n * n)
-        W.index_copy_(-1, upper, grad)  # in place: no copy of the (..., m, n^2) buffer
-        W.index_copy_(-1, lower, grad.neg())
-        both = W.unflatten(-1, (n, n)) @ torch.stack([B, -A], -1)
-        return both[..., 0], both[..., 1], None, None
+def pair_minors(U: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """All 2x2 minors, ``out[..., x, y] = U[a,c] U[b,d] - U[a,d] U[b,c]`` for the pairs
+    ``x = (a, b)``, ``y = (c, d)`` (``first`` / ``second``: the pairs' first and second
+    elements, ``(C(n,2),)``), from gathers of ``U: (..., n, n)``: the columns ``X = U[:, c]``,
+    ``Y = U[:, d]`` (``(..., n, C(n,2))``), then ``X[a] * Y[b] - Y[a] * X[b]``, one row gather
+    each.  Plain differentiable ops (the backward is the gathers' scatter-adds); gathering
+    columns first keeps every large gather a copy of whole rows.  On CPU 1.3-1.8x faster,
+    forward + backward, than reading the minors off each row pair's ``n x n`` outer product
+    (n = 6-31)."""
+    X, Y = U.index_select(-1, first), U.index_select(-1, second)
+    return X.index_select(-2, first) * Y.index_select(-2, second) - \
+        Y.index_select(-2, first) * X.index_select(-2, second)
 
 
 class PairMinorsByColumn(torch.autograd.Function):
-    """The same minors as :class:`PairMinors`, written column block by column block.
+    """The same minors as :func:`pair_minors`, written column block by column block.
 
-    Pairs ``(c, d)`` with ``d > c`` are contiguous in lexicographic order, so the output's
-    slice for the first column ``c`` is ``A[:, c] B[:, c+1:] - B[:, c] A[:, c+1:]``: ``n - 1``
-    in-place products straight into the output, and a backward of the same shape.  No
-    ``n^2``-wide intermediate: for large ``n`` (where that buffer is many times the output
-    and its allocation dominates) this is several times faster; for small ``n`` the
-    ``O(n)`` kernel launches make it slower (:data:`COLUMN_LOOP_MIN_N`).
+    ``A, B: (..., C(n,2), n)``: the rows ``a`` and ``b`` of each row pair.  Pairs ``(c, d)``
+    with ``d > c`` are contiguous in lexicographic order, so the output's slice for the first
+    column ``c`` is ``A[:, c] B[:, c+1:] - B[:, c] A[:, c+1:]``: ``n - 1`` in-place products
+    straight into the output, and a backward of the same shape.  No intermediate of the
+    output's size: for large ``n`` (where the gathered operands of :func:`pair_minors` are
+    several times the output) this is faster; for small ``n`` the ``O(n)`` kernel launches
+    make it slower (:data:`COLUMN_LOOP_MIN_N`).
     """
 
     @staticmethod
@@ -104,30 +92,30 @@ class PairMinorsByColumn(torch.autograd.Function):
         return dA, dB
 
 
-#: On CPU, from this ``n`` on, order-2 compounds use :class:`PairMinorsByColumn` (measured
-#: crossover on CPU: the vectorised form is ~2x faster at n = 8..16, the column form 1.6x at
-#: n = 22, 2.6x at n = 44 and 5x at n = 64, forward + backward).
+#: On CPU, from this ``n`` on, order-2 compounds use :class:`PairMinorsByColumn` (measured on
+#: CPU, forward + backward of 36 blocks: the gathers of :func:`pair_minors` 1.6x faster at
+#: n = 15, even at n = 22, the column form 1.4x at n = 31 and 3x at n = 31 with 72 blocks).
 COLUMN_LOOP_MIN_N = 20
-#: On an accelerator, the largest ``(..., C(n,2), n, n)`` intermediate (bytes) of the
-#: vectorised order-2 route; above it the column route is used (see :func:`column_route`).
+#: On an accelerator, the most bytes the gathered operands of :func:`pair_minors` may take;
+#: above it the column route is used (see :func:`column_route`).
 VECTORISED_MAX_BYTES = 1 << 30
 
 
-def column_route(A: torch.Tensor) -> bool:
-    """Whether the minors of the row pairs ``A, B: (..., C(n,2), n)`` are written column by
-    column (:class:`PairMinorsByColumn`) rather than read off the outer product
-    (:class:`PairMinors`).  A choice on shapes and the device type only (no data, no sync).
+def column_route(U: torch.Tensor) -> bool:
+    """Whether the second compound of ``U: (..., n, n)`` is written column by column
+    (:class:`PairMinorsByColumn`) rather than gathered (:func:`pair_minors`).  A choice on
+    shapes and the device type only (no data, no sync).
 
     * CPU (and ``meta``): ``n >= COLUMN_LOOP_MIN_N``, the crossover measured on CPU.
-    * any other device (CUDA, ...): the vectorised route -- a fixed handful of kernels, where
-      the column route launches ``n - 1`` in the forward and ``4 (n - 1)`` in the backward --
-      unless its ``(..., C(n,2), n, n)`` intermediate (``A.numel() * n`` elements; the
-      backward allocates one more of that size) exceeds :data:`VECTORISED_MAX_BYTES`.
+    * any other device (CUDA, ...): the gathers -- a fixed handful of kernels, where the
+      column route launches ``n - 1`` in the forward and ``4 (n - 1)`` in the backward --
+      unless their four ``(..., C(n,2), C(n,2))`` operands exceed :data:`VECTORISED_MAX_BYTES`.
     """
-    n = A.shape[-1]
-    if A.device.type in ("cpu", "meta"):
+    n = U.shape[-1]
+    if U.device.type in ("cpu", "meta"):
         return n >= COLUMN_LOOP_MIN_N
-    return A.numel() * n * A.element_size() > VECTORISED_MAX_BYTES
+    m = n * (n - 1) // 2
+    return 4 * (U.numel() // (n * n)) * m * m * U.element_size() > VECTORISED_MAX_BYTES
 
 
 def _check_square(U: torch.Tensor, arg: str = "U") -> int:
@@ -141,11 +129,11 @@ def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     return U.shape[-1]
 
 
-def pair_tables(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Order-2 route tables (builder): ``rows: (C(n,2), 2)`` the row pairs ``(a, b)``, and the
-    flat positions ``a*n + b`` (``upper``) and ``b*n + a`` (``lower``) of each pair."""
-    rows = torch.tensor(hamming_basis(n, 2), dtype=torch.long).reshape(-1, 2)
-    return rows, rows[:, 0] * n + rows[:, 1], rows[:, 1] * n + rows[:, 0]
+def pair_tables(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order-2 route tables (builder): the pairs ``(a, b)``, ``a < b``, in lexicographic order
+    as ``first: (C(n,2),)`` = the a's and ``second`` = the b's."""
+    pairs = torch.tensor(hamming_basis(n, 2), dtype=torch.long).reshape(-1, 2)
+    return pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
 
 
 def subset_table(n: int, k: int) -> tuple[torch.Tensor]:
@@ -193,15 +181,14 @@ def _route_tables(U: torch.Tensor, k: int, tables):
 
 
 def compound_pairs(U: torch.Tensor, tables=None) -> torch.Tensor:
-    """Second compound: all 2x2 minors (:class:`PairMinors` / :class:`PairMinorsByColumn`).
+    """Second compound: all 2x2 minors (:func:`pair_minors` / :class:`PairMinorsByColumn`,
+    chosen by :func:`column_route`).
 
     ``tables``: optional ``{2: pair tables}`` (default: from the cache)."""
-    n = U.shape[-1]
-    rows, upper, lower = _route_tables(U, 2, tables)
-    A, B = U.index_select(-2, rows[:, 0]), U.index_select(-2, rows[:, 1])
-    if column_route(A):
-        return PairMinorsByColumn.apply(A, B)
-    return PairMinors.apply(A, B, upper, lower)
+    first, second = _route_tables(U, 2, tables)
+    if column_route(U):
+        return PairMinorsByColumn.apply(U.index_select(-2, first), U.index_select(-2, second))
+    return pair_minors(U, first, second)
 
 
 def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None,

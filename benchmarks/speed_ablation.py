@@ -1,0 +1,113 @@
+"""What each of the step's speed-ups gives: the same Hamming model timed with them on and off.
+
+    python -m benchmarks.speed_ablation --threads 2            # the committed run (~15 min)
+    python -m benchmarks.speed_ablation --cases "query,value 8x32" --rounds 5
+
+Per case of the speed targets (:data:`benchmarks.speed_minilm.CASES`), one model per method
+(``hamming-12-b3`` on query/value, ``hamming-12-bs128`` -- the default layout since 0.3.0 --
+on all-linear), timed interleaved with peft LoRA r=8 and OFT in four variants:
+
+* ``all``: as the library runs (batched block building, whole blocks where chosen);
+* ``no batching``: every layer builds its own blocks (:mod:`qiadapters.adapters.hamming.batched`
+  switched off);
+* ``no whole blocks``: the orders applied one by one (:func:`qiadapters.circuits.route_cost.use_whole`
+  switched off);
+* ``neither``.
+
+The output side's ``f(x) D + (b - b D)``, the gathered second compound and the assembly by
+concatenation are in every variant (they have no switch).  Writes ``speed_ablation.csv``
+(median ms, paired ratios vs LoRA and OFT) to ``benchmarks/results/`` (``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import csv
+import statistics
+from pathlib import Path
+
+import torch
+
+from qiadapters.adapters.hamming import batched
+from qiadapters.circuits import blockdiag
+
+from .data import load_minilm
+from .speed_minilm import CASES, attach, case_name, minilm_batch, train_step_fn
+from .timing import interleaved
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = {"all": (True, True), "no batching": (False, True),
+            "no whole blocks": (True, False), "neither": (False, False)}
+
+
+@contextlib.contextmanager
+def switched(batching: bool, whole: bool):
+    """Batched building and the whole-block route on or off, restored on exit."""
+    saved = batched.may_batch, blockdiag.use_whole, batched.use_whole
+    if not batching:
+        batched.may_batch = lambda: False
+    if not whole:
+        blockdiag.use_whole = batched.use_whole = lambda block_size, sizes: False
+    try:
+        yield
+    finally:
+        batched.may_batch, blockdiag.use_whole, batched.use_whole = saved
+
+
+def _variant(step, batching: bool, whole: bool):
+    def run():
+        with switched(batching, whole):
+            step()
+    return run
+
+
+def run_case(base, targets, batch: int, seq: int, rounds: int) -> list[dict]:
+    ours = "hamming-12-bs128" if targets == "all-linear" else "hamming-12-b3"
+    data = minilm_batch(batch, seq)
+    fns = {}
+    for name in (ours, "lora-r8", "oft"):
+        model, _ = attach(name, copy.deepcopy(base), targets)
+        step = train_step_fn(model, data)
+        if name == ours:
+            fns.update({f"{ours} ({v})": _variant(step, *flags) for v, flags in VARIANTS.items()})
+        else:
+            fns[name] = step
+    t = interleaved(fns, reps=rounds, warmup=2, alternate=True,
+                    desc=case_name(targets, batch, seq))
+    return [{"case": case_name(targets, batch, seq), "method": k,
+             "median_ms": round(statistics.median(t.wall[k]) * 1e3, 2),
+             "ratio_vs_lora": round(t.paired_ratio(k, "lora-r8"), 4),
+             "ratio_vs_oft": round(t.paired_ratio(k, "oft"), 4),
+             "rounds": len(t.wall[k]), "threads": t.threads} for k in fns]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--cases", default=None,
+                    help='";"-separated case names, e.g. "query,value 8x32;all-linear 8x32"')
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    wanted = None if args.cases is None else set(args.cases.split(";"))
+    base = load_minilm(num_labels=26)[0]
+    rows = []
+    for targets, batch, seq in CASES:
+        if wanted is None or case_name(targets, batch, seq) in wanted:
+            rows += run_case(base, targets, batch, seq, args.rounds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "speed_ablation.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for r in rows:
+        print(f"{r['case']:18s} {r['method']:36s} {r['median_ms']:9.1f} ms  "
+              f"vs LoRA {r['ratio_vs_lora']:.3f}  vs OFT {r['ratio_vs_oft']:.3f}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -153,7 +153,8 @@ class Compounds:
 class Operands(NamedTuple):
     """What :func:`apply_blocks` applies, routes chosen: per order the built block or
     :class:`ModeWise`; ``whole``: the ``(r, b, b)`` whole blocks (every order's block and the
-    identity pad, :func:`assemble`) when ``D`` is applied whole, else None."""
+    identity pad, :func:`assemble`) when ``D`` is applied whole, else None (with whole blocks
+    ``orders`` is not read and may be empty)."""
 
     orders: list
     whole: Optional[torch.Tensor] = None

@@ -129,8 +129,8 @@ def _build(model: torch.nn.Module, tokens: int) -> tuple[dict, set]:
                      for k in orders]
             if whole is None:
                 operands[id(p)] = p.operands(dtype, Q_i, tuple(built))
-            else:
-                operands[id(p)] = Operands(built, whole[i].expand(r, -1, -1))
+            else:  # the orders' blocks are not kept: only the whole ones are applied
+                operands[id(p)] = Operands([], whole[i].expand(r, -1, -1))
     return operands, taken
 
 

@@ -69,11 +69,17 @@ class _Stack(torch.autograd.Function):
                               for g, m in zip(parts, ctx.members)))
 
 
+#: The innermost saved-tensor hooks in force, or None (``torch.utils.checkpoint`` and
+#: ``save_on_cpu`` install them); a torch without this reader counts as having hooks.
+_saved_tensor_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks",
+                              lambda ignore_is_tracing: True)
+
+
 def may_batch() -> bool:
     """Whether this moment allows a batched build (module docstring, **Only where**)."""
     if not torch.is_grad_enabled() or torch.compiler.is_compiling():
         return False
-    if torch._C._autograd._top_saved_tensors_default_hooks(False) is not None:
+    if _saved_tensor_hooks(False) is not None:
         return False
     return not (torch.distributed.is_available() and torch.distributed.is_initialized())
 

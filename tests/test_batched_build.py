@@ -72,7 +72,6 @@ def test_batched_equals_per_layer_and_dense(monkeypatch, options):
     alone = _run(am, False, monkeypatch)
     _assert_same(together, alone, 1e-12)
     # and the dense reference: each layer is (x W^T) D + b (output side) / (x D) W^T + b
-    ref = torch.randn(5, 24, dtype=torch.float64)
     torch.manual_seed(1)
     x = torch.randn(5, 24, dtype=torch.float64)
     h = x
@@ -83,7 +82,6 @@ def test_batched_equals_per_layer_and_dense(monkeypatch, options):
         h = (h @ W0.T) @ D + b0 if layer.side["default"] == "output" else (h @ D) @ W0.T + b0
         h = torch.tanh(h) if name != "c" else h
     torch.testing.assert_close(together[0], h.detach(), atol=1e-12, rtol=0)
-    del ref
 
 
 def test_one_build_per_group(monkeypatch):
@@ -158,3 +156,30 @@ def test_stacked_adapters(monkeypatch):
     am.set_adapter(["default", "other"])
     perturb(am, scale=0.2, seed=3)
     _assert_same(_run(am, True, monkeypatch), _run(am, False, monkeypatch), 1e-12)
+
+
+@pytest.mark.parametrize("reentrant", [None, False, True])
+def test_transformers_model_with_and_without_gradient_checkpointing(monkeypatch, reentrant):
+    """A BERT encoder (all linear layers adapted): the same loss and gradients batched or
+    not, also under ``gradient_checkpointing_enable`` in either mode."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=128,
+                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                     num_labels=3)
+    model = transformers.BertForSequenceClassification(config).double()
+    if reentrant is not None:
+        model.gradient_checkpointing_enable({"use_reentrant": reentrant})
+    am = perturb(AdapterModel(model, HammingConfig(target_modules="all-linear")), scale=0.3)
+    am.train()
+    ids = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(2))
+
+    def run(batch):
+        monkeypatch.setattr(batched, "may_batch", _ALLOWED if batch else (lambda: False))
+        am.zero_grad(set_to_none=True)
+        loss = am(input_ids=ids, labels=torch.tensor([0, 1, 2])).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in am.named_parameters() if p.requires_grad}
+
+    _assert_same(run(True), run(False), 1e-12)

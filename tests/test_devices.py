@@ -12,8 +12,8 @@ from torch import nn
 from qiadapters import HammingAdapter, HammingConfig, Mixture, MixtureConfig, get_adapter_model
 compound = importlib.import_module("qiadapters.circuits.compound")  # the package exports a function of that name
 from qiadapters.circuits import Circuit, cache
-from qiadapters.circuits.compound import (COLUMN_LOOP_MIN_N, PairMinorsByColumn, pair_minors,
-                                          column_route, compound_det)
+from qiadapters.circuits.compound import (ROW_LOOP_MIN_ENTRIES, PairMinorsByRow, pair_minors,
+                                          row_route, compound_det)
 from qiadapters.circuits.simulate import simulate_block
 from qiadapters.testing import (HostSyncs, available_devices, check_identity_at_init,
                                 check_merge, check_training, on_device, perturb, tiny_mlp)
@@ -94,10 +94,12 @@ def test_forward_and_backward_on_the_meta_device(router, top_k):
 
 # ------------------------------------------------------------------ circuits
 def test_order_two_route_rule():
-    for n in (6, COLUMN_LOOP_MIN_N - 1, COLUMN_LOOP_MIN_N, 40):  # CPU: the measured crossover
-        U = torch.empty(3, n, n)
-        assert column_route(U) == (n >= COLUMN_LOOP_MIN_N)
-        assert column_route(U.to("meta")) == (n >= COLUMN_LOOP_MIN_N)
+    """CPU: the row route from ROW_LOOP_MIN_ENTRIES output entries (all blocks together)."""
+    for n, blocks in ((6, 3), (15, 3), (15, 36), (22, 1), (40, 1)):
+        U = torch.empty(blocks, n, n)
+        big = blocks * (n * (n - 1) // 2) ** 2 >= ROW_LOOP_MIN_ENTRIES
+        assert row_route(U) == big and row_route(U.to("meta")) == big
+    assert not row_route(torch.empty(3, 15, 15)) and row_route(torch.empty(36, 15, 15))
 
 
 def test_order_two_route_on_an_accelerator_is_vectorised_within_the_memory_budget(monkeypatch):
@@ -107,9 +109,9 @@ def test_order_two_route_on_an_accelerator_is_vectorised_within_the_memory_budge
     U = torch.empty(3, n, n)
     cuda = SimpleNamespace(shape=U.shape, numel=U.numel, element_size=U.element_size,
                            device=SimpleNamespace(type="cuda"))
-    assert column_route(U) and not column_route(cuda)  # 4 x 3 x 2016^2 x 4 B = 195 MB
+    assert row_route(U) and not row_route(cuda)  # 4 x 3 x 2016^2 x 4 B = 195 MB
     monkeypatch.setattr(compound, "VECTORISED_MAX_BYTES", 195_000_000)
-    assert column_route(cuda)  # over the budget: the column route
+    assert row_route(cuda)  # over the budget: the row route
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -118,9 +120,8 @@ def test_both_order_two_routes_equal_the_determinants_on_every_device(device, n)
     U = torch.randn(2, n, n, dtype=torch.float64, device=device,
                     generator=torch.Generator(device).manual_seed(n))
     first, second = compound.compound_tables(n, 2, U.device)
-    A, B = U.index_select(-2, first), U.index_select(-2, second)
     ref = compound_det(U, 2)
-    for got in (pair_minors(U, first, second), PairMinorsByColumn.apply(A, B),
+    for got in (pair_minors(U, first, second), PairMinorsByRow.apply(U, first, second),
                 compound.compound(U, 2)):
         torch.testing.assert_close(got, ref, atol=1e-10, rtol=0)
 

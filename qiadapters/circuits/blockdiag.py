@@ -172,19 +172,39 @@ class Operands(NamedTuple):
 
 def assemble(blocks: Sequence[torch.Tensor], layout: BlockLayout) -> torch.Tensor:
     """The ``r`` whole blocks ``B_{i,k_1} + B_{i,k_2} + ... + I_pad``: ``(r, b, b)`` from the
-    orders' built blocks ``[(r, C(n,k), C(n,k))]``, one concatenation of their rows (each
-    widened by zeros), whose backward hands each block a view of the gradient (3x faster
-    forward + backward than writing the blocks into a zero tensor, 165 blocks of 128)."""
-    ref, b = blocks[0], layout.block_size
-    rows, start = [], 0
-    for B, m in zip(blocks, layout.sizes):
-        rows.append(torch.cat([ref.new_zeros(B.shape[0], m, start), B,
-                               ref.new_zeros(B.shape[0], m, b - start - m)], -1))
-        start += m
-    if layout.pad:
-        eye = torch.eye(b, dtype=ref.dtype, device=ref.device)[start:]
-        rows.append(eye.expand(ref.shape[0], -1, -1))
-    return torch.cat(rows, -2)
+    orders' built blocks ``[(r, C(n,k), C(n,k))]``, written into one zero tensor by one
+    autograd node whose backward hands each block a view of the gradient (165 blocks of 128,
+    forward + backward on CPU: 1.3 ms, against 1.8 ms concatenating zero-widened rows and
+    5.5 ms with autograd's slice assignments)."""
+    return AssembleBlocks.apply(layout.block_size, *blocks)
+
+
+class AssembleBlocks(torch.autograd.Function):
+    """:func:`assemble` as one autograd node: ``(b, B_1, B_2, ...) -> (r, b, b)``, the blocks
+    on the diagonal from the top left, the identity after them."""
+
+    @staticmethod
+    def forward(ctx, b: int, *blocks):
+        ref = blocks[0]
+        W = ref.new_zeros(max(B.shape[0] for B in blocks), b, b)
+        start = 0
+        for B in blocks:
+            m = B.shape[-1]
+            W[:, start:start + m, start:start + m] = B
+            start += m
+        W[:, start:, start:].diagonal(dim1=-2, dim2=-1).fill_(1)
+        ctx.sizes = [B.shape[-1] for B in blocks]
+        ctx.shapes = [B.shape for B in blocks]
+        return W
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, start = [], 0
+        for m, shape in zip(ctx.sizes, ctx.shapes):
+            g = grad[:, start:start + m, start:start + m]
+            out.append(g if shape[0] == grad.shape[0] else g.sum(0, keepdim=True))
+            start += m
+        return (None, *out)
 
 
 def resolve(blocks: Union[Sequence[torch.Tensor], Compounds, Operands], layout: BlockLayout,

@@ -90,3 +90,27 @@ def test_identity_at_init_is_bit_exact_with_a_large_bias(monkeypatch, whole):
     layer = HammingAdapter(base, orders=(1, 2), blocks=2)
     x = torch.randn(7, 48)
     assert torch.equal(layer(x), base(x))
+
+
+@pytest.mark.parametrize("side", ["output", "input"])
+def test_whole_route_compiles_fullgraph_forward_and_backward(monkeypatch, side):
+    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: True)
+    torch.manual_seed(0)
+    layer = perturb(HammingAdapter(nn.Linear(30, 30), orders=(1, 2), blocks=2, side=side))
+    x = torch.randn(4, 30)
+    eager = layer(x)
+    (g_eager,) = torch.autograd.grad(eager.square().sum(), layer.hamming["default"].weight)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    out = compiled(x)
+    (g_out,) = torch.autograd.grad(out.square().sum(), layer.hamming["default"].weight)
+    torch.testing.assert_close(out, eager, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_out, g_eager, atol=1e-5, rtol=1e-4)
+
+
+def test_whole_route_on_the_meta_device(monkeypatch):
+    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: True)
+    layer = HammingAdapter(nn.Linear(30, 30), orders=(1, 2), blocks=2).to("meta")
+    y = layer(torch.randn(4, 30, device="meta"))
+    y.sum().backward()
+    assert y.shape == (4, 30) and layer.hamming["default"].weight.grad.device.type == "meta"

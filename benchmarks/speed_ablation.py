@@ -16,7 +16,9 @@ on all-linear), timed interleaved with peft LoRA r=8 and OFT in four variants:
 
 The output side's ``f(x) D + (b - b D)``, the gathered second compound and the assembly by
 concatenation are in every variant (they have no switch).  Writes ``speed_ablation.csv``
-(median ms, paired ratios vs LoRA and OFT) to ``benchmarks/results/`` (``--out``).
+(median ms, paired ratios vs LoRA and OFT) and ``speed_ablation.png`` (the ratios vs LoRA,
+bars per case) to ``benchmarks/results/`` (``--out``); ``--plot`` redraws the figure from an
+existing CSV.
 """
 from __future__ import annotations
 
@@ -82,6 +84,36 @@ def run_case(base, targets, batch: int, seq: int, rounds: int) -> list[dict]:
              "rounds": len(t.wall[k]), "threads": t.threads} for k in fns]
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Step time vs LoRA r=8 per case: one bar per variant and OFT, the 1.05x target dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    labels = [f"Hamming ({v})" for v in VARIANTS] + ["peft OFT"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        want = "oft" if label == "peft OFT" else f"({label[9:-1]})"
+        values = [float(next(r["ratio_vs_lora"] for r in rows if r["case"] == c
+                             and (r["method"] == want or r["method"].endswith(want))))
+                  for c in cases]
+        ax.bar([i + (j - (len(labels) - 1) / 2) * width for i in range(len(cases))], values,
+               width, label=label)
+    ax.axhline(1.05, color="k", ls="--", lw=1, label="target: 1.05x LoRA")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(cases)), cases)
+    ax.set_ylabel("training step / peft LoRA r=8 (paired)")
+    ax.set_ylim(0.9, max(float(r["ratio_vs_lora"]) for r in rows) * 1.05)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title(f"MiniLM training step, {rows[0]['threads']} threads, "
+                 f"{rows[0]['rounds']} interleaved rounds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -89,7 +121,13 @@ def main(argv=None) -> None:
     ap.add_argument("--cases", default=None,
                     help='";"-separated case names, e.g. "query,value 8x32;all-linear 8x32"')
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--plot", action="store_true",
+                    help="only redraw speed_ablation.png from the CSV in --out")
     args = ap.parse_args(argv)
+    if args.plot:
+        with (args.out / "speed_ablation.csv").open() as f:
+            plot(list(csv.DictReader(f)), args.out / "speed_ablation.png")
+        return
     torch.set_num_threads(args.threads)
     wanted = None if args.cases is None else set(args.cases.split(";"))
     base = load_minilm(num_labels=26)[0]
@@ -103,6 +141,7 @@ def main(argv=None) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    plot(rows, args.out / "speed_ablation.png")
     for r in rows:
         print(f"{r['case']:18s} {r['method']:36s} {r['median_ms']:9.1f} ms  "
               f"vs LoRA {r['ratio_vs_lora']:.3f}  vs OFT {r['ratio_vs_oft']:.3f}")

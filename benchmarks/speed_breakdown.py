@@ -5,8 +5,9 @@
 
 Forward ops are assigned to the innermost of these ranges (record_function, added around
 the library's functions for the profile only): ``build Q`` (the weight-1 blocks: Cayley
-solve, matrix exponential), ``build blocks`` (the compounds), ``apply`` (one order's product,
-either route), ``adapter glue`` (the rest of the output-side rotation and of ``apply_blocks``:
+solve, matrix exponential), ``build blocks`` (the compounds and the whole blocks' assembly;
+the batched build of all layers), ``apply`` (an order's or a whole block's product, either
+route), ``adapter glue`` (the rest of the output-side rotation and of ``apply_blocks``:
 casts, bias, the pieces' split and concatenation; an input-side adapter's casts count as
 base), and ``base model`` (everything outside).  A backward op is
 assigned to the category of the forward op it differentiates (autograd sequence numbers), and
@@ -53,6 +54,8 @@ def labelled():
         _ranged(batched, "_build", "build blocks", stack)  # batched: Q inside counts as build Q
         _ranged(parametrizations.CircuitPair, "blocks", "build blocks", stack)
         _ranged(blockdiag, "apply_block", "apply", stack)
+        _ranged(blockdiag, "per_block_product", "apply", stack)  # whole blocks too
+        _ranged(blockdiag, "assemble", "build blocks", stack)
         _ranged(layer.HammingAdapter, "_rotate_output", "adapter glue", stack)
         _ranged(parametrizations.Parametrization, "forward", "adapter glue", stack)
         yield

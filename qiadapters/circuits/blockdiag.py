@@ -13,15 +13,19 @@ Row-vector convention: :func:`apply_blocks` returns ``x D`` (``(..., d)`` -> ``(
 ``O(tokens * r * sum_k C(n,k)^2)``; the dense ``d x d`` matrix is never formed
 (:func:`dense` builds it for tests and merging only).
 
-:func:`apply_blocks` is the one way ``D`` is applied.  It splits ``x`` into the per-order
-pieces ``(..., r, C(n,k))``, applies one batched product per order (:func:`apply_block`) and
-passes the pad and the tail through.  The blocks come either built (a list of tensors, any
-parametrization) or as :class:`Compounds`, their weight-1 matrices ``U`` (block ``k`` is
-``C_k(U)``): then each order ``k >= 2`` is applied by whichever route
-:func:`~qiadapters.circuits.route_cost.use_modewise` estimates cheaper for this many tokens
-on this device -- the built block ``x C_k(U)``, or mode-wise without building it
-(:mod:`~qiadapters.circuits.modewise`: ``v -> U^T Omega(v) U`` for ``k = 2``).  Both are exact;
-merging (:func:`dense`) always builds.
+:func:`apply_blocks` is the one way ``D`` is applied.  Either it splits ``x`` into the
+per-order pieces ``(..., r, C(n,k))``, applies one batched product per order
+(:func:`apply_block`) and passes the pad through, or -- where the whole ``b x b`` block costs
+at most :data:`~qiadapters.circuits.route_cost.WHOLE_MAX_RATIO` times the per-order products
+(:func:`~qiadapters.circuits.route_cost.use_whole`) -- it applies the whole blocks (the
+orders' blocks and the pad's identity, :func:`assemble`) by one product (:func:`apply_whole`);
+the tail passes through.  The blocks come built (a list of tensors, any parametrization), as
+:class:`Compounds`, their weight-1 matrices ``U`` (block ``k`` is ``C_k(U)``), or as
+:class:`Operands`, routes chosen (:func:`resolve`).  With :class:`Compounds` each order
+``k >= 2`` is applied by whichever route :func:`~qiadapters.circuits.route_cost.use_modewise`
+estimates cheaper for this many tokens on this device -- the built block ``x C_k(U)``, or
+mode-wise without building it (:mod:`~qiadapters.circuits.modewise`: ``v -> U^T Omega(v) U``
+for ``k = 2``).  All are exact; merging (:func:`dense`) always builds.
 """
 from __future__ import annotations
 

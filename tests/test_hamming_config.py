@@ -64,3 +64,27 @@ def test_from_dict_errors():
         HammingConfig.from_dict({"adapter_type": "hamming", "target_modules": ["q"], "rank": 8})
     with pytest.raises(ValueError, match=r"adapter_type='lora' is not valid; choose one of"):
         AdapterConfig.from_dict({"adapter_type": "lora", "target_modules": ["q"]})
+
+
+def test_config_files_keep_the_meaning_they_were_saved_with(tmp_path):
+    """``AdapterConfig.load`` reads the format version: configs saved by 0.2.1 (format 3)
+    with the default layout mean 3 blocks, a mixture's Hamming experts too; ``save`` writes
+    the version; a config file without one (written by hand) is read as the current format."""
+    from pathlib import Path
+
+    from qiadapters.adapters.formats import FORMAT_VERSION
+
+    data = Path(__file__).parent / "data" / "saved_by_0.2.1"
+    old = AdapterConfig.load(data / "hamming-wide")
+    assert (old.blocks, old.block_size) == (3, None)
+    mixture = AdapterConfig.load(data / "mixture-wide")
+    assert [(e.blocks, e.block_size) for e in mixture.experts
+            if e.adapter_type == "hamming"][0] == (3, None)
+    cfg = HammingConfig(target_modules=["query"])
+    cfg.save(tmp_path / "new")
+    written = json.loads((tmp_path / "new" / "adapter_config.json").read_text())
+    assert written["format_version"] == FORMAT_VERSION and "qiadapters_version" in written
+    assert AdapterConfig.load(tmp_path / "new") == cfg and cfg.blocks is None
+    (tmp_path / "hand").mkdir()
+    (tmp_path / "hand" / "adapter_config.json").write_text(json.dumps(cfg.to_dict()))
+    assert AdapterConfig.load(tmp_path / "hand").blocks is None

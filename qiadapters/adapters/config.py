@@ -15,12 +15,11 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
+from .._version import __version__
+from .formats import FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, VERSION_KEY, format_of, upgrade_config
 from .registry import config_class
 
 CONFIG_NAME = "adapter_config.json"
-#: Keys a saved ``adapter_config.json`` holds beside the config's fields (see
-#: :mod:`qiadapters.model.io`): the file's format and the library that wrote it.
-FILE_KEYS = ("format_version", "qiadapters_version")
 #: Fields of every config that are not per-layer options.
 SHARED_FIELDS = ("target_modules", "modules_to_save")
 
@@ -142,24 +141,30 @@ class AdapterConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> str:
-        """Write ``adapter_config.json`` (plus ``extra`` keys) into ``directory``."""
+        """Write ``adapter_config.json`` into ``directory``: the fields, the file keys
+        (:data:`~qiadapters.adapters.formats.FILE_KEYS`: the format version and this library's
+        version) and ``extra`` keys."""
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, CONFIG_NAME)
-        data = {**self.to_dict(), **(extra or {})}
+        data = {**self.to_dict(), FORMAT_KEY: FORMAT_VERSION, VERSION_KEY: __version__,
+                **(extra or {})}
         with open(path, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
         return path
 
     @classmethod
     def load(cls, directory: str | os.PathLike, ignore: Sequence[str] = ()) -> "AdapterConfig":
-        """Read ``adapter_config.json`` from ``directory``: its config fields (the file keys
-        :data:`FILE_KEYS` and keys in ``ignore`` are dropped)."""
+        """Read ``adapter_config.json`` from ``directory``: its config fields with the meaning
+        they had when saved (:func:`~qiadapters.adapters.formats.upgrade_config` for the file's
+        format version; a file without one counts as the current format), keys in ``ignore``
+        dropped."""
         path = os.path.join(directory, CONFIG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no {CONFIG_NAME} in {os.fspath(directory)!r}")
         with open(path) as f:
             data = json.load(f)
-        for key in (*FILE_KEYS, *ignore):
+        data = upgrade_config(format_of(data, path, unmarked=FORMAT_VERSION), data)
+        for key in ignore:
             data.pop(key, None)
         return cls.from_dict(data)
 

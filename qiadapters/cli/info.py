@@ -11,7 +11,8 @@ import os
 import re
 from collections import defaultdict
 
-from ..adapters.config import CONFIG_NAME, FILE_KEYS
+from ..adapters.config import CONFIG_NAME
+from ..adapters.formats import FILE_KEYS
 from ..adapters.registry import layer_class
 from ..model import io
 

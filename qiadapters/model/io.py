@@ -46,13 +46,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._version import __version__
-from ..adapters.config import CONFIG_NAME, FILE_KEYS, AdapterConfig
+from ..adapters.config import CONFIG_NAME, AdapterConfig
+from ..adapters.formats import FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, VERSION_KEY
+from ..adapters.formats import format_of as _format_of
+from ..adapters.formats import upgrade_config as _upgrade_config
 from .injection import adapter_layers
 
 WEIGHTS_NAME = "adapter_model.safetensors"
-FORMAT_KEY, VERSION_KEY = FILE_KEYS
-#: The format this library writes; it reads every format from 1 up to this one.
-FORMAT_VERSION = 4
 
 
 def _distributed() -> bool:
@@ -137,25 +137,6 @@ def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
         torch.distributed.barrier()  # the other ranks may read the files from here on
 
 
-def _format_of(data: dict, cfg_path: str) -> int:
-    """The format version of a parsed ``adapter_config.json`` (keys are popped)."""
-    version = data.pop(VERSION_KEY, None)
-    fmt = data.pop(FORMAT_KEY, None)
-    if fmt is None:
-        if version is None:
-            raise ValueError(f"{cfg_path!r} has neither {FORMAT_KEY!r} nor {VERSION_KEY!r}: it "
-                             f"was not saved by qiadapters")
-        return 1  # qiadapters 0.1.x wrote no format version
-    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
-        raise ValueError(f"{cfg_path!r} has {FORMAT_KEY}={fmt!r}; valid: an integer from 1 "
-                         f"to {FORMAT_VERSION}")
-    if fmt > FORMAT_VERSION:
-        raise ValueError(f"{cfg_path!r} is in adapter format {fmt} (written by qiadapters "
-                         f"{version}), newer than this qiadapters {__version__} reads (formats "
-                         f"1 to {FORMAT_VERSION}); upgrade qiadapters to load it")
-    return fmt
-
-
 #: A mixture expert's tensor in format 1: ``<path>.experts.<i>.<attr>.<param>``.
 _V1_EXPERT = re.compile(r"^(.*\.experts\.\d+\.[^.]+)\.(.+)$")
 
@@ -172,30 +153,6 @@ def _single_prior_routers(config: AdapterConfig) -> re.Pattern | None:
         if experts:
             return re.compile(rf"\.experts\.({'|'.join(experts)})\.physics\.expert\.router\.")
     return None
-
-
-#: Blocks per layer of a Hamming config with neither ``blocks`` nor ``block_size`` in formats 1-3.
-_FORMAT_3_DEFAULT_BLOCKS = 3
-
-
-def _hamming_fields(data: dict):
-    """The Hamming config dicts in a saved config dict: itself, or a mixture's experts."""
-    if data.get("adapter_type") == "hamming":
-        yield data
-    experts = data.get("experts") if data.get("adapter_type") == "mixture" else None
-    for expert in experts if isinstance(experts, list) else ():
-        if isinstance(expert, dict) and expert.get("adapter_type") == "hamming":
-            yield expert
-
-
-def _upgrade_config(fmt: int, data: dict) -> dict:
-    """Config fields of an older format with the meaning they had when saved, in the current
-    spelling (the table in the module docstring); ``data`` is updated in place."""
-    if fmt <= 3:
-        for hamming in _hamming_fields(data):
-            if hamming.get("blocks") is None and hamming.get("block_size") is None:
-                hamming["blocks"] = _FORMAT_3_DEFAULT_BLOCKS
-    return data
 
 
 def _upgrade_state(fmt: int, config: AdapterConfig,

@@ -1,0 +1,69 @@
+"""Format versions of a saved ``adapter_config.json``, and what older formats' fields meant.
+
+Every config file qiadapters writes (:meth:`AdapterConfig.save
+<qiadapters.adapters.config.AdapterConfig.save>` and ``save_pretrained``) records
+``"format_version"`` (:data:`FORMAT_VERSION`) and ``"qiadapters_version"``; readers take the
+version out with :func:`format_of` and give older fields their meaning in today's spelling
+with :func:`upgrade_config`, so a config means what it meant when it was saved.  The table of
+versions is in :mod:`qiadapters.model.io` (which also upgrades the saved tensors).
+"""
+from __future__ import annotations
+
+from .._version import __version__
+
+__all__ = ["FORMAT_KEY", "VERSION_KEY", "FILE_KEYS", "FORMAT_VERSION", "format_of",
+           "upgrade_config"]
+
+FORMAT_KEY, VERSION_KEY = "format_version", "qiadapters_version"
+#: Keys a saved config file holds besides the config's fields.
+FILE_KEYS = (FORMAT_KEY, VERSION_KEY)
+#: The format this library writes; it reads every format from 1 up to this one.
+FORMAT_VERSION = 4
+#: Blocks per layer of a Hamming config with neither ``blocks`` nor ``block_size`` in
+#: formats 1-3 (from format 4 on: ``max(3, d // 128)``).
+FORMAT_3_DEFAULT_BLOCKS = 3
+
+
+def format_of(data: dict, where: str, unmarked: int | None = None) -> int:
+    """The format version of a parsed config file ``data`` (its file keys are popped);
+    ``where`` names the file in errors.  A file with neither key was written by qiadapters
+    0.1.x (format 1) when it came with saved tensors; ``unmarked`` is the version to assume
+    otherwise (a config written by hand, or by ``AdapterConfig.save`` before 0.3.0), None to
+    refuse such a file."""
+    version = data.pop(VERSION_KEY, None)
+    fmt = data.pop(FORMAT_KEY, None)
+    if fmt is None:
+        if version is None:
+            if unmarked is not None:
+                return unmarked
+            raise ValueError(f"{where!r} has neither {FORMAT_KEY!r} nor {VERSION_KEY!r}: it "
+                             f"was not saved by qiadapters")
+        return 1  # qiadapters 0.1.x wrote no format version
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise ValueError(f"{where!r} has {FORMAT_KEY}={fmt!r}; valid: an integer from 1 "
+                         f"to {FORMAT_VERSION}")
+    if fmt > FORMAT_VERSION:
+        raise ValueError(f"{where!r} is in adapter format {fmt} (written by qiadapters "
+                         f"{version}), newer than this qiadapters {__version__} reads (formats "
+                         f"1 to {FORMAT_VERSION}); upgrade qiadapters to load it")
+    return fmt
+
+
+def _hamming_fields(data: dict):
+    """The Hamming config dicts in a saved config dict: itself, or a mixture's experts."""
+    if data.get("adapter_type") == "hamming":
+        yield data
+    experts = data.get("experts") if data.get("adapter_type") == "mixture" else None
+    for expert in experts if isinstance(experts, list) else ():
+        if isinstance(expert, dict) and expert.get("adapter_type") == "hamming":
+            yield expert
+
+
+def upgrade_config(fmt: int, data: dict) -> dict:
+    """Config fields of format ``fmt`` with the meaning they had when saved, in the current
+    spelling; ``data`` is updated in place and returned."""
+    if fmt <= 3:
+        for hamming in _hamming_fields(data):
+            if hamming.get("blocks") is None and hamming.get("block_size") is None:
+                hamming["blocks"] = FORMAT_3_DEFAULT_BLOCKS
+    return data

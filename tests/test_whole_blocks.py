@@ -114,3 +114,20 @@ def test_whole_route_on_the_meta_device(monkeypatch):
     y = layer(torch.randn(4, 30, device="meta"))
     y.sum().backward()
     assert y.shape == (4, 30) and layer.hamming["default"].weight.grad.device.type == "meta"
+
+
+def test_inference_cache_keeps_the_whole_blocks_assembled():
+    torch.manual_seed(0)
+    layer = perturb(HammingAdapter(nn.Linear(384, 384).double(), orders=(1, 2), blocks=3))
+    rot = layer.hamming["default"]
+    x = torch.randn(5, 384, dtype=torch.float64)
+    train = layer(x)
+    layer.eval()
+    with torch.no_grad():
+        first = layer(x)
+        cached = rot.cached_operands(torch.float64)
+        assert isinstance(cached, Operands) and cached.whole.shape == (3, 128, 128)
+        assert rot.cached_operands(torch.float64) is cached  # kept, not assembled again
+        torch.testing.assert_close(first, train, atol=1e-12, rtol=0)
+        rot.weight.add_(0.1)  # a parameter change rebuilds
+        assert rot.cached_operands(torch.float64) is not cached

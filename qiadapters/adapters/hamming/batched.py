@@ -18,10 +18,12 @@ hooks open a scratch space per call, :func:`~qiadapters.model.context.current_ca
 first Hamming layer to run builds, group by group, the blocks of every Hamming layer of the
 model that may run in the same call: its active adapters that are not merged, with the layer
 not disabled.  A group is the layers with the same parametrization (``cayley``, ``expm``),
-``n``, orders, device and compute dtype; within it the orders built are those the block route
-applies at the first layer's token count (:func:`~qiadapters.circuits.route_cost.use_modewise`:
-an order applied mode-wise is never built).  Later layers pick their share up.  A group of one
-layer builds as before.
+``n``, orders, block size, device and compute dtype; within it the orders built are those the
+block route applies at the first layer's token count
+(:func:`~qiadapters.circuits.route_cost.use_modewise`: an order applied mode-wise is never
+built), and where every order is built and the whole-block route applies
+(:func:`~qiadapters.circuits.route_cost.use_whole`) the whole blocks are assembled for the
+group at once.  Later layers pick their share up.  A group of one layer builds as before.
 
 Only where the result is the same as building layer by layer: in training mode, with
 gradients on and the adapter's parameters trainable, plain tensors (not sharded, not
@@ -109,7 +111,8 @@ def _members(model: torch.nn.Module) -> list:
 
 def _build(model: torch.nn.Module, tokens: int) -> tuple[dict, set]:
     """The batched operands of ``model``'s Hamming adapters, ``{id(parametrization):
-    Compounds}``, and the set the layers that take theirs are recorded in."""
+    Compounds or Operands}`` (:class:`~qiadapters.circuits.blockdiag.Operands` with the whole
+    blocks where those are applied), and the set the layers that take theirs are recorded in."""
     groups = defaultdict(list)
     for param, dtype in _members(model):
         lay, device = param.block_layout, param.weight.device

@@ -36,6 +36,7 @@ from ...circuits.cache import TableBuffers
 from ...circuits.compound import held_compound_tables, hold_compound_tables
 from ...circuits.blockdiag import BlockLayout, Compounds, Operands, apply_blocks, dense, resolve
 from ...circuits.modewise import mode_tables
+from ...circuits.route_cost import use_whole
 from ..layer import compute_dtype
 
 
@@ -141,7 +142,9 @@ class Parametrization(nn.Module):
     def cached_operands(self, dtype: torch.dtype | None = None):
         """:meth:`operands`, kept between calls in inference (see :meth:`_cacheable`), with
         every block built (:meth:`Compounds.with_blocks
-        <qiadapters.circuits.blockdiag.Compounds.with_blocks>`), until a parameter changes.
+        <qiadapters.circuits.blockdiag.Compounds.with_blocks>`) and, where ``D`` is applied
+        whole, assembled (:func:`~qiadapters.circuits.blockdiag.resolve`), until a parameter
+        changes.
 
         The key is the parameters themselves (``is``) and :meth:`_stamp`: an in-place write
         (``p.add_`` under ``no_grad``, ``load_state_dict``'s ``copy_``) bumps ``p._version``;
@@ -160,8 +163,14 @@ class Parametrization(nn.Module):
         built = self.operands(dtype)
         if isinstance(built, Compounds):
             built = built.with_blocks()
+        lay = self.block_layout
+        if use_whole(lay.block_size, lay.sizes):  # kept assembled: no per-call assembly
+            built = resolve(built, lay, 0, self._device_type())
         self.__dict__["_block_cache"] = (params, stamp, built)
         return built
+
+    def _device_type(self) -> str:
+        return next(self.parameters()).device.type
 
     def clear_block_cache(self) -> None:
         """Forget the blocks kept by :meth:`cached_operands` (rebuilt on the next call)."""

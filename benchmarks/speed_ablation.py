@@ -1,7 +1,8 @@
 """What each of the step's speed-ups gives: the same Hamming model timed with them on and off.
 
-    python -m benchmarks.speed_ablation --threads 2            # the committed run (~15 min)
+    python -m benchmarks.speed_ablation --threads 2            # the committed run (~6 min)
     python -m benchmarks.speed_ablation --cases "query,value 8x32" --rounds 5
+    python -m benchmarks.speed_ablation --device cuda          # on a GPU (results/cuda/)
 
 Per case of the speed targets (:data:`benchmarks.speed_minilm.CASES`), one model per method
 (``hamming-12-b3`` on query/value, ``hamming-12-bs128`` -- the default layout since 0.3.0 --
@@ -64,13 +65,14 @@ def _variant(step, batching: bool, whole: bool):
     return run
 
 
-def run_case(base, targets, batch: int, seq: int, rounds: int) -> list[dict]:
+def run_case(base, targets, batch: int, seq: int, rounds: int,
+             device: str = "cpu") -> list[dict]:
     ours = "hamming-12-bs128" if targets == "all-linear" else "hamming-12-b3"
     data = minilm_batch(batch, seq)
     fns = {}
     for name in (ours, "lora-r8", "oft"):
         model, _ = attach(name, copy.deepcopy(base), targets)
-        step = train_step_fn(model, data)
+        step = train_step_fn(model, data, device=device)  # on CUDA each step synchronizes
         if name == ours:
             fns.update({f"{ours} ({v})": _variant(step, *flags) for v, flags in VARIANTS.items()})
         else:
@@ -81,7 +83,7 @@ def run_case(base, targets, batch: int, seq: int, rounds: int) -> list[dict]:
              "median_ms": round(statistics.median(t.wall[k]) * 1e3, 2),
              "ratio_vs_lora": round(t.paired_ratio(k, "lora-r8"), 4),
              "ratio_vs_oft": round(t.paired_ratio(k, "oft"), 4),
-             "rounds": len(t.wall[k]), "threads": t.threads} for k in fns]
+             "rounds": len(t.wall[k]), "threads": t.threads, "device": device} for k in fns]
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -107,8 +109,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("training step / peft LoRA r=8 (paired)")
     ax.set_ylim(0.9, max(float(r["ratio_vs_lora"]) for r in rows) * 1.05)
     ax.legend(fontsize=8, ncol=2)
-    ax.set_title(f"MiniLM training step, {rows[0]['threads']} threads, "
-                 f"{rows[0]['rounds']} interleaved rounds")
+    where = ("CUDA" if rows[0].get("device") == "cuda" else f"CPU, {rows[0]['threads']} threads")
+    ax.set_title(f"MiniLM training step, {where}, {rows[0]['rounds']} interleaved rounds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -120,10 +122,15 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--cases", default=None,
                     help='";"-separated case names, e.g. "query,value 8x32;all-linear 8x32"')
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output folder (default benchmarks/results, its cuda/ on a GPU)")
     ap.add_argument("--plot", action="store_true",
                     help="only redraw speed_ablation.png from the CSV in --out")
     args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available on this machine")
+    args.out = args.out or (RESULTS / "cuda" if args.device == "cuda" else RESULTS)
     if args.plot:
         with (args.out / "speed_ablation.csv").open() as f:
             plot(list(csv.DictReader(f)), args.out / "speed_ablation.png")
@@ -134,7 +141,7 @@ def main(argv=None) -> None:
     rows = []
     for targets, batch, seq in CASES:
         if wanted is None or case_name(targets, batch, seq) in wanted:
-            rows += run_case(base, targets, batch, seq, args.rounds)
+            rows += run_case(base, targets, batch, seq, args.rounds, args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "speed_ablation.csv"
     with path.open("w", newline="") as f:

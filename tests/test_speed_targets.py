@@ -52,3 +52,25 @@ def test_breakdown_assigns_forward_and_backward_to_the_adapter_parts():
     for part in ("build Q (fwd)", "build Q (bwd)", "apply (fwd)", "apply (bwd)",
                  "base model (fwd)"):
         assert totals.get(part, 0) > 0, (part, totals)
+
+
+def test_ablation_switches_are_restored_and_change_the_route(monkeypatch):
+    """The ablation's switches turn batching and whole blocks off inside, and back after."""
+    from benchmarks.speed_ablation import switched
+    from qiadapters.adapters.hamming import batched
+    from qiadapters.circuits import blockdiag
+
+    before = (batched.may_batch, blockdiag.use_whole, batched.use_whole)
+    with switched(batching=False, whole=False):
+        assert not batched.may_batch() and not blockdiag.use_whole(128, (15, 105))
+    assert (batched.may_batch, blockdiag.use_whole, batched.use_whole) == before
+    assert blockdiag.use_whole(128, (15, 105))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_ablation_on_cuda_without_cuda_is_a_clear_error(capsys):
+    from benchmarks import speed_ablation
+
+    with pytest.raises(SystemExit):
+        speed_ablation.main(["--device", "cuda"])
+    assert "CUDA is not available" in capsys.readouterr().err

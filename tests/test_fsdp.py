@@ -1,6 +1,8 @@
 """FSDP2 (``fully_shard``) on CPU with gloo: an adapted model trains sharded and
 ``save_pretrained`` writes the adapter alone, gathered whole, once; an unsharded adapter is
 still saved by whichever rank calls it (rank 0 alone, as DDP code does, must not hang).
+Every rank checks the folder before rank 0 writes into it (the test widens the window in
+which a late rank could otherwise see rank 0's half-written save and refuse it).
 
 The test launches this file under ``torchrun --nproc_per_node=2``; each rank shards every
 adapter layer and the model, trains a few AdamW steps on the same batch (so the averaged
@@ -54,6 +56,23 @@ def test_fully_shard_trains_and_saves_the_adapter_only(torchrun, tmp_path):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
 
 
+def _widen_the_save_window(rank: int) -> None:
+    """Rank 0 waits 1 s between writing the tensors and the config; rank 1 checks the folder
+    0.5 s late.  Were rank 0 to write before every rank has checked, rank 1 would find the new
+    tensors without a config and refuse the folder as holding a different adapter."""
+    import time
+
+    from qiadapters.model import io
+
+    if rank == 0:
+        write = io._atomic_write
+        io._atomic_write = lambda path, fn: (time.sleep(1.0 if path.endswith(io.CONFIG_NAME)
+                                                        else 0.0), write(path, fn))[1]
+    else:
+        check = io.check_overwrite
+        io.check_overwrite = lambda *a, **k: (time.sleep(0.5), check(*a, **k))[1]
+
+
 def _rank_main(out_dir: str) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
@@ -68,6 +87,7 @@ def _rank_main(out_dir: str) -> None:
         fully_shard(layer, mesh=mesh)
     fully_shard(am.base_model, mesh=mesh)
     train(am)
+    _widen_the_save_window(dist.get_rank())
     am.save_pretrained(out_dir)  # every rank calls it; rank 0 writes
     # an unsharded adapter inside a process group (the DDP pattern): rank 0 alone saves,
     # and nothing waits for the other ranks

@@ -337,3 +337,21 @@ def test_qiadapters_never_imports_physics_but_loads_its_configs_on_demand():
             "c = AdapterConfig.from_dict({'adapter_type': 'physics', 'target_modules': ['q']})\n"
             "assert type(c).__name__ == 'PhysicsConfig'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_save_in_progress_of_the_same_adapter_is_not_refused(tmp_path):
+    """With DDP every rank may save the same adapter at once: a rank that checks the folder
+    between another's tensors file and its config sees the tensors alone.  The same tensor
+    names and shapes are allowed; other ones (another adapter's, interrupted) are refused."""
+    cfg = HammingConfig(target_modules=["fc1", "fc2"], blocks=2)
+    am = perturb(build(tiny_mlp, cfg)[0])
+    am.save_pretrained(tmp_path / "a")
+    os.remove(tmp_path / "a" / "adapter_config.json")  # the config has not landed yet
+    am.save_pretrained(tmp_path / "a")  # the same adapter: allowed, and completes the save
+    assert AdapterModel.from_pretrained(tiny_mlp(0)[0], tmp_path / "a") is not None
+    other = build(tiny_mlp, HammingConfig(target_modules=["fc1"], blocks=1))[0]
+    other.save_pretrained(tmp_path / "b")
+    os.remove(tmp_path / "b" / "adapter_config.json")
+    with pytest.raises(FileExistsError, match="different adapter"):
+        am.save_pretrained(tmp_path / "b")
+    assert sorted(os.listdir(tmp_path / "b")) == [WEIGHTS_NAME]  # nothing was written

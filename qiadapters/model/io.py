@@ -226,12 +226,17 @@ def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str,
 def _saved_signature(directory: str) -> tuple[dict, dict] | None:
     """``(config fields, {tensor name: shape})`` of the adapter saved in ``directory`` (the
     fields in their current meaning, as :func:`read_adapter` reads them), None if there is
-    none; unreadable files give ``({}, {})`` (never equal to a real adapter's)."""
+    none; unreadable files give ``({}, {})`` (never equal to a real adapter's).  Tensors
+    without a config (a save whose config has not landed yet: another rank's, in progress)
+    give ``(None, shapes)``."""
     cfg_path = os.path.join(directory, CONFIG_NAME)
     weights = os.path.join(directory, WEIGHTS_NAME)
     if not (os.path.exists(cfg_path) or os.path.exists(weights)):
         return None
     try:
+        if not os.path.exists(cfg_path):
+            with safe_open(weights, "pt") as f:
+                return None, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         with open(cfg_path) as f:
             data = json.load(f)
         try:
@@ -253,13 +258,17 @@ def check_overwrite(directory: str | os.PathLike, config: AdapterConfig,
     """Refuse (FileExistsError) to save over a DIFFERENT adapter in ``directory``: another
     config, or other tensor names or shapes.  Saving the same adapter again (same config,
     same tensor names and shapes, new values: a later training checkpoint) is an update and
-    is allowed; so is a folder without adapter files."""
+    is allowed; so is a folder without adapter files, and one holding only the tensors file
+    with this adapter's tensor names and shapes (a save of it whose config has not landed:
+    with DDP every rank may save the same adapter at once)."""
     directory = os.fspath(directory)
     saved = _saved_signature(directory)
     if saved is None:
         return
     data, shapes = saved
     new = json.loads(json.dumps(config.to_dict()))
+    if data is None:  # tensors only: compare them alone
+        data = new
     if data != new:
         diff = sorted(k for k in set(data) | set(new) if data.get(k) != new.get(k))
         why = f"its config differs in {diff[:5]}" if data else "its files are unreadable"

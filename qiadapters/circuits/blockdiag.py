@@ -184,13 +184,12 @@ def assemble(blocks: Sequence[torch.Tensor], layout: BlockLayout) -> torch.Tenso
 
 
 class AssembleBlocks(torch.autograd.Function):
-    """:func:`assemble` as one autograd node: ``(b, B_1, B_2, ...) -> (r, b, b)``, the blocks
-    on the diagonal from the top left, the identity after them."""
+    """:func:`assemble` as one autograd node: ``(b, B_1, B_2, ...) -> (r, b, b)`` for blocks
+    ``B_k: (r, m_k, m_k)``, on the diagonal from the top left, the identity after them."""
 
     @staticmethod
     def forward(ctx, b: int, *blocks):
-        ref = blocks[0]
-        W = ref.new_zeros(max(B.shape[0] for B in blocks), b, b)
+        W = blocks[0].new_zeros(blocks[0].shape[0], b, b)
         start = 0
         for B in blocks:
             m = B.shape[-1]
@@ -198,15 +197,13 @@ class AssembleBlocks(torch.autograd.Function):
             start += m
         W[:, start:, start:].diagonal(dim1=-2, dim2=-1).fill_(1)
         ctx.sizes = [B.shape[-1] for B in blocks]
-        ctx.shapes = [B.shape for B in blocks]
         return W
 
     @staticmethod
     def backward(ctx, grad):
         out, start = [], 0
-        for m, shape in zip(ctx.sizes, ctx.shapes):
-            g = grad[:, start:start + m, start:start + m]
-            out.append(g if shape[0] == grad.shape[0] else g.sum(0, keepdim=True))
+        for m in ctx.sizes:
+            out.append(grad[:, start:start + m, start:start + m])
             start += m
         return (None, *out)
 

@@ -350,8 +350,7 @@ class AdapterModel(nn.Module):
             if not overwrite:
                 io.check_overwrite(where, self.peft_config[name], state)
             jobs.append((where, self.peft_config[name], state, collective))
-        if any(job[3] for job in jobs) and torch.distributed.is_available() \
-                and torch.distributed.is_initialized():
+        if any(job[3] for job in jobs) and io._distributed():
             torch.distributed.barrier()  # every rank has checked the folders before rank 0 writes
         for where, config, state, collective in jobs:
             io.save_adapter(where, config, state, collective=collective)

@@ -47,7 +47,7 @@ from torch import nn
 
 from .._version import __version__
 from ..adapters.config import CONFIG_NAME, AdapterConfig
-from ..adapters.formats import FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, VERSION_KEY
+from ..adapters.formats import FORMAT_KEY, FORMAT_VERSION, VERSION_KEY
 from ..adapters.formats import format_of as _format_of
 from ..adapters.formats import upgrade_config as _upgrade_config
 from .injection import adapter_layers
@@ -234,21 +234,17 @@ def _saved_signature(directory: str) -> tuple[dict, dict] | None:
     if not (os.path.exists(cfg_path) or os.path.exists(weights)):
         return None
     try:
+        with safe_open(weights, "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         if not os.path.exists(cfg_path):
-            with safe_open(weights, "pt") as f:
-                return None, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return None, shapes
         with open(cfg_path) as f:
             data = json.load(f)
         try:
             fmt = _format_of(data, cfg_path)
         except ValueError:  # no or an unknown format: its fields are compared as written
             fmt = FORMAT_VERSION
-        for key in FILE_KEYS:
-            data.pop(key, None)
-        data = _upgrade_config(fmt, data)
-        with safe_open(weights, "pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        return data, shapes
+        return _upgrade_config(fmt, data), shapes
     except (OSError, ValueError, SafetensorError, AttributeError):
         return {}, {}
 

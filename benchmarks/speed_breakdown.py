@@ -45,7 +45,7 @@ def _ranged(owner, attr: str, label: str, stack: contextlib.ExitStack) -> None:
 def labelled():
     """The library's functions wrapped in the ranges the breakdown reads."""
     from qiadapters.adapters.hamming import batched, layer, parametrizations
-    from qiadapters.circuits import blockdiag
+    from qiadapters.circuits import about_point, blockdiag
 
     with contextlib.ExitStack() as stack:
         for cls in (parametrizations.Cayley, parametrizations.Expm):
@@ -55,6 +55,8 @@ def labelled():
         _ranged(parametrizations.CircuitPair, "blocks", "build blocks", stack)
         _ranged(blockdiag, "apply_block", "apply", stack)
         _ranged(blockdiag, "per_block_product", "apply", stack)  # whole blocks too
+        # the output side's one node (products, bias, and its backward by hand)
+        _ranged(about_point, "apply_about", "apply", stack)
         _ranged(blockdiag, "assemble", "build blocks", stack)
         _ranged(layer.HammingAdapter, "_rotate_output", "adapter glue", stack)
         _ranged(parametrizations.Parametrization, "forward", "adapter glue", stack)

@@ -241,17 +241,28 @@ def apply_blocks(x: torch.Tensor, blocks: Union[Sequence[torch.Tensor], Compound
     """
     ops = resolve(blocks, layout, x.numel() // max(x.shape[-1], 1), x.device.type)
     r, b = layout.blocks, layout.block_size
-    head, tail = x[..., : r * b], x[..., r * b:]
-    head = head.unflatten(-1, (r, b))
+    out = apply_head(x[..., : r * b].unflatten(-1, (r, b)), ops, transpose).flatten(-2)
+    return torch.cat([out, x[..., r * b:]], -1) if layout.tail else out  # one copy fewer
+
+
+def _width(B: Union[torch.Tensor, ModeWise]) -> int:
+    """The features an order's operand acts on: ``C(n, k)``."""
+    return block_dim(B.U.shape[-1], B.k) if isinstance(B, ModeWise) else B.shape[-1]
+
+
+def apply_head(head: torch.Tensor, ops: Operands, transpose: bool = False) -> torch.Tensor:
+    """The blocks of ``D`` applied, routes chosen: ``head: (..., r, b)``, the features of the
+    ``r`` blocks (the tail left out) -> ``(..., r, b)``.  The orders' widths and the pad are
+    read from the shapes (no layout needed)."""
     if ops.whole is not None:
-        out = apply_whole(head, ops.whole, transpose).flatten(-2)
-    else:
-        pieces = head.split(list(layout.sizes) + [layout.pad], dim=-1)
-        out = [apply_block(p, B, transpose) for p, B in zip(pieces, ops.orders)]
-        if layout.pad:
-            out.append(pieces[-1])
-        out = torch.cat(out, -1).flatten(-2)
-    return torch.cat([out, tail], -1) if layout.tail else out  # one copy fewer without a tail
+        return apply_whole(head, ops.whole, transpose)
+    sizes = [_width(B) for B in ops.orders]
+    pad = head.shape[-1] - sum(sizes)
+    pieces = head.split(sizes + [pad], dim=-1)
+    out = [apply_block(p, B, transpose) for p, B in zip(pieces, ops.orders)]
+    if pad:
+        out.append(pieces[-1])
+    return torch.cat(out, -1)
 
 
 def dense(blocks: Sequence[torch.Tensor], layout: BlockLayout) -> torch.Tensor:

@@ -28,6 +28,7 @@ from torch import nn
 
 from ... import checks
 from ...circuits import max_qubits
+from ...circuits import about_point
 from ...circuits.blockdiag import BlockLayout
 from ..layer import AdapterLayer, AdapterParts, unwrap
 from .batched import batched_operands
@@ -196,28 +197,44 @@ class HammingAdapter(AdapterLayer):
                        adapter_names: list[str], *args, **kwargs):
         """Adapted output from a precomputed ``base_output = f(x)``: output-side maps only
         need ``(f(x) - b) D + b``; an input-side map needs the base applied to ``x D`` (a
-        second base call)."""
+        second base call).  The caller holds ``f(x)`` (a mixture shares it among its
+        experts), so the backward keeps it rather than the output."""
         if any(self.side[a] == "input" for a in adapter_names):
             return self.adapter_forward(x, adapter_names, *args, **kwargs)
-        return self._rotate_output(base_output, adapter_names)
+        return self._rotate_output(base_output, adapter_names, keep_output=False)
 
-    def _rotate_output(self, fx: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
+    def _rotate_output(self, fx: torch.Tensor, adapter_names: list[str],
+                       keep_output: bool = True) -> torch.Tensor:
         """``(f(x) - b) D + b`` for the output-side adapters, computed as ``f(x) D + (b - b D)``
         (``D`` the product of the adapters' maps): the same map with one product and one
         addition over the tokens (``b D`` is one row); at ``D = I`` both products are exact,
         so the output is ``f(x)`` bit for bit (``fl(fl(y - b) + b)`` would not be ``y`` in
-        general, e.g. for ``|b| >> |y - b|``)."""
+        general, e.g. for ``|b| >> |y - b|``).
+
+        With ``keep_output``, when autograd records the call (gradients on, not traced by
+        ``torch.compile``, which chooses itself what to keep), each adapter's map is one
+        autograd node that keeps its output for the backward instead of ``f(x)``
+        (:func:`~qiadapters.circuits.about_point.apply_about`: the layer that follows usually
+        keeps the output anyway, so ``f(x)`` is not held for this layer alone); a map with an
+        order applied mode-wise keeps ``f(x)``.
+        """
         y = self.kind.features_last(fx).to(self.adapter_dtype)
         bias = getattr(self.base_layer, "bias", None)
         bias = None if bias is None else bias.to(y.dtype)
         z, bz = y, bias
+        # a graph to keep, built by autograd (torch.compile decides itself what to keep)
+        keep_output = (keep_output and torch.is_grad_enabled()
+                       and not torch.compiler.is_compiling())
         for a in adapter_names:
             rot = self.hamming[a]
             ops = rot.resolve(z, batched_operands(rot, z))
+            if keep_output and bz is bias and about_point.supports(ops):
+                z = about_point.apply_about(z, bias, ops, rot.block_layout)
+                continue
             z = rot(z, operands=ops)
             if bias is not None:
                 bz = rot(bz, operands=ops)
-        out = z if bias is None else z + (bias - bz)
+        out = z if bias is None or bz is bias else z + (bias - bz)
         return self.kind.features_back(out.to(fx.dtype))
 
     def _rotate(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from qiadapters import HammingAdapter
+from qiadapters.adapters.hamming import parametrizations
 from qiadapters.circuits import blockdiag
 from qiadapters.circuits.blockdiag import ModeWise, apply_block
 from qiadapters.circuits.compound import compound, compound_by_minors
@@ -162,13 +163,23 @@ def test_merge_builds_the_blocks_and_matches_the_mode_route(route, monkeypatch, 
     assert _max_err(y, merged) < 1e-12
 
 
-def test_inference_cache_keeps_built_blocks_and_both_routes_agree(route):
+@pytest.mark.parametrize("whole", [False, True])
+def test_inference_cache_keeps_built_blocks_and_both_routes_agree(route, monkeypatch, whole):
+    monkeypatch.setattr(parametrizations, "use_whole", lambda b, sizes: whole)
+    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: whole)
     layer = _layer(dtype=torch.float64).eval()
+    rot = layer.hamming["default"]
     x = torch.randn(4, 40, dtype=torch.float64)
     with torch.no_grad():
         route(True)
         mode = layer(x)
-        cached = layer.hamming["default"].cached_operands(torch.float64)
+        if whole:  # built blocks go the block route, and are then kept assembled
+            rot.clear_block_cache()
+            route(False)
+            assert _max_err(layer(x), mode) < 1e-12
+            assert rot.cached_operands(torch.float64).whole.shape == (2, 18, 18)
+            return
+        cached = rot.cached_operands(torch.float64)
         assert cached.built is not None and len(cached.built) == 3
         route(False)
         assert _max_err(layer(x), mode) < 1e-12

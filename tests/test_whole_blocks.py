@@ -55,11 +55,19 @@ def test_whole_block_gradient_reaches_the_order_blocks():
 
 
 def test_route_rule_on_shapes():
-    # orders {1, 2}, n = 15 in blocks of 128: 128^2 = 1.46 x (15^2 + 105^2): whole
+    # extra multiply-adds per feature of the whole block, (b^2 - sum_k m_k^2) / b:
+    # orders {1, 2}, n = 15 in blocks of 128: 40 -> whole; n = 7 in blocks of 32: 17 -> whole
     assert route_cost.use_whole(128, (15, 105))
-    # orders {1, 2, 3}, n = 8 in blocks of 128: 128^2 = 4.1 x (8^2 + 28^2 + 56^2): by order
+    assert route_cost.use_whole(32, (7, 21))
+    # orders {1, 2, 3}, n = 8 in blocks of 128: 97 -> by order; {1, 2}, n = 31 in 512: 88
     assert not route_cost.use_whole(128, (8, 28, 56))
+    assert not route_cost.use_whole(512, (31, 465))
     assert route_cost.use_whole(10, (10,))
+    # the boundary itself: exactly WHOLE_MAX_EXTRA extra per feature is whole, one more is not
+    b = route_cost.WHOLE_MAX_EXTRA + 16  # b (b - 48) = 64 * 16 = 32^2
+    m = 32
+    assert m * m == b * b - route_cost.WHOLE_MAX_EXTRA * b
+    assert route_cost.use_whole(b, (m,)) and not route_cost.use_whole(b, (m - 1,))
 
 
 @pytest.mark.parametrize("whole", [True, False])

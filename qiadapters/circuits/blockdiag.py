@@ -16,7 +16,8 @@ Row-vector convention: :func:`apply_blocks` returns ``x D`` (``(..., d)`` -> ``(
 :func:`apply_blocks` is the one way ``D`` is applied.  Either it splits ``x`` into the
 per-order pieces ``(..., r, C(n,k))``, applies one batched product per order
 (:func:`apply_block`) and passes the pad through, or -- where the whole ``b x b`` block costs
-at most :data:`~qiadapters.circuits.route_cost.WHOLE_MAX_RATIO` times the per-order products
+at most :data:`~qiadapters.circuits.route_cost.WHOLE_MAX_EXTRA` more multiply-adds per
+feature than the per-order products
 (:func:`~qiadapters.circuits.route_cost.use_whole`) -- it applies the whole blocks (the
 orders' blocks and the pad's identity, :func:`assemble`) by one product (:func:`apply_whole`);
 the tail passes through.  The blocks come built (a list of tensors, any parametrization), as
@@ -180,32 +181,36 @@ def assemble(blocks: Sequence[torch.Tensor], layout: BlockLayout) -> torch.Tenso
     autograd node whose backward hands each block a view of the gradient (165 blocks of 128,
     forward + backward on CPU: 1.3 ms, against 1.8 ms concatenating zero-widened rows and
     5.5 ms with autograd's slice assignments)."""
-    return AssembleBlocks.apply(layout.block_size, *blocks)
+    ref = blocks[0]
+    pad = torch.eye(layout.pad, dtype=ref.dtype, device=ref.device).expand(ref.shape[0], -1, -1)
+    return AssembleBlocks.apply(*blocks, pad)
 
 
 class AssembleBlocks(torch.autograd.Function):
-    """:func:`assemble` as one autograd node: ``(b, B_1, B_2, ...) -> (r, b, b)`` for blocks
-    ``B_k: (r, m_k, m_k)``, on the diagonal from the top left, the identity after them."""
+    """:func:`assemble` as one autograd node: ``(B_1, B_2, ..., B_last) -> (r, b, b)`` for
+    blocks ``B_k: (r, m_k, m_k)``, on the diagonal from the top left, ``b = sum_k m_k``
+    (the pad's identity comes as the last block).  Tensors only: ``torch.compile`` traces an
+    ``autograd.Function``'s integer arguments as tensors."""
 
     @staticmethod
-    def forward(ctx, b: int, *blocks):
+    def forward(ctx, *blocks):
+        b = sum(B.shape[-1] for B in blocks)
         W = blocks[0].new_zeros(blocks[0].shape[0], b, b)
         start = 0
         for B in blocks:
             m = B.shape[-1]
             W[:, start:start + m, start:start + m] = B
             start += m
-        W[:, start:, start:].diagonal(dim1=-2, dim2=-1).fill_(1)
         ctx.sizes = [B.shape[-1] for B in blocks]
         return W
 
     @staticmethod
     def backward(ctx, grad):
         out, start = [], 0
-        for m in ctx.sizes:
-            out.append(grad[:, start:start + m, start:start + m])
+        for m, needed in zip(ctx.sizes, ctx.needs_input_grad):
+            out.append(grad[:, start:start + m, start:start + m] if needed else None)
             start += m
-        return (None, *out)
+        return tuple(out)
 
 
 def resolve(blocks: Union[Sequence[torch.Tensor], Compounds, Operands], layout: BlockLayout,

@@ -89,17 +89,21 @@ def use_modewise(tokens: int, n: int, k: int, device_type: str = "cpu",
     return mode_cost(tokens, n, k, device_type) < block_cost(tokens, n, k, device_type, built)
 
 
-#: The whole-block route (:func:`use_whole`) is taken while ``b^2`` is at most this many times
-#: ``sum_k C(n,k)^2``.  Measured (``docs/speed.md``, "Fewer, larger operations"): orders
-#: {1, 2}, n = 15, b = 128 (ratio 1.46), MiniLM steps with whole blocks vs order by order:
-#: 1.30x vs 1.39x LoRA on all-linear at 256 tokens, 1.15x vs 1.17x at 2048, level on
-#: query/value; orders {1, 2, 3} with n = 8 (ratio 4.1) stay per order.
-WHOLE_MAX_RATIO = 1.5
+#: The whole-block route (:func:`use_whole`) is taken while it costs at most this many
+#: multiply-adds per feature and token more than the per-order products:
+#: ``(b^2 - sum_k C(n,k)^2) / b``, against the per-order route's split of the features into
+#: pieces and their concatenation (a copy of every feature, forward and backward, and a few
+#: small products per order).  Measured (``docs/speed.md``, "Whole blocks or order by
+#: order"; one layer forward + backward, 256 and 2048 tokens, 2 threads): whole is
+#: 0.88-0.99x the per-order time at 17-40 extra multiply-adds per feature (orders {1, 2} in
+#: blocks of 32, 64, 128; {1, 2, 3} in blocks of 48), and 1.06-1.11x at 75-97 (orders
+#: {1, 2} in blocks of 341 and 512, {1, 2, 3} in blocks of 128).
+WHOLE_MAX_EXTRA = 48
 
 
 def use_whole(block_size: int, sizes) -> bool:
     """Whether ``D`` is applied as its ``r`` whole ``b x b`` blocks (the orders' blocks and the
-    identity pad assembled, one product) rather than order by order: ``b^2 <= WHOLE_MAX_RATIO
-    * sum_k C(n,k)^2``.  One product and no split or concatenation of the features, for up to
-    :data:`WHOLE_MAX_RATIO` times the multiply-adds."""
-    return block_size * block_size <= WHOLE_MAX_RATIO * sum(m * m for m in sizes)
+    identity pad assembled, one product) rather than order by order: ``b^2 - sum_k C(n,k)^2
+    <= WHOLE_MAX_EXTRA * b``.  One product and no split or concatenation of the features, for
+    at most :data:`WHOLE_MAX_EXTRA` more multiply-adds per feature and token."""
+    return block_size * block_size - sum(m * m for m in sizes) <= WHOLE_MAX_EXTRA * block_size

@@ -15,8 +15,8 @@ on all-linear), timed interleaved with peft LoRA r=8 and OFT in four variants:
   switched off);
 * ``neither``.
 
-The output side's ``f(x) D + (b - b D)``, the gathered second compound and the assembly by
-concatenation are in every variant (they have no switch).  Writes ``speed_ablation.csv``
+The output side's ``f(x) D + (b - b D)`` (one autograd node keeping its output), the second
+compound's routes and the assembly as one node are in every variant (they have no switch).  Writes ``speed_ablation.csv``
 (median ms, paired ratios vs LoRA and OFT) and ``speed_ablation.png`` (the ratios vs LoRA,
 bars per case) to ``benchmarks/results/`` (``--out``); ``--plot`` redraws the figure from an
 existing CSV.

@@ -27,7 +27,10 @@ METHODS = [OURS, REFERENCE, "head", "paper-dense-12-b3", "hamming-12-b8", "hammi
 QUICK_METHODS = METHODS[:4]
 #: The peers of the speed targets: Hamming <= 1.0x OFT and <= 1.05x LoRA in every case.
 OFT = "oft"
-CASE_METHODS = [OURS, REFERENCE, OFT, "head"]
+#: Blocks of 64 and 32 features (n = 10, 7; 32 is OFT's block size): the speed-first layouts,
+#: timed in every case next to our default.
+SMALL_BLOCK_METHODS = ["hamming-12-bs64", "hamming-12-bs32"]
+CASE_METHODS = [OURS, REFERENCE, OFT, "head", *SMALL_BLOCK_METHODS]
 #: Extra contenders where the targets include the 1536-wide FFN: blocks of 128 features
 #: (n = 15) on every layer instead of 3 blocks per layer (n = 31 on the FFN).
 WIDE_METHODS = ["hamming-12-bs128"]

@@ -59,6 +59,9 @@ ROWS = (
     # same family at the same sites with about the same parameter count.
     ("physics-qv-r8",), ("physics-qv-r4",),
     ("mixture-quantum",), ("mixture-physics",), ("mixture-both",),
+    # Block size: {1,2} in blocks of 64 and 32 features (n = 10, 7; 32 is OFT's block), the
+    # speed-first layouts, against blocks of 128 (= hamming-12-b3 on MiniLM's 384 features).
+    ("hamming-12-bs64",), ("hamming-12-bs32",),
 )
 
 

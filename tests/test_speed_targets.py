@@ -28,7 +28,9 @@ def test_cases_cover_both_targets_and_batches():
     cases = {(t if isinstance(t, str) else ",".join(t), b, s) for t, b, s in speed_minilm.CASES}
     assert cases == {("query,value", 8, 32), ("query,value", 32, 64), ("all-linear", 8, 32),
                      ("all-linear", 32, 64)}
-    assert speed_minilm.case_methods("all-linear")[:4] == speed_minilm.CASE_METHODS
+    every_case = speed_minilm.CASE_METHODS
+    assert speed_minilm.case_methods("all-linear")[:len(every_case)] == every_case
+    assert set(speed_minilm.SMALL_BLOCK_METHODS) <= set(speed_minilm.case_methods("query,value"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")

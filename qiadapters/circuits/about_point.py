@@ -24,6 +24,7 @@ higher-order gradients work.  Exact up to the orthogonality of ``D`` (float roun
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -71,6 +72,16 @@ def _rows(t: torch.Tensor, ops: Operands) -> list[torch.Tensor]:
     return list(head.split(sizes + [t.shape[-1] - sum(sizes)], dim=-1))[:len(sizes)]
 
 
+def _without_autocast(t: torch.Tensor):
+    """A context that turns autocast off on ``t``'s device if it is on: the node computes in
+    its inputs' dtype (the adapter's, float32 or float64), forward and backward alike."""
+    try:
+        on = torch.is_autocast_enabled(t.device.type)
+    except (RuntimeError, TypeError, ValueError):  # a device type autocast does not know
+        on = False
+    return torch.autocast(t.device.type, enabled=False) if on else contextlib.nullcontext()
+
+
 class _AboutPoint(torch.autograd.Function):
     """:func:`apply_about` on the blocks' features, ``(..., r, b)`` and a center ``(r, b)``,
     as one autograd node (module docstring).  Its arguments are tensors only: the layout is
@@ -80,19 +91,25 @@ class _AboutPoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y, center, *blocks):
         ops = _operands(blocks, y.shape[-1])
-        z = apply_head(y, ops)
-        # token-major, so that the caller's flatten is a view of what is saved (the products
-        # leave the blocks' axis outermost)
-        if center is None:
-            z = z.contiguous()
-        else:
-            z = torch.add(z, center - apply_head(center, ops),
-                          out=torch.empty(z.shape, dtype=z.dtype, device=z.device))
+        with _without_autocast(y):
+            z = apply_head(y, ops)
+            # token-major, so that the caller's flatten is a view of what is saved (the
+            # products leave the blocks' axis outermost)
+            if center is None:
+                z = z.contiguous()
+            else:
+                z = torch.add(z, center - apply_head(center, ops),
+                              out=torch.empty(z.shape, dtype=z.dtype, device=z.device))
         ctx.save_for_backward(z, center, *blocks)
         return z
 
     @staticmethod
     def backward(ctx, dz):
+        with _without_autocast(dz):
+            return _AboutPoint._backward(ctx, dz.to(ctx.saved_tensors[0].dtype))
+
+    @staticmethod
+    def _backward(ctx, dz):
         z, center, *blocks = ctx.saved_tensors
         ops = _operands(blocks, dz.shape[-1])
         need_y, need_center, *need_blocks = ctx.needs_input_grad

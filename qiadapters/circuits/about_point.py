@@ -105,12 +105,12 @@ class _AboutPoint(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dz):
+        saved = ctx.saved_tensors  # unpacked once (checkpointing allows no second unpack)
         with _without_autocast(dz):
-            return _AboutPoint._backward(ctx, dz.to(ctx.saved_tensors[0].dtype))
+            return _AboutPoint._backward(ctx, dz.to(saved[0].dtype), *saved)
 
     @staticmethod
-    def _backward(ctx, dz):
-        z, center, *blocks = ctx.saved_tensors
+    def _backward(ctx, dz, z, center, *blocks):
         ops = _operands(blocks, dz.shape[-1])
         need_y, need_center, *need_blocks = ctx.needs_input_grad
         dy = dcenter = None

@@ -95,11 +95,39 @@ def test_plan_rows_are_what_the_adapter_builds(dim, budget):
                                                               r["tail"]), r
 
 
+@pytest.mark.parametrize("dim, budget", [(96, 500), (384, 400)])
+def test_plan_cost_is_what_the_products_count(dim, budget):
+    """``macs``: multiply-adds per feature and token of applying ``D``, against torch's flop
+    counter over the block route's products (blocks built, so no order goes mode-wise)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from qiadapters.circuits.blockdiag import apply_blocks
+
+    rows = plans(dim, budget, orders=[(1,), (1, 2), (1, 2, 3)], parametrizations=["cayley"])
+    tokens = 7
+    routes = set()
+    wide = [r for r in rows if r["blocks"] <= 2]  # large blocks: applied order by order
+    for r in rows[:: max(1, len(rows) // 20)] + wide:
+        layer = HammingAdapter(nn.Linear(dim, dim), orders=r["orders"], blocks=r["blocks"])
+        rot = layer.hamming["default"]
+        lay = rot.block_layout
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            blocks = rot.blocks()
+        with counter:  # a fresh count: only the application
+            counter.flop_counts.clear()
+            apply_blocks(torch.randn(tokens, dim), blocks, lay)
+        routes.add(lay.block_size ** 2 == r["macs"] * dim / r["blocks"])
+        assert counter.get_total_flops() == 2 * tokens * round(r["macs"] * dim), r
+    assert routes == {True, False}  # both routes among the rows sampled
+
+
 def test_plan_prints_a_table(capsys):
     assert main(["plan", "--dim", "384", "--budget", "2000", "--top", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("the 3 largest:") and len(out) == 5
     assert out[2].split()[:4] == ["1,980", "1", "30", "12"]  # 30 blocks of n=12, Cayley
+    assert out[1].split()[9] == "MACs/f" and out[2].split()[9] == "11.2"  # 30 x 12^2 / 384
 
 
 def test_info_lists_every_saved_tensor(tmp_path, capsys):

@@ -107,3 +107,14 @@ def use_whole(block_size: int, sizes) -> bool:
     <= WHOLE_MAX_EXTRA * b``.  One product and no split or concatenation of the features, for
     at most :data:`WHOLE_MAX_EXTRA` more multiply-adds per feature and token."""
     return block_size * block_size - sum(m * m for m in sizes) <= WHOLE_MAX_EXTRA * block_size
+
+
+def apply_macs(block_size: int, sizes, blocks: int) -> int:
+    """Multiply-adds per token of one application of ``D`` (``r = blocks`` blocks of
+    ``block_size`` features holding weight-k blocks of ``sizes = C(n,k)``) by the block
+    route: ``r b^2`` where whole blocks are applied (:func:`use_whole`), else ``r sum_k
+    C(n,k)^2`` (the pad and the tail cost nothing).  A training step does this three times
+    (forward, input gradient, block gradient)."""
+    if use_whole(block_size, sizes):
+        return blocks * block_size * block_size
+    return blocks * sum(m * m for m in sizes)

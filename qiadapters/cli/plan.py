@@ -4,8 +4,10 @@ For a layer width ``d`` (the side ``D`` acts on) and a budget of ``N`` parameter
 lists each (orders, blocks, parametrization, layout, shared) whose adapter has at most ``N``
 parameters, with its block layout: ``n`` qubits per block, the Hamming dimensions
 ``sum_k C(n,k)`` each block covers, the identity padding per block and the untouched tail,
-and the fraction of the ``d`` features the orthogonal map reaches.  Sorted by parameters
-(largest first), then by coverage.
+the fraction of the ``d`` features the orthogonal map reaches, and what applying ``D`` costs:
+multiply-adds per feature and token (:func:`~qiadapters.circuits.route_cost.apply_macs` over
+``d``; LoRA rank r costs ``2 r`` per feature of a square layer, peft OFT's blocks of 32 cost
+32).  Sorted by parameters (largest first), then by coverage, then by cost.
 
     qiadapters plan --dim 384 --budget 2000
     qiadapters plan --dim 1536 --budget 10000 --orders 1,2 --orders 1,2,3 --top 5
@@ -18,6 +20,7 @@ from typing import Iterable, Optional
 
 from ..adapters.hamming import PARAMETRIZATIONS, plan_blocks
 from ..circuits import LAYOUTS, Circuit
+from ..circuits.route_cost import apply_macs
 from .. import checks
 
 #: Order sets tried when ``--orders`` is not given (every set contains 1: the paper's
@@ -81,9 +84,11 @@ def plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_ORDER
                                          block_size=lay.block_size, hamming_dims=hamming,
                                          pad=lay.pad, tail=lay.tail,
                                          coverage=blocks * hamming / dim,
+                                         macs=apply_macs(lay.block_size, lay.sizes,
+                                                         blocks) / dim,
                                          parametrization=name, layout=layout or "-",
                                          shared=shared))
-    rows.sort(key=lambda r: (-r["params"], -r["coverage"], r["blocks"]))
+    rows.sort(key=lambda r: (-r["params"], -r["coverage"], r["macs"], r["blocks"]))
     return rows
 
 
@@ -98,11 +103,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"{len(rows)} configurations fit {args.budget:,} parameters at width {args.dim}"
           f"{'' if len(shown) == len(rows) else f'; the {len(shown)} largest'}:")
     head = (f"{'params':>8} {'orders':<9} {'blocks':>6} {'n':>3} {'block':>6} {'hamming':>8} "
-            f"{'pad':>5} {'tail':>5} {'cover':>6}  {'parametrization':<15} {'layout':<9} shared")
+            f"{'pad':>5} {'tail':>5} {'cover':>6} {'MACs/f':>6}  {'parametrization':<15} "
+            f"{'layout':<9} shared")
     print(head)
     for r in shown:
         orders = ",".join(map(str, r["orders"]))
         print(f"{r['params']:>8,} {orders:<9} {r['blocks']:>6} {r['n']:>3} {r['block_size']:>6} "
-              f"{r['hamming_dims']:>8} {r['pad']:>5} {r['tail']:>5} {r['coverage']:>6.1%}  "
+              f"{r['hamming_dims']:>8} {r['pad']:>5} {r['tail']:>5} {r['coverage']:>6.1%} "
+              f"{r['macs']:>6.1f}  "
               f"{r['parametrization']:<15} {r['layout']:<9} {'yes' if r['shared'] else 'no'}")
     return 0

@@ -183,3 +183,27 @@ def test_transformers_model_with_and_without_gradient_checkpointing(monkeypatch,
         return loss.detach(), {n: p.grad for n, p in am.named_parameters() if p.requires_grad}
 
     _assert_same(run(True), run(False), 1e-12)
+
+
+def test_layer_list_follows_the_module_tree(monkeypatch):
+    """The Hamming layers a batched build looks for are kept between calls, refreshed when any
+    module is registered, and a copy of the model walks its own tree."""
+    import copy
+
+    from qiadapters import HammingAdapter
+
+    am = _model()
+    first = batched._hamming_layers(am)
+    assert first == [m for m in am.modules() if isinstance(m, HammingAdapter)]
+    assert batched._hamming_layers(am) == first  # kept
+    twin = copy.deepcopy(am)
+    mine = batched._hamming_layers(twin)
+    assert len(mine) == len(first) and not {id(m) for m in mine} & {id(m) for m in first}
+    # a new adapted module registered on the model is found by the next call ...
+    am.base_model.extra = HammingAdapter(nn.Linear(24, 24, dtype=torch.float64), blocks=2)
+    assert am.base_model.extra in batched._hamming_layers(am)
+    # ... and the batched build still equals per-layer building afterwards
+    _assert_same(_run(am, True, monkeypatch), _run(am, False, monkeypatch), 1e-12)
+    # a layer removed without a registration stays listed, and nothing changes for the rest
+    del am.base_model.extra
+    _assert_same(_run(am, True, monkeypatch), _run(am, False, monkeypatch), 1e-12)

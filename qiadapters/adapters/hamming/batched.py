@@ -36,6 +36,7 @@ builds per layer (its blocks are not compounds of one ``Q``).
 """
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from typing import Optional
 
@@ -93,14 +94,44 @@ def _eligible(param) -> bool:
             and tuple(weight.shape) == (param.copies, param.triu.shape[-1]))
 
 
+#: Module registrations anywhere in the process (``add_module``, ``setattr`` of a module,
+#: ``ModuleList.append``...): part of the key of :func:`_hamming_layers`' cache, so any change
+#: to a module tree refreshes it.
+_REGISTRATIONS = [0]
+
+
+def _count_registration(module, name, submodule):
+    _REGISTRATIONS[0] += 1
+
+
+torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
+
+
+def _hamming_layers(model: torch.nn.Module) -> list:
+    """The Hamming layers in ``model.modules()``, kept on the model between calls until a
+    module is registered anywhere (a walk over every module of a transformer costs about a
+    millisecond per call).  Keyed by the model's identity too, so a copy (``deepcopy``,
+    pickle) walks its own tree.  A layer removed with ``del`` stays listed until the next
+    registration: it builds blocks that nothing takes (no gradient reaches it)."""
+    from .layer import HammingAdapter  # the layer uses this module
+
+    key = (_REGISTRATIONS[0], id(model))
+    hit = model.__dict__.get("_hamming_layers_cache")
+    if hit is not None and hit[0] == key:
+        layers = [ref() for ref in hit[1]]
+        if all(layer is not None for layer in layers):
+            return layers
+    layers = [m for m in model.modules() if isinstance(m, HammingAdapter)]
+    model.__dict__["_hamming_layers_cache"] = (key, [weakref.ref(m) for m in layers])
+    return layers
+
+
 def _members(model: torch.nn.Module) -> list:
     """``(parametrization, compute dtype)`` of every Hamming adapter that may run in a call
     of ``model``: active, not merged, layer not disabled, eligible for a batched build."""
-    from .layer import HammingAdapter  # the layer uses this module
-
     out = []
-    for layer in model.modules():
-        if not isinstance(layer, HammingAdapter) or layer.disable_adapters:
+    for layer in _hamming_layers(model):
+        if layer.disable_adapters:
             continue
         for name in layer.active_adapters:
             param = layer.hamming[name] if name in layer.hamming else None

@@ -257,3 +257,29 @@ def test_pair_minor_routes_agree_with_minors_and_gradcheck(n):
         (g1,) = torch.autograd.grad(qa.compound(Ug, 2), Ug, G)
         (g2,) = torch.autograd.grad(compound_det(Ug, 2), Ug, G)
         torch.testing.assert_close(g1, g2, atol=1e-10, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(lead=st.sampled_from([(), (3,), (2, 5)]), rows=st.integers(1, 40),
+       cols=st.integers(1, 40), picks=st.integers(1, 60), seed=st.integers(0, 5))
+def test_take_columns_is_a_gather_along_the_last_axis(lead, rows, cols, picks, seed):
+    """Both of its routes (index_select on the last axis for small outputs, one gather over
+    the flattened last two axes for large ones) against advanced indexing, with gradients."""
+    import importlib
+
+    compound = importlib.import_module("qiadapters.circuits.compound")  # the module
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(*lead, rows, cols, dtype=torch.float64, generator=g, requires_grad=True)
+    idx = torch.randint(0, cols, (picks,), generator=g)
+    for threshold in (0, 10 ** 9):  # every output flat / none
+        compound.FLAT_TAKE_MIN_ENTRIES, saved = threshold, compound.FLAT_TAKE_MIN_ENTRIES
+        try:
+            got = compound.take_columns(t, idx)
+        finally:
+            compound.FLAT_TAKE_MIN_ENTRIES = saved
+        want = t[..., idx]
+        assert torch.equal(got, want)
+        w = torch.randn(want.shape, dtype=torch.float64, generator=g)
+        (a,) = torch.autograd.grad((got * w).sum(), t)
+        (b,) = torch.autograd.grad((want * w).sum(), t)
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

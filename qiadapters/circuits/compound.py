@@ -37,6 +37,27 @@ from . import cache
 from .basis import basis_position, hamming_basis
 
 
+#: Outputs of :func:`take_columns` from this many entries on gather through the flattened
+#: last two axes; smaller ones use ``index_select`` on the last axis directly (building the
+#: flat index costs more than it saves there).
+FLAT_TAKE_MIN_ENTRIES = 32_768
+
+
+def take_columns(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[..., idx]``: the columns ``idx`` of ``t: (..., rows, cols)`` -> ``(..., rows,
+    len(idx))``.  From :data:`FLAT_TAKE_MIN_ENTRIES` output entries on, one ``index_select``
+    over the flattened last two axes: on CPU about 6x faster than ``index_select`` along the
+    last axis (43 vs 265 us for ``(660, 7, 7)`` to ``(660, 7, 21)``) and 2.5x faster than
+    advanced indexing; second compounds of many blocks 10-28 % faster forward + backward,
+    third compounds of 8 blocks at n = 11-13 about 30 %."""
+    rows, cols = t.shape[-2], t.shape[-1]
+    lead = t.shape[:-2]
+    if t.numel() // max(cols, 1) * idx.numel() < FLAT_TAKE_MIN_ENTRIES:
+        return t.index_select(-1, idx)
+    flat = (torch.arange(rows, device=idx.device)[:, None] * cols + idx).reshape(-1)
+    return t.reshape(*lead, rows * cols).index_select(-1, flat).view(*lead, rows, idx.numel())
+
+
 class PairMinors(torch.autograd.Function):
     """All 2x2 minors, ``out[..., x, y] = U[a,c] U[b,d] - U[a,d] U[b,c]`` for the pairs
     ``x = (a, b)``, ``y = (c, d)`` (``first`` / ``second``: the pairs' first and second
@@ -54,14 +75,14 @@ class PairMinors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, U, first, second):
         ctx.save_for_backward(U, first, second)
-        X, Y = U.index_select(-1, first), U.index_select(-1, second)
+        X, Y = take_columns(U, first), take_columns(U, second)
         out = X.index_select(-2, first) * Y.index_select(-2, second)
         return out.sub_(Y.index_select(-2, first) * X.index_select(-2, second))
 
     @staticmethod
     def backward(ctx, grad):
         U, first, second = ctx.saved_tensors
-        X, Y = U.index_select(-1, first), U.index_select(-1, second)
+        X, Y = take_columns(U, first), take_columns(U, second)
         dX, dY = torch.zeros_like(X), torch.zeros_like(Y)
         dX.index_add_(-2, first, grad * Y.index_select(-2, second))
         dX.index_add_(-2, second, grad * Y.index_select(-2, first), alpha=-1)
@@ -95,7 +116,7 @@ class PairMinorsByRow(torch.autograd.Function):
     @staticmethod
     def forward(ctx, U, first, second):
         n = U.shape[-1]
-        X, Y = U.index_select(-1, first), U.index_select(-1, second)
+        X, Y = take_columns(U, first), take_columns(U, second)
         ctx.save_for_backward(U, first, second)
         out = X.new_empty(*X.shape[:-2], X.shape[-1], X.shape[-1])
         start = 0
@@ -110,7 +131,7 @@ class PairMinorsByRow(torch.autograd.Function):
     def backward(ctx, grad):
         U, first, second = ctx.saved_tensors  # X, Y gathered again: differentiable twice
         n = U.shape[-1]
-        X, Y = U.index_select(-1, first), U.index_select(-1, second)
+        X, Y = take_columns(U, first), take_columns(U, second)
         dX, dY = torch.zeros_like(X), torch.zeros_like(Y)
         start = 0
         for a in range(n - 1):  # out_(a,b) = X_a Y_b - Y_a X_b, b > a
@@ -240,9 +261,9 @@ def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None,
         lower = compound(U, k - 1, tables)
     minors = lower.index_select(-2, rest)           # (..., C(n,k), C(n,k-1)): rows I'
     lead = U.index_select(-2, first)                # (..., C(n,k), n): rows a
-    out = lead.index_select(-1, cols[0]) * minors.index_select(-1, minus[0])
+    out = take_columns(lead, cols[0]) * take_columns(minors, minus[0])
     for j in range(1, k):
-        term = lead.index_select(-1, cols[j]) * minors.index_select(-1, minus[j])
+        term = take_columns(lead, cols[j]) * take_columns(minors, minus[j])
         out = out - term if j % 2 else out + term
     return out
 

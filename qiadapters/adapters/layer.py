@@ -94,6 +94,9 @@ def reference_tensor(module: nn.Module) -> Optional[torch.Tensor]:
     """The tensor that fixes where a module's adapters live: its first floating parameter or
     buffer (else its first tensor at all; None for a module without tensors)."""
     module, first = unwrap(module), None
+    own = next(iter(module._parameters.values()), None)  # the first of parameters(), cheaply
+    if own is not None and own.is_floating_point():
+        return own
     for t in chain(module.parameters(), module.buffers()):  # read every forward: stop early
         if t.is_floating_point():
             return t

@@ -62,6 +62,13 @@ def _operands(blocks, b: int) -> Operands:
     return Operands([], blocks[0]) if blocks[0].shape[-1] == b else Operands(list(blocks))
 
 
+def _apply_row(c: torch.Tensor, ops: Operands) -> torch.Tensor:
+    """``c D`` for the one row ``c: (r, b)`` (one ``bmm`` with whole blocks)."""
+    if ops.whole is None:
+        return apply_head(c, ops)
+    return torch.bmm(c.unsqueeze(-2), ops.whole.to(c.dtype)).squeeze(-2)
+
+
 def _rows(t: torch.Tensor, ops: Operands) -> list[torch.Tensor]:
     """``t: (..., r, b)`` as the rows each block tensor of ``ops`` acts on, ``[(r, tokens,
     m)]`` (the pad dropped)."""
@@ -98,7 +105,7 @@ class _AboutPoint(torch.autograd.Function):
             if center is None:
                 z = z.contiguous()
             else:
-                z = torch.add(z, center - apply_head(center, ops),
+                z = torch.add(z, center - _apply_row(center, ops),
                               out=torch.empty(z.shape, dtype=z.dtype, device=z.device))
         ctx.save_for_backward(z, center, *blocks)
         return z

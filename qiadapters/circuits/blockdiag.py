@@ -57,6 +57,12 @@ class BlockLayout:
     def __post_init__(self):
         checks.integer("blocks", self.blocks, low=1)
         checks.integer("pad", self.pad, low=0)
+        # the derived sizes, computed once (read on every forward; plain attributes, which
+        # torch.compile reads as constants); not fields: equality, hash and repr ignore them
+        sizes = tuple(block_dim(self.n, k) for k in self.orders)
+        size = sum(sizes) + self.pad
+        object.__setattr__(self, "_derived", (sizes, sum(sizes), size,
+                                              self.dim - self.blocks * size))
         if self.blocks * self.block_size > self.dim:
             raise ValueError(f"blocks={self.blocks} of size {self.block_size} need "
                              f"{self.blocks * self.block_size} dims but dim={self.dim}")
@@ -64,21 +70,21 @@ class BlockLayout:
     @property
     def sizes(self) -> tuple[int, ...]:
         """``C(n, k)`` for each order."""
-        return tuple(block_dim(self.n, k) for k in self.orders)
+        return self._derived[0]
 
     @property
     def active(self) -> int:
         """Dims per block acted on by Hamming blocks: ``sum_k C(n,k)``."""
-        return sum(self.sizes)
+        return self._derived[1]
 
     @property
     def block_size(self) -> int:
-        return self.active + self.pad
+        return self._derived[2]
 
     @property
     def tail(self) -> int:
         """Identity dims after the last block."""
-        return self.dim - self.blocks * self.block_size
+        return self._derived[3]
 
 
 class ModeWise(NamedTuple):

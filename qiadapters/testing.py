@@ -165,6 +165,14 @@ def base_parameters(am: AdapterModel) -> dict[str, nn.Parameter]:
     return {n: p for n, p in am.named_parameters() if id(p) not in ids}
 
 
+def random_orthogonal(r: int, n: int, seed: int = 0,
+                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``r`` random orthogonal ``n x n`` matrices (QR of Gaussian ones), reproducible by
+    ``seed``: ``(r, n, n)``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(r, n, n, dtype=dtype, generator=g))[0]
+
+
 @torch.no_grad()
 def perturb(model: nn.Module, scale: float = 0.2, seed: int = 1) -> nn.Module:
     """Move every adapter parameter of ``model`` (an :class:`AdapterModel`, any model holding

@@ -15,12 +15,7 @@ from qiadapters.circuits.about_point import apply_about, supports
 from qiadapters.circuits.blockdiag import (BlockLayout, ModeWise, Operands, apply_blocks,
                                            assemble, dense)
 from qiadapters.circuits.compound import compound_by_minors
-from qiadapters.testing import perturb
-
-
-def _orthogonal(r, n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.linalg.qr(torch.randn(r, n, n, dtype=torch.float64, generator=g))[0]
+from qiadapters.testing import perturb, random_orthogonal
 
 
 @settings(max_examples=40, deadline=None)
@@ -30,7 +25,7 @@ def _orthogonal(r, n, seed):
 def test_map_and_gradients_equal_the_dense_reference(n, orders, r, pad, tail, whole, center,
                                                      seed):
     orders = tuple(k for k in orders if k < n)
-    U = _orthogonal(r, n, seed)
+    U = random_orthogonal(r, n, seed)
     blocks = [torch.stack([compound_by_minors(u, k) for u in U]).requires_grad_()
               for k in orders]
     lay = BlockLayout(n, orders, r, pad, r * (sum(comb(n, k) for k in orders) + pad) + tail)

@@ -12,12 +12,7 @@ from qiadapters import HammingAdapter
 from qiadapters.circuits import blockdiag, route_cost
 from qiadapters.circuits.blockdiag import BlockLayout, Operands, apply_blocks, assemble, dense
 from qiadapters.circuits.compound import compound_by_minors
-from qiadapters.testing import perturb
-
-
-def _orthogonal(r, n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.linalg.qr(torch.randn(r, n, n, dtype=torch.float64, generator=g))[0]
+from qiadapters.testing import perturb, random_orthogonal
 
 
 @settings(max_examples=40, deadline=None)
@@ -26,7 +21,7 @@ def _orthogonal(r, n, seed):
        transpose=st.booleans(), seed=st.integers(0, 10))
 def test_whole_blocks_equal_dense_map_and_order_route(n, orders, r, pad, tail, transpose, seed):
     orders = tuple(k for k in orders if k < n)
-    U = _orthogonal(r, n, seed)
+    U = random_orthogonal(r, n, seed)
     blocks = [torch.stack([compound_by_minors(u, k) for u in U]) for k in orders]
     active = sum(comb(n, k) for k in orders)
     lay = BlockLayout(n, orders, r, pad, r * (active + pad) + tail)

@@ -93,8 +93,8 @@ def use_modewise(tokens: int, n: int, k: int, device_type: str = "cpu",
 #: multiply-adds per feature and token more than the per-order products:
 #: ``(b^2 - sum_k C(n,k)^2) / b``, against the per-order route's split of the features into
 #: pieces and their concatenation (a copy of every feature, forward and backward, and a few
-#: small products per order).  Measured (``docs/speed.md``, "Whole blocks or order by
-#: order"; one layer forward + backward, 256 and 2048 tokens, 2 threads): whole is
+#: small products per order).  Measured (``docs/speed.md``, "Smaller blocks, made fast";
+#: one layer forward + backward, 256 and 2048 tokens, 2 threads): whole is
 #: 0.88-0.99x the per-order time at 17-40 extra multiply-adds per feature (orders {1, 2} in
 #: blocks of 32, 64, 128; {1, 2, 3} in blocks of 48), and 1.06-1.11x at 75-97 (orders
 #: {1, 2} in blocks of 341 and 512, {1, 2, 3} in blocks of 128).

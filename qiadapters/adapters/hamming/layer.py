@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from ... import checks
-from ...circuits import max_qubits
-from ...circuits import about_point
+from ...circuits import about_point, max_qubits
 from ...circuits.blockdiag import BlockLayout
 from ..layer import AdapterLayer, AdapterParts, unwrap
 from .batched import batched_operands

@@ -16,10 +16,10 @@ The gradient of a block ``B`` is :math:`(y - c)^T \partial z` summed over the to
 
 the same three token-sized products as differentiating ``y D`` (``y^T dz``, ``dz D^T``, and
 the forward), plus one ``b x b`` product per block.  What is saved for the backward is the
-output ``z`` instead of the input ``y``: the layer that follows usually keeps ``z`` anyway
-(attention keeps its queries and values, an activation its input), while ``y`` would be
-held for this map alone -- one ``tokens x d`` tensor per adapted layer
-(``docs/speed.md``, "Memory").  The backward is written in differentiable operations, so
+output ``z`` instead of the input ``y``: the layer that follows often keeps ``z`` anyway
+(an activation keeps its input; attention, which keeps reshaped copies of its queries and
+values, does not), while ``y`` would be held for this map alone -- one ``tokens x d`` tensor
+per adapted layer (``docs/speed.md``, "Smaller blocks, made fast").  The backward is written in differentiable operations, so
 higher-order gradients work.  Exact up to the orthogonality of ``D`` (float rounding).
 """
 from __future__ import annotations

@@ -48,8 +48,8 @@ def take_columns(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     len(idx))``.  From :data:`FLAT_TAKE_MIN_ENTRIES` output entries on, one ``index_select``
     over the flattened last two axes: on CPU about 6x faster than ``index_select`` along the
     last axis (43 vs 265 us for ``(660, 7, 7)`` to ``(660, 7, 21)``) and 2.5x faster than
-    advanced indexing; second compounds of many blocks 10-28 % faster forward + backward,
-    third compounds of 8 blocks at n = 11-13 about 30 %."""
+    advanced indexing; second compounds of many blocks 7-28 % faster forward + backward,
+    third compounds of 3-8 blocks at n = 11-13 22-36 % (``docs/speed.md``)."""
     rows, cols = t.shape[-2], t.shape[-1]
     lead = t.shape[:-2]
     if t.numel() // max(cols, 1) * idx.numel() < FLAT_TAKE_MIN_ENTRIES:

@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     for k, n in GRID:
         for tokens in TOKENS:
             t = interleaved(routes(n, k, tokens, args.device), reps=args.reps, warmup=2)
-            pick = "mode" if use_modewise(tokens, n, k, dev) else "block"
+            pick = "mode" if use_modewise(tokens, n, k, dev, blocks=BLOCKS) else "block"
             faster = "mode" if t.median("mode") < t.median("block") else "block"
             right, total = right + (pick == faster), total + 1
             print(f"{k:>2} {n:>3} {tokens:>6} {t.median('block') * 1e3:9.3f} "

@@ -16,7 +16,7 @@ from qiadapters.circuits import blockdiag
 from qiadapters.circuits.blockdiag import ModeWise, apply_block
 from qiadapters.circuits.compound import compound, compound_by_minors
 from qiadapters.circuits.modewise import apply_compound, mode_tables, permutation_signs
-from qiadapters.circuits.route_cost import block_cost, mode_cost, use_modewise
+from qiadapters.circuits.route_cost import block_cost, costs_for, mode_cost, use_modewise
 from qiadapters.testing import perturb
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
@@ -99,10 +99,27 @@ def test_cost_model_on_cuda_follows_the_h200_measurement():
             assert not use_modewise(tokens, n, 2, "cuda"), (n, tokens)
 
 
-def test_cost_model_is_linear_in_blocks_and_tokens():
-    assert mode_cost(20, 15, 2, blocks=3) == pytest.approx(6 * mode_cost(10, 15, 2))
-    assert block_cost(10, 15, 2, built=True, blocks=2) == pytest.approx(
-        2 * block_cost(10, 15, 2, built=True))
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_cost_model_is_linear_in_blocks_and_tokens_past_its_fixed_cost(device):
+    c = costs_for(device)
+    mode = lambda t, r=1: mode_cost(t, 15, 2, device, blocks=r) - c.launch_mode  # noqa: E731
+    block = lambda t, r=1: (block_cost(t, 15, 2, device, built=True, blocks=r)  # noqa: E731
+                            - c.launch_block)
+    assert mode(20, 3) == pytest.approx(6 * mode(10))
+    assert block(10, 2) == pytest.approx(2 * block(10))
+    assert mode_cost(0, 15, 2, device, blocks=5) == c.launch_mode
+    assert block_cost(0, 15, 2, device, built=True, blocks=5) == c.launch_block
+
+
+def test_cost_model_on_cpu_weighs_a_layers_blocks_against_the_fixed_costs():
+    """Few tokens on a layer of small blocks: the mode-wise route's fixed cost (about three
+    times as many operations as the block route) outweighs building the blocks; with large
+    blocks building still loses (measured in a MiniLM step, ``docs/speed.md``)."""
+    assert not use_modewise(32, 10, 2, "cpu", blocks=6)    # blocks of 64: build them
+    assert not use_modewise(32, 15, 2, "cpu", blocks=3)    # blocks of 128: build them
+    assert use_modewise(32, 31, 2, "cpu", blocks=3)        # n = 31 (the FFN's 3 blocks)
+    # the choice is per layer: the fixed costs are paid once for all r blocks
+    assert not use_modewise(16, 15, 2, "cpu", blocks=1) and use_modewise(16, 15, 2, "cpu", blocks=48)
 
 
 # ---------------------------------------------------------------------------- in an adapter
@@ -110,8 +127,8 @@ def test_cost_model_is_linear_in_blocks_and_tokens():
 def route(monkeypatch):
     """``route(True)`` forces every order >= 2 mode-wise, ``route(False)`` built."""
     def force(mode: bool):
-        monkeypatch.setattr(blockdiag, "use_modewise", lambda t, n, k, d, built=False:
-                            mode and 2 <= k < n)
+        monkeypatch.setattr(blockdiag, "use_modewise", lambda t, n, k, d, built=False,
+                            blocks=1: mode and 2 <= k < n)
     return force
 
 
@@ -185,12 +202,16 @@ def test_inference_cache_keeps_built_blocks_and_both_routes_agree(route, monkeyp
         assert _max_err(layer(x), mode) < 1e-12
 
 
-def test_operands_are_the_weight_one_blocks_and_build_on_demand():
+def test_operands_are_the_weight_one_blocks_and_build_on_demand(route):
     rot = _layer(dtype=torch.float64).hamming["default"]
-    ops = rot.operands(torch.float64).operands(tokens=1, device_type="cpu")
     n = rot.block_layout.n
-    assert [type(o) for o in ops] == [torch.Tensor, ModeWise, torch.Tensor]  # n = 4
-    assert ops[1].U.shape == (2, n, n)
+    # n = 4: every block is tiny, so the cost model builds them all, even for one token
+    ops = rot.operands(torch.float64).operands(tokens=1, device_type="cpu")
+    assert [type(o) for o in ops] == [torch.Tensor] * 3
+    route(True)
+    ops = rot.operands(torch.float64).operands(tokens=1, device_type="cpu")
+    assert [type(o) for o in ops] == [torch.Tensor, ModeWise, ModeWise]
+    assert ops[1].U.shape == (2, n, n) and ops[2].k == 3
 
 
 def test_fullgraph_compile_and_autocast(route):

@@ -159,8 +159,8 @@ class Compounds:
         says so (the blocks wanted are built together, sharing lower orders; a block that
         came built costs only its application)."""
         n = self.U.shape[-1]
-        mode = [use_modewise(tokens, n, k, device_type, self._built(k) is not None)
-                for k in self.orders]
+        mode = [use_modewise(tokens, n, k, device_type, self._built(k) is not None,
+                             self.blocks) for k in self.orders]
         blocks = iter(self.build([k for k, m in zip(self.orders, mode) if not m]))
         return [ModeWise(self.U, k, self._mode_tables(k)) if m else next(blocks)
                 for k, m in zip(self.orders, mode)]

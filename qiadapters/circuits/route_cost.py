@@ -14,19 +14,26 @@ blocks, ``m = C(n,k)``:
 * ``gamma``: per multiply-add of the three ``(T, m) x (m, m)`` products of the block route
   (forward, input gradient, block gradient);
 * ``delta``: per entry of a built block, building it and back-propagating through the build
-  (minors, their backward, copies, kernel launches) -- the cost the mode-wise route avoids;
+  (minors, their backward, copies) -- the cost the mode-wise route avoids.  In training the
+  blocks of every layer of a model are built together (:mod:`qiadapters.adapters.hamming.batched`),
+  so a layer pays this marginal cost per entry, not the fixed cost of a build of its own;
 * ``alpha``: per element of the ``n^k``-per-token buffer and its ``k!`` gathers/scatters
   (memory bound);
 * ``beta``: per multiply-add of the ``k`` mode products (GEMMs whose inner dimension is only
   ``n``, slower per multiply-add than the block route's);
-* ``launch_block``, ``launch_mode``: the fixed cost of each route's kernel launches, which is
-  what a GPU pays at these sizes (0 on the CPU, where the per-element terms dominate).
+* ``launch_block``, ``launch_mode``: each route's fixed cost per layer and order, forward +
+  backward, whatever the size: kernel launches on a GPU; on the CPU the operations' dispatch
+  (the mode-wise route runs about three times as many operations: its buffer, gathers,
+  scatters and ``k`` products, each way).
 
-Mode-wise is chosen when ``t_mode < t_block``.  Blocks kept by the inference cache are
+Mode-wise is chosen when ``t_mode < t_block`` for the layer's ``r`` blocks.  Blocks kept by the inference cache are
 already built (``delta`` does not apply), and order 1 always uses its block ``U`` itself.
 Constants per device type (:data:`COSTS`, nanoseconds; other devices use the CUDA entry,
-``meta`` the CPU one).  CPU: fitted to both routes' forward + backward timed with one thread
-(``python -m benchmarks.route_costs`` prints the measured times next to the model's choice).
+``meta`` the CPU one).  CPU: ``gamma``, ``alpha``, ``beta`` fitted to both routes' forward +
+backward timed with one thread (``python -m benchmarks.route_costs`` prints the measured
+times next to the model's choice); ``delta`` and the fixed costs from both routes timed at
+8-64 tokens next to a batched build's marginal cost per entry (``docs/speed.md``, "Choosing
+the route: the cost model").
 CUDA: fitted to the same command with ``--device cuda`` on an H200 (torch 2.11): up to
 n = 44 and 2048 tokens both routes are launch-bound (about 1 ms for 3 blocks, fwd + bwd), the
 mode-wise route's gathers cost ~0.3 ns per buffer element and it launches more kernels, so
@@ -54,7 +61,8 @@ class RouteCosts:
 
 #: Measured constants by device type (``docs/speed.md``, "Cost model").
 COSTS: dict[str, RouteCosts] = {
-    "cpu": RouteCosts(gamma=0.04, delta=18.0, alpha=2.5, beta=0.25),
+    "cpu": RouteCosts(gamma=0.04, delta=10.0, alpha=2.5, beta=0.25,
+                      launch_block=9e4, launch_mode=3e5),
     "cuda": RouteCosts(gamma=2e-4, delta=0.01, alpha=0.3, beta=1e-4,
                        launch_block=9e5, launch_mode=1e6),
 }
@@ -69,24 +77,28 @@ def costs_for(device_type: str) -> RouteCosts:
 
 def block_cost(tokens: int, n: int, k: int, device_type: str = "cpu", built: bool = False,
                blocks: int = 1) -> float:
-    """Estimated ns of the block route for one order (module docstring)."""
+    """Estimated ns of the block route for one order of ``blocks`` blocks (module
+    docstring; the fixed cost is paid once, whatever ``blocks``)."""
     c, m = costs_for(device_type), comb(n, k)
     return blocks * m * m * (c.gamma * tokens + (0.0 if built else c.delta)) + c.launch_block
 
 
 def mode_cost(tokens: int, n: int, k: int, device_type: str = "cpu", blocks: int = 1) -> float:
-    """Estimated ns of the mode-wise route for one order (module docstring)."""
+    """Estimated ns of the mode-wise route for one order of ``blocks`` blocks (module
+    docstring; the fixed cost is paid once, whatever ``blocks``)."""
     c = costs_for(device_type)
     return (blocks * tokens * (c.alpha * factorial(k) * n ** k + c.beta * k * n ** (k + 1))
             + c.launch_mode)
 
 
 def use_modewise(tokens: int, n: int, k: int, device_type: str = "cpu",
-                 built: bool = False) -> bool:
-    """Whether order ``k`` is applied mode-wise: ``2 <= k < n`` and it is estimated cheaper."""
+                 built: bool = False, blocks: int = 1) -> bool:
+    """Whether order ``k`` of a layer's ``blocks`` blocks is applied mode-wise: ``2 <= k < n``
+    and it is estimated cheaper for ``tokens`` rows."""
     if k < 2 or k >= n:
         return False
-    return mode_cost(tokens, n, k, device_type) < block_cost(tokens, n, k, device_type, built)
+    return (mode_cost(tokens, n, k, device_type, blocks)
+            < block_cost(tokens, n, k, device_type, built, blocks))
 
 
 #: The whole-block route (:func:`use_whole`) is taken while it costs at most this many

@@ -148,7 +148,7 @@ def _build(model: torch.nn.Module, tokens: int) -> tuple[dict, set]:
     for param, dtype in _members(model):
         lay, device = param.block_layout, param.weight.device
         build = tuple(k for k in lay.orders
-                      if not use_modewise(tokens, lay.n, k, device.type, False))
+                      if not use_modewise(tokens, lay.n, k, device.type, False, lay.blocks))
         key = (type(param), lay.n, lay.orders, lay.block_size, build, device, dtype)
         groups[key].append(param)
     operands, taken = {}, set()

@@ -4,7 +4,7 @@ dense construction.
     python -m benchmarks.speed --threads 1     # the committed files (~20 min on 2 cores; see
                                                # docs/speed.md for why --threads 1)
     python -m benchmarks.speed --quick         # smaller grid, fewer methods (< 5 min)
-    python -m benchmarks.speed --only step     # one section: step|targets|inference|scaling|blocks|memory
+    python -m benchmarks.speed --only step     # one section: step|targets|fixed|inference|scaling|blocks|memory
     python -m benchmarks.speed --device cuda   # step and targets on a GPU (CUDA memory stats)
 
 Methods are registry names (:mod:`benchmarks.registry`; the list is
@@ -24,6 +24,10 @@ section can be re-run alone):
   (``speed_targets.csv``; PASS/FAIL per case: step <= 1.0x OFT and <= 1.05x LoRA, memory
   growth <= 1.05x LoRA's).  ``--quick``: batch 8 x 32 only, 3 rounds, memory of Hamming and
   LoRA only.
+* ``fixed``: the per-step overhead of each adapter: the targets' contenders at one sequence
+  of 32 tokens (:data:`benchmarks.speed_minilm.FIXED_CASES`), interleaved, and what each
+  adds to the head-only step (median of per-round differences, ms) next to LoRA's
+  (``speed_fixed.csv``; no target: it says how much of a small batch's ratio is overhead).
 * ``inference``: ``no_grad`` eval forward: merged Hamming (``merge_and_unload``) vs the base
   model (and the base against a second copy of itself: the noise floor); unmerged Hamming vs
   unmerged LoRA.
@@ -34,7 +38,7 @@ section can be re-run alone):
 * ``memory``: peak RSS growth of one training step, one fresh process per method
   (:mod:`benchmarks.speed_memory` documents the method).
 
-``--device cuda`` runs ``step`` and ``targets`` on the GPU (every step ends with a
+``--device cuda`` runs ``step``, ``targets`` and ``fixed`` on the GPU (every step ends with a
 ``torch.cuda.synchronize``, memory is ``torch.cuda.max_memory_allocated``); the other
 sections are CPU only.
 
@@ -63,9 +67,9 @@ from .speed_minilm import OURS, REFERENCE
 from .speed_report import plot_scaling, summarize
 from .timing import interleaved
 
-SECTIONS = ("step", "targets", "inference", "scaling", "blocks", "memory")
+SECTIONS = ("step", "targets", "fixed", "inference", "scaling", "blocks", "memory")
 #: The sections that run on ``--device cuda``.
-DEVICE_SECTIONS = ("step", "targets")
+DEVICE_SECTIONS = ("step", "targets", "fixed")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -150,6 +154,38 @@ def run_targets(args, out) -> None:
                          "rounds": t.rounds(name), "threads": t.threads,
                          "device": args.device})
     _write_csv(out("speed_targets", "csv"), rows)
+
+
+def run_fixed(args, out) -> None:
+    """What each contender adds to the head-only step at one sequence of 32 tokens
+    (:data:`~benchmarks.speed_minilm.FIXED_CASES`): the adapters' per-step overhead."""
+    from .data import load_minilm
+    from .speed_minilm import FIXED_CASES, OFT, attach, case_methods, case_name, minilm_batch
+    from .speed_minilm import train_step_fn, trainable_count
+
+    base, _ = load_minilm(num_labels=26)
+    rows = []
+    for targets, batch_size, seq in FIXED_CASES:
+        names, case = case_methods(targets), case_name(targets, batch_size, seq)
+        batch = minilm_batch(batch_size, seq)
+        fns, counts = {}, {}
+        for name in names:
+            model, _ = attach(name, copy.deepcopy(base), targets)
+            counts[name] = trainable_count(model)
+            fns[name] = train_step_fn(model, batch, device=args.device)
+        t = interleaved(fns, reps=5 if args.quick else 40, warmup=2, alternate=True, desc=case)
+        lora_adds = t.paired_difference(REFERENCE, "head")
+        for name in names:
+            adds = t.paired_difference(name, "head")
+            rows.append({"case": case, "method": name, "trainable": counts[name],
+                         "median_ms": _ms(t.median(name)), "adds_to_head_ms": _ms(adds),
+                         "adds_vs_lora": round(adds / lora_adds, 3) if name != "head" else "",
+                         "ratio_vs_lora": round(t.paired_ratio(name, REFERENCE), 4),
+                         "ratio_vs_oft": round(t.paired_ratio(name, OFT), 4),
+                         "rounds": t.rounds(name), "threads": t.threads,
+                         "device": args.device})
+        del fns, model
+    _write_csv(out("speed_fixed", "csv"), rows)
 
 
 def case_memory(args, base, names, targets, batch, seq) -> dict[str, float]:
@@ -377,7 +413,8 @@ def main(argv=None) -> None:
         return folder / f"{stem}.{ext}"
 
     start = time.perf_counter()
-    runners = {"step": run_step, "targets": run_targets, "inference": run_inference,
+    runners = {"step": run_step, "targets": run_targets, "fixed": run_fixed,
+               "inference": run_inference,
                "scaling": run_scaling, "blocks": run_blocks, "memory": run_memory}
     sections = list(args.only or (SECTIONS if args.device == "cpu" else DEVICE_SECTIONS))
     if "scaling" in sections and "blocks" not in sections:

@@ -38,6 +38,10 @@ WIDE_METHODS = ["hamming-12-bs128"]
 CASES = [(("query", "value"), 8, 32), (("query", "value"), 32, 64),
          ("all-linear", 8, 32), ("all-linear", 32, 64)]
 
+#: The fixed-cost cases: one sequence of 32 tokens, where what an adapter adds to a step is
+#: its per-step overhead (building the blocks, per-layer dispatch), not its arithmetic.
+FIXED_CASES = [("all-linear", 1, 32), (("query", "value"), 1, 32)]
+
 
 def case_name(targets, batch: int, seq: int) -> str:
     """``"query,value 8x32"`` / ``"all-linear 32x64"``."""

@@ -108,6 +108,19 @@ def _targets(rows) -> tuple[list[str], list[str]]:
     return md, verdicts
 
 
+def _fixed(rows) -> tuple[list[str], list[str]]:
+    """The per-step overhead at 32 tokens: a table, no target."""
+    md = _table("### Per-step overhead (MiniLM, one sequence of 32 tokens, head trainable)",
+                "case:l | method:l | trainable params:r | median ms/step:r | adds to head, ms:r | "
+                "adds vs LoRA's:r | vs LoRA r=8:r | vs OFT:r",
+                lambda r: (r["case"], r["method"], f"{int(r['trainable']):,}",
+                           f"{float(r['median_ms']):.1f}", f"{float(r['adds_to_head_ms']):.1f}",
+                           f"{float(r['adds_vs_lora']):.2f}" if r["adds_vs_lora"] else "",
+                           f"{float(r['ratio_vs_lora']):.3f}", f"{float(r['ratio_vs_oft']):.3f}"),
+                rows)
+    return md, []
+
+
 def _inference(rows) -> tuple[list[str], list[str]]:
     md = _table("### Inference (no_grad, eval, batch 32 x 64)",
                 "model:l | median ms:r | reference:l | ratio vs reference:r",
@@ -178,7 +191,8 @@ def _memory(rows) -> tuple[list[str], list[str]]:
         "LoRA's", lambda ours: f"; whole-process peak {float(ours['peak_vs_lora']):.3f}x")
 
 
-SECTIONS = {"speed_step": _step, "speed_targets": _targets, "speed_inference": _inference, "speed_scaling": _scaling,
+SECTIONS = {"speed_step": _step, "speed_targets": _targets, "speed_fixed": _fixed,
+            "speed_inference": _inference, "speed_scaling": _scaling,
             "speed_blocks": _blocks, "speed_memory": _memory}
 
 

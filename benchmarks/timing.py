@@ -53,6 +53,10 @@ class Timings:
         times = self.cpu if cpu else self.wall
         return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
+    def paired_difference(self, a: str, b: str) -> float:
+        """Median over rounds of ``t_a - t_b`` in wall seconds (what ``a`` adds to ``b``)."""
+        return statistics.median(x - y for x, y in zip(self.wall[a], self.wall[b]))
+
     def extend(self, other: "Timings") -> None:
         """Append another run's rounds (same contenders or a subset) to these."""
         for name in other.wall:

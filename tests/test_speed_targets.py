@@ -76,3 +76,26 @@ def test_ablation_on_cuda_without_cuda_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         speed_ablation.main(["--device", "cuda"])
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_fixed_cost_table_and_paired_difference():
+    """The per-step overhead section: a table (no target) of what each method adds to the
+    head-only step, from the median of per-round differences."""
+    from benchmarks.speed_report import _fixed
+    from benchmarks.timing import Timings
+
+    t = Timings({"a": [3.0, 5.0, 4.0], "head": [1.0, 2.0, 1.0]},
+                {"a": [0.0] * 3, "head": [0.0] * 3}, threads=1)
+    assert t.paired_difference("a", "head") == 3.0   # rounds: 2, 3, 3
+    rows = [{"case": "all-linear 1x32", "method": "hamming-12-bs32", "trainable": "23870",
+             "median_ms": "40.8", "adds_to_head_ms": "28.8", "adds_vs_lora": "1.553",
+             "ratio_vs_lora": "1.3654", "ratio_vs_oft": "0.8993"},
+            {"case": "all-linear 1x32", "method": "head", "trainable": "10010",
+             "median_ms": "11.9", "adds_to_head_ms": "0.0", "adds_vs_lora": "",
+             "ratio_vs_lora": "0.39", "ratio_vs_oft": "0.27"}]
+    md, verdicts = _fixed(rows)
+    assert verdicts == []
+    assert "| all-linear 1x32 | hamming-12-bs32 | 23,870 | 40.8 | 28.8 | 1.55 | 1.365 | 0.899 |" in md
+    assert md[-1].startswith("| all-linear 1x32 | head |") and "|  |" in md[-1]
+    assert speed.SECTIONS.index("fixed") < speed.SECTIONS.index("inference")
+    assert "fixed" in speed.DEVICE_SECTIONS

@@ -5,7 +5,9 @@
   adapter agree to 1e-10 (the CPU is the reference);
 * a bf16-autocast training step on CUDA keeps the adapter in float32 and lowers the loss;
 * a ``fullgraph=True`` compiled forward + backward on CUDA matches eager;
-* a file saved from CUDA loads on the CPU bit for bit.
+* a file saved from CUDA loads on the CPU bit for bit;
+* the compounds of many blocks (the batched builds' shapes, the flattened column gathers)
+  and their gradients match the CPU in float64.
 """
 import copy
 
@@ -121,3 +123,39 @@ def test_saved_on_cuda_loads_on_cpu_bit_for_bit(tmp_path):
     with torch.no_grad():
         expected = logits(am(**inputs)).cpu()
         assert torch.allclose(logits(loaded(**cpu_inputs)), expected, atol=1e-4)
+
+
+
+def _compounds_and_gradient(U, orders, weights, device):
+    """The compounds of ``U`` on ``device``, and the gradient of ``sum_k <C_k(U), W_k>``."""
+    from qiadapters.circuits.compound import compounds
+
+    Ud = U.to(device).requires_grad_()
+    out = compounds(Ud, orders)
+    sum((o * w.to(device)).sum() for o, w in zip(out, weights)).backward()
+    return [o.detach().cpu() for o in out], Ud.grad.cpu()
+
+
+@pytest.mark.parametrize("n, blocks", [(7, 660), (15, 165), (11, 8)])
+def test_many_blocks_compounds_on_cuda_match_the_cpu(n, blocks):
+    """The batched builds' shapes (660 blocks of n = 7: blocks of 32 on every linear layer of
+    MiniLM; 165 of n = 15): the column gathers through the flattened matrix
+    (``take_columns`` from ``FLAT_TAKE_MIN_ENTRIES`` entries) and the order-2 and order-3
+    compounds, forward and gradient, against the CPU in float64."""
+    from math import comb
+
+    from qiadapters.circuits.compound import FLAT_TAKE_MIN_ENTRIES, take_columns
+
+    gen = torch.Generator().manual_seed(n)
+    U = torch.randn(blocks, n, n, dtype=torch.float64, generator=gen)
+    idx = torch.randint(0, n, (3 * n,), generator=gen)
+    if blocks * n * idx.numel() >= FLAT_TAKE_MIN_ENTRIES:
+        assert torch.equal(take_columns(U.cuda(), idx.cuda()).cpu(), take_columns(U, idx))
+    orders = (1, 2, 3) if n <= 11 else (1, 2)
+    weights = [torch.randn(blocks, comb(n, k), comb(n, k), dtype=torch.float64, generator=gen)
+               for k in orders]
+    cpu_out, cpu_grad = _compounds_and_gradient(U, orders, weights, "cpu")
+    cuda_out, cuda_grad = _compounds_and_gradient(U, orders, weights, "cuda")
+    for a, b in zip(cpu_out, cuda_out):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+    assert torch.allclose(cpu_grad, cuda_grad, rtol=0, atol=1e-9)

@@ -50,10 +50,11 @@ def apply_about(y: torch.Tensor, center: Optional[torch.Tensor], operands: Opera
                          "mode-wise (apply it with apply_blocks instead)")
     r, b = layout.blocks, layout.block_size
     blocks = (operands.whole,) if operands.whole is not None else tuple(operands.orders)
-    head = y[..., : r * b].unflatten(-1, (r, b))
-    c = None if center is None else center[: r * b].unflatten(-1, (r, b))
+    tail = layout.tail  # without one, no slice (a view node each way) is made
+    head = (y[..., : r * b] if tail else y).unflatten(-1, (r, b))
+    c = None if center is None else (center[: r * b] if tail else center).unflatten(-1, (r, b))
     out = _AboutPoint.apply(head, c, *blocks).flatten(-2)
-    return torch.cat([out, y[..., r * b:]], -1) if layout.tail else out
+    return torch.cat([out, y[..., r * b:]], -1) if tail else out
 
 
 def _operands(blocks, b: int) -> Operands:

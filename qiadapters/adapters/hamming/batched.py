@@ -179,10 +179,12 @@ def batched_operands(param, x: torch.Tensor) -> Optional[object]:
     running model call, building it if this is the first layer to ask; ``None`` when the
     layer should build its own (no call running, not allowed now, not a member)."""
     call = current_call()
-    if call is None or not may_batch() or not _eligible(param):
+    if call is None or not may_batch():
         return None
     batch = call.get(KEY)
     if batch is None:
+        if not _eligible(param):  # later, a layer that is not a member finds nothing
+            return None
         batch = call[KEY] = _build(call["model"], x.numel() // max(x.shape[-1], 1))
     operands, taken = batch
     found = operands.get(id(param))

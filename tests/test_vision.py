@@ -186,7 +186,7 @@ def test_workers_share_the_pairs_without_overlap():
 def test_quick_settings_train_one_lr_per_method():
     s = vision.settings(vision.parse_args(["--quick"]))
     assert s["tasks"] == list(vision_methods.QUICK["tasks"]) and s["extend"] == 0
-    assert all(len(m.lrs) == 1 for m in s["methods"]) and len(s["methods"]) == 20
+    assert all(len(m.lrs) == 1 for m in s["methods"]) and len(s["methods"]) == len(vision_methods.ROWS)
     assert "quick" in str(s["out"])
     with pytest.raises(SystemExit, match="unknown methods"):
         vision.settings(vision.parse_args(["--methods", "lora-r8"]))
@@ -221,3 +221,23 @@ def test_report_chooses_on_validation_and_writes_seed_rows(tmp_path):
     assert "| m | 10 | 40.0 ± 14.1* | 45.0 ± 7.1* | **42.5** ± 10.6 |" in md
     assert "heat 0.25, wave 0.75" in md
     assert (tmp_path / "vision.png").stat().st_size > 0
+
+
+def test_a_run_of_some_methods_reports_every_recorded_one(tmp_path, monkeypatch):
+    """``--methods`` / ``--tasks`` choose what to train; the report is rebuilt from every
+    method and task recorded in the folder (it once kept only those just trained and so
+    dropped the other rows from the committed table)."""
+    first, second = list(vision_methods.METHODS)[:2]
+    runs = []
+    for task in vision.TASKS:
+        for name in (first, second):
+            lrs = vision_methods.METHODS[name].lrs  # the sweep at seed 0, the first lr best
+            runs += [_run(task, name, lr, 0, 0.6 if lr == lrs[0] else 0.5, 0.5) for lr in lrs]
+            runs += [_run(task, name, lrs[0], seed, None, 0.5) for seed in (1, 2)]
+    (tmp_path / "vision_runs.w0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    monkeypatch.setattr(vision_report, "plot", lambda *a, **k: None)
+    assert vision.main(["--report-only", "--methods", first, "--tasks", "digits",
+                        "--steps", "5", "--batch-size", "4", "--results", str(tmp_path)]) == 0
+    md = (tmp_path / "vision_table.md").read_text()
+    labels = [vision_methods.METHODS[n].label for n in (first, second)]
+    assert all(f"| {label} |" in md for label in labels), md

@@ -24,12 +24,12 @@ higher-order gradients work.  Exact up to the orthogonality of ``D`` (float roun
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import torch
 
 from .blockdiag import BlockLayout, ModeWise, Operands, apply_head
+from .precision import without_autocast
 
 __all__ = ["apply_about", "supports"]
 
@@ -80,16 +80,6 @@ def _rows(t: torch.Tensor, ops: Operands) -> list[torch.Tensor]:
     return list(head.split(sizes + [t.shape[-1] - sum(sizes)], dim=-1))[:len(sizes)]
 
 
-def _without_autocast(t: torch.Tensor):
-    """A context that turns autocast off on ``t``'s device if it is on: the node computes in
-    its inputs' dtype (the adapter's, float32 or float64), forward and backward alike."""
-    try:
-        on = torch.is_autocast_enabled(t.device.type)
-    except (RuntimeError, TypeError, ValueError):  # a device type autocast does not know
-        on = False
-    return torch.autocast(t.device.type, enabled=False) if on else contextlib.nullcontext()
-
-
 class _AboutPoint(torch.autograd.Function):
     """:func:`apply_about` on the blocks' features, ``(..., r, b)`` and a center ``(r, b)``,
     as one autograd node (module docstring).  Its arguments are tensors only: the layout is
@@ -99,7 +89,7 @@ class _AboutPoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y, center, *blocks):
         ops = _operands(blocks, y.shape[-1])
-        with _without_autocast(y):
+        with without_autocast(y):
             z = apply_head(y, ops)
             # token-major, so that the caller's flatten is a view of what is saved (the
             # products leave the blocks' axis outermost)
@@ -114,7 +104,7 @@ class _AboutPoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dz):
         saved = ctx.saved_tensors  # unpacked once (checkpointing allows no second unpack)
-        with _without_autocast(dz):
+        with without_autocast(dz):
             return _AboutPoint._backward(ctx, dz.to(saved[0].dtype), *saved)
 
     @staticmethod

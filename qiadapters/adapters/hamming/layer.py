@@ -29,6 +29,7 @@ from torch import nn
 from ... import checks
 from ...circuits import about_point, max_qubits
 from ...circuits.blockdiag import BlockLayout
+from ...circuits.precision import without_autocast
 from ..layer import AdapterLayer, AdapterParts, unwrap
 from .batched import batched_operands
 from .config import DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS, check_options
@@ -224,23 +225,25 @@ class HammingAdapter(AdapterLayer):
         # a graph to keep, built by autograd (torch.compile decides itself what to keep)
         keep_output = (keep_output and torch.is_grad_enabled()
                        and not torch.compiler.is_compiling())
-        for a in adapter_names:
-            rot = self.hamming[a]
-            ops = rot.resolve(z, batched_operands(rot, z))
-            if keep_output and bz is bias and about_point.supports(ops):
-                z = about_point.apply_about(z, bias, ops, rot.block_layout)
-                continue
-            z = rot(z, operands=ops)
-            if bias is not None:
-                bz = rot(bz, operands=ops)
-        out = z if bias is None or bz is bias else z + (bias - bz)
+        with without_autocast(y):  # in the adapter's dtype under autocast too
+            for a in adapter_names:
+                rot = self.hamming[a]
+                ops = rot.resolve(z, batched_operands(rot, z))
+                if keep_output and bz is bias and about_point.supports(ops):
+                    z = about_point.apply_about(z, bias, ops, rot.block_layout)
+                    continue
+                z = rot(z, operands=ops)
+                if bias is not None:
+                    bz = rot(bz, operands=ops)
+            out = z if bias is None or bz is bias else z + (bias - bz)
         return self.kind.features_back(out.to(fx.dtype))
 
     def _rotate(self, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
         """``x D`` for one adapter, with the blocks of the model call's batched build when
         there is one (:mod:`.batched`), else built here."""
         rot = self.hamming[adapter_name]
-        return rot(x, operands=batched_operands(rot, x))
+        with without_autocast(x):  # in the adapter's dtype under autocast too
+            return rot(x, operands=batched_operands(rot, x))
 
     # ------------------------------------------------------------ merge
     def merge_blocker(self, adapter_names: Optional[Sequence[str]] = None) -> Optional[str]:

@@ -42,7 +42,7 @@ def test_whole_blocks_equal_dense_map_and_order_route(n, orders, r, pad, tail, t
 
 
 def test_whole_block_gradient_reaches_the_order_blocks():
-    n, lay = 4, BlockLayout(4, (1, 2), 2, 1, 2 * (4 + 6 + 1) + 2)
+    lay = BlockLayout(4, (1, 2), 2, 1, 2 * (4 + 6 + 1) + 2)
     blocks = [torch.randn(2, m, m, dtype=torch.float64, requires_grad=True) for m in (4, 6)]
     x = torch.randn(3, lay.dim, dtype=torch.float64)
     assert torch.autograd.gradcheck(

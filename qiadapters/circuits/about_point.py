@@ -19,8 +19,9 @@ the forward), plus one ``b x b`` product per block.  What is saved for the backw
 output ``z`` instead of the input ``y``: the layer that follows often keeps ``z`` anyway
 (an activation keeps its input; attention, which keeps reshaped copies of its queries and
 values, does not), while ``y`` would be held for this map alone -- one ``tokens x d`` tensor
-per adapted layer (``docs/speed.md``, "Smaller blocks, made fast").  The backward is written in differentiable operations, so
-higher-order gradients work.  Exact up to the orthogonality of ``D`` (float rounding).
+per adapted layer (``docs/speed.md``, "Smaller blocks, made fast").  The backward is written
+in differentiable operations, so higher-order gradients work.  Exact up to the orthogonality
+of ``D`` (float rounding).
 """
 from __future__ import annotations
 

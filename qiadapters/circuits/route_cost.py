@@ -26,8 +26,9 @@ blocks, ``m = C(n,k)``:
   (the mode-wise route runs about three times as many operations: its buffer, gathers,
   scatters and ``k`` products, each way).
 
-Mode-wise is chosen when ``t_mode < t_block`` for the layer's ``r`` blocks.  Blocks kept by the inference cache are
-already built (``delta`` does not apply), and order 1 always uses its block ``U`` itself.
+Mode-wise is chosen when ``t_mode < t_block`` for the layer's ``r`` blocks.  Blocks kept by
+the inference cache are already built (``delta`` does not apply), and order 1 always uses
+its block ``U`` itself.
 Constants per device type (:data:`COSTS`, nanoseconds; other devices use the CUDA entry,
 ``meta`` the CPU one).  CPU: ``gamma``, ``alpha``, ``beta`` fitted to both routes' forward +
 backward timed with one thread (``python -m benchmarks.route_costs`` prints the measured

@@ -4,7 +4,8 @@ dense construction.
     python -m benchmarks.speed --threads 1     # the committed files (~20 min on 2 cores; see
                                                # docs/speed.md for why --threads 1)
     python -m benchmarks.speed --quick         # smaller grid, fewer methods (< 5 min)
-    python -m benchmarks.speed --only step     # one section: step|targets|fixed|inference|scaling|blocks|memory
+    python -m benchmarks.speed --only step     # one section (step, targets, fixed, inference,
+                                               # scaling, blocks, memory)
     python -m benchmarks.speed --device cuda   # step and targets on a GPU (CUDA memory stats)
 
 Methods are registry names (:mod:`benchmarks.registry`; the list is
@@ -88,20 +89,29 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1e3, 3)
 
 
+def _contenders(args, base, names, targets, batch_size: int, seq: int):
+    """Each method on its own copy of ``base`` (``targets`` as
+    :func:`~benchmarks.speed_minilm.attach` takes them): the step functions on one shared
+    batch, the configurations that ran and the trainable counts, by name."""
+    from .speed_minilm import attach, minilm_batch, train_step_fn, trainable_count
+
+    batch = minilm_batch(batch_size, seq)
+    fns, infos, counts = {}, {}, {}
+    for name in names:
+        model, infos[name] = attach(name, copy.deepcopy(base), targets)
+        counts[name] = trainable_count(model)
+        fns[name] = train_step_fn(model, batch, device=args.device)
+    return fns, infos, counts
+
+
 # ------------------------------------------------------------------------------- step
 def run_step(args, out) -> None:
     from .data import load_minilm
-    from .speed_minilm import METHODS, QUICK_METHODS, attach, minilm_batch, train_step_fn
-    from .speed_minilm import trainable_count
+    from .speed_minilm import METHODS, QUICK_METHODS
 
     names = QUICK_METHODS if args.quick else METHODS
     base, _ = load_minilm(num_labels=26)
-    batch = minilm_batch(args.batch, args.seq)
-    fns, infos, counts = {}, {}, {}
-    for name in names:
-        model, infos[name] = attach(name, copy.deepcopy(base))
-        counts[name] = trainable_count(model)
-        fns[name] = train_step_fn(model, batch, device=args.device)
+    fns, infos, counts = _contenders(args, base, names, None, args.batch, args.seq)
     reps = 3 if args.quick else 5
     t = interleaved(fns, reps=reps, warmup=1, desc="MiniLM training steps")
     # The 1.05x target is within the noise of a few rounds: pair ours and LoRA for more.
@@ -125,22 +135,16 @@ def run_targets(args, out) -> None:
     """Every case of :data:`~benchmarks.speed_minilm.CASES`: its contenders' steps
     interleaved, ratios vs LoRA and OFT, and peak memory growth per method."""
     from .data import load_minilm
-    from .speed_minilm import CASES, OFT, attach, case_methods, case_name, minilm_batch
-    from .speed_minilm import train_step_fn, trainable_count
+    from .speed_minilm import CASES, OFT, case_methods, case_name
 
     base, _ = load_minilm(num_labels=26)
     rows = []
     # --quick: the small batch only (the large one's all-linear steps take seconds each)
     for targets, batch_size, seq in [c for c in CASES if not args.quick or c[1] <= 8]:
         names, case = case_methods(targets), case_name(targets, batch_size, seq)
-        batch = minilm_batch(batch_size, seq)
-        fns, infos, counts = {}, {}, {}
-        for name in names:
-            model, infos[name] = attach(name, copy.deepcopy(base), targets)
-            counts[name] = trainable_count(model)
-            fns[name] = train_step_fn(model, batch, device=args.device)
+        fns, infos, counts = _contenders(args, base, names, targets, batch_size, seq)
         t = interleaved(fns, reps=3 if args.quick else 20, warmup=1, alternate=True, desc=case)
-        del fns, model
+        del fns
         measured = names if not args.quick else [OURS, REFERENCE]
         memory = case_memory(args, base, measured, targets, batch_size, seq)
         for name in names:
@@ -160,19 +164,13 @@ def run_fixed(args, out) -> None:
     """What each contender adds to the head-only step at one sequence of 32 tokens
     (:data:`~benchmarks.speed_minilm.FIXED_CASES`): the adapters' per-step overhead."""
     from .data import load_minilm
-    from .speed_minilm import FIXED_CASES, OFT, attach, case_methods, case_name, minilm_batch
-    from .speed_minilm import train_step_fn, trainable_count
+    from .speed_minilm import FIXED_CASES, OFT, case_methods, case_name
 
     base, _ = load_minilm(num_labels=26)
     rows = []
     for targets, batch_size, seq in FIXED_CASES:
         names, case = case_methods(targets), case_name(targets, batch_size, seq)
-        batch = minilm_batch(batch_size, seq)
-        fns, counts = {}, {}
-        for name in names:
-            model, _ = attach(name, copy.deepcopy(base), targets)
-            counts[name] = trainable_count(model)
-            fns[name] = train_step_fn(model, batch, device=args.device)
+        fns, _, counts = _contenders(args, base, names, targets, batch_size, seq)
         t = interleaved(fns, reps=5 if args.quick else 40, warmup=2, alternate=True, desc=case)
         lora_adds = t.paired_difference(REFERENCE, "head")
         for name in names:
@@ -184,7 +182,7 @@ def run_fixed(args, out) -> None:
                          "ratio_vs_oft": round(t.paired_ratio(name, OFT), 4),
                          "rounds": t.rounds(name), "threads": t.threads,
                          "device": args.device})
-        del fns, model
+        del fns
     _write_csv(out("speed_fixed", "csv"), rows)
 
 

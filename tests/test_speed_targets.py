@@ -34,9 +34,13 @@ def test_cases_cover_both_targets_and_batches():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
-def test_cuda_device_without_cuda_is_a_clear_error(capsys):
+@pytest.mark.parametrize("module", ["speed", "speed_ablation"])
+def test_cuda_device_without_cuda_is_a_clear_error(module, capsys):
+    """``--device cuda`` of the speed benchmark and of its ablation, without CUDA."""
+    import importlib
+
     with pytest.raises(SystemExit):
-        speed.main(["--device", "cuda"])
+        importlib.import_module(f"benchmarks.{module}").main(["--device", "cuda"])
     assert "CUDA is not available" in capsys.readouterr().err
 
 
@@ -67,15 +71,6 @@ def test_ablation_switches_are_restored_and_change_the_route(monkeypatch):
         assert not batched.may_batch() and not blockdiag.use_whole(128, (15, 105))
     assert (batched.may_batch, blockdiag.use_whole, batched.use_whole) == before
     assert blockdiag.use_whole(128, (15, 105))
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
-def test_ablation_on_cuda_without_cuda_is_a_clear_error(capsys):
-    from benchmarks import speed_ablation
-
-    with pytest.raises(SystemExit):
-        speed_ablation.main(["--device", "cuda"])
-    assert "CUDA is not available" in capsys.readouterr().err
 
 
 def test_fixed_cost_table_and_paired_difference():

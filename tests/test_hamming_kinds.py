@@ -221,16 +221,20 @@ def _packed(module):
 @pytest.mark.parametrize("which", list(QUANTIZED))
 def test_quantized_base_trains_through_its_own_forward_and_refuses_merging(which, side):
     torch.manual_seed(0)
-    base = QUANTIZED[which](nn.Linear(32, 48)).eval()
+    # bitsandbytes' CPU 4-bit kernels (0.50 and newer) pack the weight in tiles: out_features
+    # a multiple of 32 and in_features a multiple of the quantization blocksize (64).  The base
+    # stays in training mode, as under QLoRA: in eval mode a no-grad call repacks a 4-bit
+    # weight into an inference-only layout that no gradient can pass through afterwards.
+    base = QUANTIZED[which](nn.Linear(64, 96))
     layer = HammingAdapter(base, blocks=2, side=side)
     assert layer.kind.name == "linear"
     assert all(p.dtype == torch.float32 for p in layer.hamming.parameters())
-    x = torch.randn(4, 3, 32)
+    x = torch.randn(4, 3, 64)
     with torch.no_grad():
         assert torch.equal(layer(x), base(x))  # identity at init, the quantized forward
     stored = _packed(base)
     opt = torch.optim.Adam(layer.hamming.parameters(), lr=0.05)
-    target = torch.randn(4, 3, 48, generator=torch.Generator().manual_seed(1))
+    target = torch.randn(4, 3, 96, generator=torch.Generator().manual_seed(1))
     losses = []
     for _ in range(5):
         opt.zero_grad()

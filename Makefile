@@ -1,21 +1,47 @@
-# Two entry points (README.md): `make demo` and `make test`. Each builds .venv on first use.
+# Two entry points (README.md): `make demo` and `make test`. Each builds .venv on first use,
+# from constraints.txt: the exact versions the test suite last passed with (a lock), so that a
+# release elsewhere cannot turn a green main red.  pyproject.toml keeps loose ranges for users.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := constraints.txt
+# The CPU wheel on local disk; an unpinned torch would pull a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+# The newest releases of everything but torch, rebuilt by every `make test-latest`.
+LATEST := .venv-latest
 
-.PHONY: demo test verify data docs bench bench-quick clean
+.PHONY: demo test test-latest lock verify data docs bench bench-quick clean
 
-$(STAMP): pyproject.toml
+# pip and the build backend come from the lock too, and the package is built with them
+# (--no-build-isolation): nothing in the environment is whatever is newest that day.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# CPU wheel from local disk; an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -c $(LOCK) pip setuptools
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -c $(LOCK) --no-build-isolation -e ".[test,bench]"
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
+
+# The same suite against the newest releases (not part of CI): the way to learn early that a
+# dependency broke us.  A fresh environment every time, so "newest" means today's.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install -q $(TORCH)
+	$(LATEST)/bin/python -m pip install -q --no-build-isolation -e ".[test,bench]"
+	$(LATEST)/bin/python -m pytest -q -n 2 tests
+
+# A new lock: the newest releases, written to $(LOCK) only if the whole suite passes on them.
+lock: test-latest
+	head -n 2 $(LOCK) > $(LOCK).tmp
+	$(LATEST)/bin/python -m pip freeze --all --exclude-editable \
+	  | sed -E 's/^(torch==[^+]+)\+.*/\1/' >> $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	@echo "$(LOCK) now pins the versions the suite just passed with; run make test, then commit it"
 
 demo: $(STAMP)
 	$(PY) -m benchmarks.demo
@@ -46,4 +72,4 @@ bench-quick: $(STAMP)
 	$(PY) -m benchmarks.tradeoff --quick --threads 1
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST) build *.egg-info

@@ -31,10 +31,11 @@ def _pins() -> dict[str, str]:
 
 
 def _requirements() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    return [Requirement(r) for r in
-            project["dependencies"] + extras["test"] + extras["bench"] + extras["pennylane"]]
+    """Every requirement of pyproject.toml: the build backend's, the package's, its extras'."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project, extras = pyproject["project"], pyproject["project"]["optional-dependencies"]
+    return [Requirement(r) for r in pyproject["build-system"]["requires"]
+            + project["dependencies"] + [r for group in extras.values() for r in group]]
 
 
 def test_every_requirement_is_pinned_to_a_version_its_range_admits():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 __all__ = ["TinyMLP", "tiny_mlp", "tiny_bert", "tiny_gpt2", "tiny_llama", "TinyCNN",
-           "tiny_cnn"]
+           "tiny_cnn", "tiny_vit"]
 
 
 class TinyMLP(nn.Module):
@@ -101,3 +101,18 @@ def tiny_cnn(seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(1000)
     return TinyCNN().eval(), {"x": torch.randn(2, 3, 8, 8, generator=g)}
+
+
+def tiny_vit(seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+    """A random-init ``ViTForImageClassification`` (no dropout): 32x32 images, 8x8 patches
+    from the ``Conv2d`` patch ``projection`` (a 4x4 grid + CLS, 17 tokens), width 32, 5
+    labels; and a batch ``{"pixel_values": (2, 3, 32, 32)}``."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    config = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32,
+                       num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       num_labels=5, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    g = torch.Generator().manual_seed(1000)
+    return (ViTForImageClassification(config).eval(),
+            {"pixel_values": torch.randn(2, 3, 32, 32, generator=g)})

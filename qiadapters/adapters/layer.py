@@ -180,8 +180,7 @@ class AdapterLayer(nn.Module):
             if parts is None:
                 parts = self.build(base_layer, **options)  # validates before any change
         super().__init__()
-        self.base_layer = base_layer
-        base_layer.requires_grad_(False)
+        # the layer's own attributes first: from then on they are not the base module's
         for attr in self.adapter_layer_names:
             setattr(self, attr, nn.ModuleDict())
         for attr in self.other_param_names:
@@ -189,6 +188,8 @@ class AdapterLayer(nn.Module):
         self._active: list[str] = []
         self.merged_adapters: list[str] = []
         self.disable_adapters = False
+        self.base_layer = base_layer
+        base_layer.requires_grad_(False)
         if adapter_name is not None:
             self.attach(adapter_name, parts)
             self.set_adapter(adapter_name)
@@ -199,6 +200,37 @@ class AdapterLayer(nn.Module):
         warnings.warn(f"{cls.__name__}.wrap(base) is deprecated; construct the layer with "
                       f"{cls.__name__}(base, adapter_name=None)", DeprecationWarning, stacklevel=2)
         return cls(base_layer, adapter_name=None)
+
+    # ------------------------------------------------------------ the base's attributes
+    def __getattr__(self, name: str):
+        """A name the layer does not have is the base module's (``weight``, ``bias``,
+        ``in_features``, a convolution's ``kernel_size`` ...), as code written for the plain
+        module reads them (transformers' ViT reads ``projection.weight.dtype``).  Private
+        names (``_x``) are never forwarded."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError as missing:
+            base = _forwards_to(self, name)
+            if base is None or not hasattr(base, name):
+                raise missing from None
+            return getattr(base, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Writing a name that reads from the base module writes it there (weight tying
+        assigns ``lm_head.weight = embeddings.weight``); it never lands on the layer, where
+        it would hide the base's and change nothing the forward uses."""
+        base = _forwards_to(self, name)
+        if base is not None and hasattr(base, name):
+            setattr(base, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        base = _forwards_to(self, name)
+        if base is not None and hasattr(base, name):
+            delattr(base, name)
+        else:
+            super().__delattr__(name)
 
     # ------------------------------------------------------------ family hooks
     @classmethod
@@ -426,6 +458,19 @@ def split_input(args: tuple, kwargs: dict) -> tuple[Any, tuple]:
             return kwargs.pop(key), ()
     raise TypeError(f"an adapter layer needs the wrapped module's input, by position or as one "
                     f"of {list(INPUT_KEYWORDS)}; got keywords {sorted(kwargs)}")
+
+
+def _forwards_to(layer: AdapterLayer, name: str) -> Optional[nn.Module]:
+    """The base module that ``layer.name`` stands for, or None: a public name that is
+    not the layer's own (an instance, parameter, buffer, submodule or class attribute)."""
+    if name.startswith("_"):
+        return None
+    d = layer.__dict__
+    base = d.get("_modules", {}).get("base_layer")
+    if base is None or name in d or name in d["_parameters"] or name in d["_buffers"] \
+            or name in d["_modules"] or hasattr(type(layer), name):
+        return None
+    return base
 
 
 def _backup_name(param: str) -> str:

@@ -36,7 +36,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
 from typing import Callable
 
 import torch
@@ -88,13 +89,35 @@ def adapter_state_dict(model: nn.Module, adapter_name: str) -> dict[str, torch.T
     return {key: _whole(value) for key, value in _adapter_tensors(model, adapter_name)}
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path``."""
+def _temporary_beside(path: str) -> tuple[str, int]:
+    """A new empty file beside ``path``, and the mode ``open(path, "w")`` would leave: that of
+    ``path`` if it exists, else ``0o666`` less the umask (``tempfile.mkstemp`` and the
+    safetensors writer make ``0o600`` files, which the other users of a shared checkpoint
+    folder could not read)."""
     directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        except FileExistsError:
+            continue
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+        try:
+            return tmp, stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            return tmp, mode
+
+
+def _atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path``;
+    the file gets the mode a plain ``open(path, "w")`` would give it."""
+    tmp, mode = _temporary_beside(path)
     try:
         write(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

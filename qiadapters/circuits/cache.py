@@ -8,9 +8,11 @@ once with plain Python by a *builder* function and kept here, keyed by
 :class:`~qiadapters.circuits.compiled.CompiledCircuit` (which registers the cached tensors as
 non-persistent buffers, so they follow ``.to(device)``) all read their tables from here.
 
-A miss is built outside any ``torch.compile`` trace (:func:`_fill` is
-``torch.compiler.disable``-d); a hit is a plain dict read that ``torch.compile`` treats as a
-constant.  Under ``fullgraph=True`` a miss cannot be built inside the trace, which is why the
+A miss is built outside any ``torch.compile`` trace (inside one, :func:`_fill` is called
+through ``torch.compiler.disable``); a hit is a plain dict read that ``torch.compile`` treats
+as a constant.  The disabled wrapper is made the first time a trace misses, not at import:
+``torch.compiler.disable`` imports ``torch._dynamo``, which costs about a second and which
+nothing needs before a ``torch.compile``.  Under ``fullgraph=True`` a miss cannot be built inside the trace, which is why the
 compiled op holds every table it reads as a buffer and looks nothing up in ``forward``.
 
 Builders return a tuple of CPU integer tensors (nested tuples allowed) and must be pure
@@ -18,7 +20,7 @@ functions of their (hashable) arguments.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -36,25 +38,35 @@ def _to(tables, device):
     return tuple(_to(t, device) for t in tables)
 
 
-@torch.compiler.disable
 def _fill(key: tuple, build: Callable, args: tuple, device) -> None:
     while len(_TABLES) >= CACHE_SIZE:  # bookkeeping only here: a hit stays a plain dict read
         del _TABLES[next(iter(_TABLES))]
     _TABLES[key] = _to(build(*args), device)
 
 
+_fill_untraced: Optional[Callable] = None
+
+
+def _untraced() -> Callable:
+    """:func:`_fill` behind ``torch.compiler.disable``, wrapped on first use (only a trace
+    needs it, and the wrapper imports ``torch._dynamo``)."""
+    global _fill_untraced
+    if _fill_untraced is None:
+        _fill_untraced = torch.compiler.disable(_fill)
+    return _fill_untraced
+
+
 def tables(build: Callable, *args, device=None) -> tuple:
     """``build(*args)`` moved to ``device`` (default CPU), built once and then cached."""
     key = (build, args, str(torch.device("cpu") if device is None else device))
     if key not in _TABLES:
-        _fill(key, build, args, device)
+        (_untraced() if torch.compiler.is_compiling() else _fill)(key, build, args, device)
     return _TABLES[key]
 
 
 def clear() -> None:
     """Forget every cached table (they are rebuilt on the next use)."""
     _TABLES.clear()
-
 
 
 class TableBuffers(nn.Module):

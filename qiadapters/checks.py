@@ -50,10 +50,11 @@ def number(arg: str, value: Any, *, low: float = -math.inf, strict: bool = False
     return float(value)
 
 
-def flag(arg: str, value: Any) -> bool:
-    """Return ``value`` if it is ``True`` or ``False``, else raise ValueError."""
+def flag(arg: str, value: Any, error: type[Exception] = ValueError) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``, else raise ``error`` (ValueError for a
+    config field; the model API's boolean arguments raise TypeError)."""
     if not isinstance(value, bool):
-        raise ValueError(f"{arg}={value!r} must be True or False")
+        raise error(f"{arg}={value!r} must be True or False")
     return value
 
 

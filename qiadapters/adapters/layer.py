@@ -41,6 +41,9 @@ from typing import Any, ClassVar, NamedTuple, Optional, Sequence
 import torch
 from torch import nn
 
+from .. import checks
+from . import merge_state
+
 __all__ = ["AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype", "reference_tensor",
            "check_adapter_name", "unwrap", "class_path", "inherits", "is_linear",
            "TRANSFORMERS_CONV1D", "linear_widths"]
@@ -358,6 +361,12 @@ class AdapterLayer(nn.Module):
             del getattr(self, attr)[adapter_name]
         for attr in self.other_param_names:
             getattr(self, attr).pop(adapter_name, None)
+        self.forget(adapter_name)
+
+    def forget(self, adapter_name: str) -> None:
+        """Drop ``adapter_name`` from the names :meth:`set_adapter` made active here (a model
+        activates its adapters on every layer, held or not): once the model deletes it, an
+        adapter added later under that name is not active on this layer."""
         self._active = [a for a in self._active if a != adapter_name]
 
     # ------------------------------------------------------------ merge
@@ -372,6 +381,7 @@ class AdapterLayer(nn.Module):
         """Fold the adapters (default: the active ones) into the base weights with
         :meth:`fold`.  A second merge while merged is a no-op with a warning.
         ``safe_merge`` checks the merged weights are finite before writing them."""
+        checks.flag("safe_merge", safe_merge, TypeError)
         names = self.active_adapters if adapter_names is None else [
             a for a in self.adapter_names if a in set(adapter_names)]
         reason = self.merge_blocker(names)
@@ -425,6 +435,27 @@ class AdapterLayer(nn.Module):
             self.unmerge()
         return self.base_layer
 
+    # ------------------------------------------------------------ merge state in state_dict
+    def records_merge(self) -> bool:
+        """Whether ``state_dict`` carries this layer's merge state (:mod:`.merge_state`): it
+        can merge (its family implements :meth:`fold`) and is not a mixture's expert."""
+        return (type(self).fold is not AdapterLayer.fold
+                and not isinstance(self.base_layer, SharedBase))
+
+    def drop_kept_weights(self) -> None:
+        """Forget the original weights a non-invertible merge kept (:attr:`fold_invertible`)."""
+        for name in [b for b in self._buffers if b.startswith(_BACKUP_PREFIX)]:
+            delattr(self, name)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.records_merge():
+            destination[prefix + merge_state.KEY] = merge_state.encode(self.merged_adapters)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        merge_state.load(self, state_dict, prefix, *args)
+
     # ------------------------------------------------------------ forward
     def forward(self, *args, **kwargs):
         """The module's first input may come by position or by keyword (Llama calls
@@ -473,5 +504,8 @@ def _forwards_to(layer: AdapterLayer, name: str) -> Optional[nn.Module]:
     return base
 
 
+_BACKUP_PREFIX = "_unmerged_"
+
+
 def _backup_name(param: str) -> str:
-    return "_unmerged_" + param.replace(".", "_")
+    return _BACKUP_PREFIX + param.replace(".", "_")

@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from .. import checks
 from ..adapters.config import AdapterConfig
 from ..adapters.layer import AdapterLayer
 from . import injection, io
@@ -128,6 +129,7 @@ class AdapterModel(nn.Module):
         As in peft, an inactive adapter is frozen; with ``trainable=True`` :meth:`set_adapter`
         makes it trainable when it activates it (``trainable=False``: it stays frozen).
         """
+        checks.flag("trainable", trainable, TypeError)
         self._check_new(adapter_name)
         with model_context(self.base_model):
             plan = injection.plan(self.base_model, config, adapter_name)
@@ -160,6 +162,7 @@ class AdapterModel(nn.Module):
         was frozen otherwise (loaded with ``is_trainable=False``, added with
         ``trainable=False``) stays frozen.
         """
+        checks.flag("inference_mode", inference_mode, TypeError)
         names = self._known(adapter_names)
         for _, layer in self.adapter_layers():
             layer.set_adapter(names)
@@ -173,7 +176,12 @@ class AdapterModel(nn.Module):
                 self._switched_off.discard(name)
 
     def delete_adapter(self, adapter_name: str) -> None:
-        """Remove an adapter everywhere; layers left without adapters are unwrapped."""
+        """Remove an adapter everywhere; layers left without adapters are unwrapped.
+
+        As in peft, deleting an active adapter leaves the other active ones active; when it
+        was the only active one, the first remaining adapter in sorted name order becomes
+        active (:meth:`set_adapter`), with a warning naming it.
+        """
         if adapter_name not in self.peft_config:
             raise ValueError(f"adapter_name={adapter_name!r} does not exist; existing: "
                              f"{list(self.peft_config)}")
@@ -182,9 +190,17 @@ class AdapterModel(nn.Module):
                 layer.delete_adapter(adapter_name)
                 if not layer.adapter_names:
                     injection._replace(self.base_model, name, layer.unload())
+            else:  # the name is forgotten everywhere: an adapter added later under it is new
+                layer.forget(adapter_name)
+        was_active = adapter_name in self._active
         del self.peft_config[adapter_name]
         self._active = [a for a in self._active if a != adapter_name]
         self._switched_off.discard(adapter_name)
+        if was_active and not self._active and self.peft_config:
+            new = sorted(self.peft_config)[0]
+            warnings.warn(f"adapter {adapter_name!r} was active and is deleted; the active "
+                          f"adapter is now {new!r}", UserWarning, stacklevel=2)
+            self.set_adapter(new)
 
     @contextlib.contextmanager
     def disable_adapter(self):
@@ -257,6 +273,7 @@ class AdapterModel(nn.Module):
             warnings.warn("merge_adapter(safe_merge) by position is deprecated; pass "
                           "safe_merge=... by keyword", DeprecationWarning, stacklevel=2)
             adapter_names, safe_merge = None, adapter_names
+        checks.flag("safe_merge", safe_merge, TypeError)
         names = self._merge_names(adapter_names)
         self._check_mergeable(names)
         for _, layer in self.adapter_layers():
@@ -264,10 +281,15 @@ class AdapterModel(nn.Module):
                 layer.merge(_held(layer, names), safe_merge=safe_merge)
 
     def unmerge_adapter(self) -> None:
-        """Undo :meth:`merge_adapter` on every merged layer."""
-        for _, layer in self.adapter_layers():
-            if layer.merged:
-                layer.unmerge()
+        """Undo :meth:`merge_adapter` on every merged layer.  With no layer merged it is a
+        no-op with one warning, as :meth:`AdapterLayer.unmerge` warns on a layer (and as
+        peft's model-level ``unmerge_adapter`` warns)."""
+        merged = [layer for _, layer in self.adapter_layers() if layer.merged]
+        if not merged:
+            warnings.warn("no adapter layer is merged; unmerge_adapter() is a no-op",
+                          UserWarning, stacklevel=2)
+        for layer in merged:
+            layer.unmerge()
 
     def _unload(self, merge: bool, names: list[str] | None = None) -> nn.Module:
         names = self.active_adapters if names is None else names
@@ -299,6 +321,7 @@ class AdapterModel(nn.Module):
         merged adapter that has one (else the original).  Refuses, before changing anything,
         if a layer cannot merge them.
         """
+        checks.flag("safe_merge", safe_merge, TypeError)
         names = self._merge_names(adapter_names)
         self._check_mergeable(names)
         if safe_merge:
@@ -329,6 +352,7 @@ class AdapterModel(nn.Module):
         Adapters sharded by FSDP are gathered whole: then every rank must call this, and
         rank 0 writes; otherwise (DDP, one process) whoever calls it writes.
         """
+        checks.flag("overwrite", overwrite, TypeError)
         names = list(self.peft_config) if selected_adapters is None else self._known(
             selected_adapters, "selected_adapters")
         if not isinstance(save_directory, (str, os.PathLike)):
@@ -365,6 +389,7 @@ class AdapterModel(nn.Module):
         tensor names and shapes) is checked before the model is modified.
         ``is_trainable=False`` freezes the loaded adapter (inference).
         """
+        checks.flag("is_trainable", is_trainable, TypeError)
         if adapter_name is None:
             if "default" in self.peft_config:
                 base = os.path.basename(os.path.normpath(os.fspath(directory))) or "adapter"
@@ -397,6 +422,7 @@ class AdapterModel(nn.Module):
         it first: ``huggingface_hub.snapshot_download(repo_id)``).  On any error ``model`` is
         left as it was (no adapters, no hooks).
         """
+        checks.flag("is_trainable", is_trainable, TypeError)
         io.check_directory(directory)
         am = cls(model)
         try:

@@ -28,7 +28,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from ..model import io
 from ..model.adapter_model import AdapterModel
 
-__all__ = ["AdapterCheckpointCallback", "AdapterTrainer", "load_adapter_weights"]
+__all__ = ["AdapterCheckpointCallback", "AdapterCheckpoints", "AdapterTrainer",
+           "load_adapter_weights"]
 
 
 def _adapter_directory(directory: str | os.PathLike, adapter_name: str) -> str:
@@ -67,26 +68,20 @@ def load_adapter_weights(model: AdapterModel, directory: str | os.PathLike) -> l
     return list(found)
 
 
-class AdapterTrainer(Trainer):
-    """``transformers.Trainer`` for an :class:`~qiadapters.AdapterModel`, with adapter-only
-    checkpoints.  Differences from ``Trainer``, and only these:
-
-    * ``save_model`` and every checkpoint write the adapters only
-      (:meth:`AdapterModel.save_pretrained`: ``adapter_model.safetensors`` +
-      ``adapter_config.json``, other adapters in sub-folders) and ``training_args.bin``;
-      checkpoints add Trainer's optimizer, scheduler, RNG and ``trainer_state.json``;
-    * ``resume_from_checkpoint`` and ``load_best_model_at_end`` copy the saved adapter
-      tensors into the live ones (:func:`load_adapter_weights`).
-
-    A checkpoint folder loads with ``AdapterModel.from_pretrained(base_model, folder)``.
-    One process, or several under ``torchrun`` / ``accelerate launch`` (DDP: the main process
-    writes); FSDP and DeepSpeed checkpoints are not handled here.
-    """
+class AdapterCheckpoints:
+    """Mixin for a ``transformers.Trainer`` subclass training an
+    :class:`~qiadapters.AdapterModel`: adapter-only checkpoints, and resumption from them.
+    It overrides exactly ``_save``, ``_load_from_checkpoint`` and ``_load_best_model`` (see
+    :class:`AdapterTrainer`), and refuses a ``model`` that is not an ``AdapterModel``.  List
+    it first: ``class MyTrainer(AdapterCheckpoints, SomeTrainer)``."""
 
     def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
         if not isinstance(model, AdapterModel):
+            plain = next(c for c in type(self).__mro__
+                         if issubclass(c, Trainer) and not issubclass(c, AdapterCheckpoints))
             raise TypeError(f"model must be an AdapterModel (qiadapters.get_adapter_model), got "
-                            f"{type(model).__name__}; use transformers.Trainer for other models")
+                            f"{type(model).__name__}; use {plain.__module__.split('.')[0]}."
+                            f"{plain.__name__} for other models")
         super().__init__(model, *args, **kwargs)
 
     def _adapter_model(self) -> AdapterModel:
@@ -109,6 +104,24 @@ class AdapterTrainer(Trainer):
 
     def _load_best_model(self) -> None:
         load_adapter_weights(self._adapter_model(), self.state.best_model_checkpoint)
+
+
+class AdapterTrainer(AdapterCheckpoints, Trainer):
+    """``transformers.Trainer`` for an :class:`~qiadapters.AdapterModel`, with adapter-only
+    checkpoints.  Differences from ``Trainer``, and only these:
+
+    * ``save_model`` and every checkpoint write the adapters only
+      (:meth:`AdapterModel.save_pretrained`: ``adapter_model.safetensors`` +
+      ``adapter_config.json``, other adapters in sub-folders) and ``training_args.bin``;
+      checkpoints add Trainer's optimizer, scheduler, RNG and ``trainer_state.json``;
+    * ``resume_from_checkpoint`` and ``load_best_model_at_end`` copy the saved adapter
+      tensors into the live ones (:func:`load_adapter_weights`).
+
+    A checkpoint folder loads with ``AdapterModel.from_pretrained(base_model, folder)``.
+    One process, or several under ``torchrun`` / ``accelerate launch`` (DDP: the main process
+    writes); FSDP and DeepSpeed checkpoints are not handled here.  The same checkpoints
+    for another ``Trainer`` subclass: :class:`AdapterCheckpoints`.
+    """
 
 
 class AdapterCheckpointCallback(TrainerCallback):

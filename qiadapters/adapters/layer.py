@@ -43,6 +43,7 @@ from torch import nn
 
 from .. import checks
 from . import merge_state
+from . import tied
 
 __all__ = ["AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype", "reference_tensor",
            "check_adapter_name", "unwrap", "class_path", "inherits", "is_linear",
@@ -191,6 +192,10 @@ class AdapterLayer(nn.Module):
         self._active: list[str] = []
         self.merged_adapters: list[str] = []
         self.disable_adapters = False
+        #: base parameter name -> its other names in the model (tied weights, found by the
+        #: model machinery: :mod:`qiadapters.adapters.tied`); a merge gives it a copy
+        self.tied_parameters: dict[str, tuple[str, ...]] = {}
+        self._untied: dict[str, nn.Parameter] = {}  # the originals while merged
         self.base_layer = base_layer
         base_layer.requires_grad_(False)
         if adapter_name is not None:
@@ -380,7 +385,10 @@ class AdapterLayer(nn.Module):
     def merge(self, adapter_names: Sequence[str] | None = None, safe_merge: bool = False) -> None:
         """Fold the adapters (default: the active ones) into the base weights with
         :meth:`fold`.  A second merge while merged is a no-op with a warning.
-        ``safe_merge`` checks the merged weights are finite before writing them."""
+        ``safe_merge`` checks the merged weights are finite before writing them.  A base
+        parameter the model also holds elsewhere (:attr:`tied_parameters`, e.g. an output
+        head tied to the input embedding) gets a private copy first, so the other holders
+        keep the original (:mod:`~qiadapters.adapters.tied`); :meth:`unmerge` ties it again."""
         checks.flag("safe_merge", safe_merge, TypeError)
         names = self.active_adapters if adapter_names is None else [
             a for a in self.adapter_names if a in set(adapter_names)]
@@ -399,6 +407,7 @@ class AdapterLayer(nn.Module):
         if safe_merge and not all(torch.isfinite(merged[n]).all() for n in params):
             raise ValueError(f"merging adapters {names} gives non-finite weights; the layer "
                              f"was left unmerged")
+        params.update(tied.untie(self, [n for n in params if merged[n] is not weights[n]]))
         if not self.fold_invertible:
             for n, p in params.items():
                 self.register_buffer(_backup_name(n), p.detach().clone(), persistent=False)
@@ -424,6 +433,7 @@ class AdapterLayer(nn.Module):
             for n, p in params.items():
                 p.copy_(getattr(self, _backup_name(n)))
                 delattr(self, _backup_name(n))
+        tied.retie(self)
         self.merged_adapters = []
 
     def unload(self, merge: bool = False) -> nn.Module:

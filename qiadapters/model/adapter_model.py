@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .. import checks
+from ..adapters import tied
 from ..adapters.config import AdapterConfig
 from ..adapters.layer import AdapterLayer
 from . import injection, io
@@ -276,6 +277,7 @@ class AdapterModel(nn.Module):
         checks.flag("safe_merge", safe_merge, TypeError)
         names = self._merge_names(adapter_names)
         self._check_mergeable(names)
+        injection.record_ties(self.base_model)  # a merge gives tied weights a copy
         for _, layer in self.adapter_layers():
             if _held(layer, names):
                 layer.merge(_held(layer, names), safe_merge=safe_merge)
@@ -295,6 +297,8 @@ class AdapterModel(nn.Module):
         names = self.active_adapters if names is None else names
         if merge:
             self._check_mergeable(names)
+            injection.record_ties(self.base_model)
+        untied = []
         for name, layer in list(self.adapter_layers()):
             held = _held(layer, names)
             if merge and held and isinstance(layer, ModulesToSave):
@@ -304,7 +308,10 @@ class AdapterModel(nn.Module):
                     layer.unmerge()
                 layer.merge(held)
             base = layer.unload(merge=merge and bool(held))
+            untied += [f"{name}.{n}" for n in tied.untied(layer)]  # merged copies of ties
             injection._replace(self.base_model, name, base)
+        if untied:
+            tied.untie_config(self.base_model, untied)
         self.peft_config.clear()
         self._active = []
         self._switched_off.clear()
@@ -324,6 +331,7 @@ class AdapterModel(nn.Module):
         checks.flag("safe_merge", safe_merge, TypeError)
         names = self._merge_names(adapter_names)
         self._check_mergeable(names)
+        injection.record_ties(self.base_model)
         if safe_merge:
             for _, layer in self.adapter_layers():
                 held = _held(layer, names)

@@ -18,6 +18,7 @@ from torch import nn
 from ..adapters.config import AdapterConfig
 from ..adapters.layer import AdapterLayer, AdapterParts, check_adapter_name, is_linear
 from ..adapters.registry import layer_class
+from ..adapters.tied import find_ties
 from ..integrations.peft import (foreign_adapter_parameters, is_peft_layer, is_peft_wrapper,
                                 peft_base)
 from .modules_to_save import ModulesToSave
@@ -231,6 +232,14 @@ def apply(model: nn.Module, plan: Plan, active: list[str], trainable: bool = Tru
             p.requires_grad_(False)
     for p, flag in foreign:  # a layer freezes its whole base, a peft layer's adapters too
         p.requires_grad_(flag)
+    record_ties(model)
+
+
+def record_ties(model: nn.Module) -> None:
+    """Record on every adapter layer of ``model`` which of its base parameters the model
+    also holds elsewhere (tied weights: :mod:`qiadapters.adapters.tied`); a merge gives
+    those a private copy.  Called at injection and again before merging."""
+    find_ties(model, adapter_layers(model))
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:

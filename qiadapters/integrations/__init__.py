@@ -1,3 +1,3 @@
 """Integrations with other libraries, imported on demand (nothing here loads at
-``import qiadapters``): :mod:`.transformers` (``AdapterTrainer``), :mod:`.peft` (stacking
-with peft's methods)."""
+``import qiadapters``): :mod:`.transformers` (``AdapterTrainer``), :mod:`.trl`
+(``AdapterSFTTrainer``, ``AdapterDPOTrainer``), :mod:`.peft` (stacking with peft's methods)."""

@@ -14,6 +14,9 @@ Hence two pieces:
 * :class:`AdapterCheckpointCallback` -- for plain ``Trainer`` (full checkpoints): also
   writes the adapter files into every checkpoint folder.
 
+The first is :class:`AdapterCheckpoints` (the mixin that gives any ``Trainer`` subclass
+those checkpoints) on ``Trainer``; :mod:`qiadapters.integrations.trl` puts it on TRL's trainers.
+
 See ``docs/trainer.md``.
 """
 from __future__ import annotations

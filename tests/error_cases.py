@@ -467,3 +467,7 @@ def case_cli_plan_budget(tmp):
 def case_cli_merge_missing_adapter(tmp):
     return (lambda: _cli(["merge", "--model", tmp, "--adapter", os.path.join(tmp, "nowhere"),
                           "--out", os.path.join(tmp, "out")])), None
+
+
+# ------------------------------------------------------------------ more cases, other files
+import error_cases_merge  # noqa: E402,F401  (registers its cases in CASES)

@@ -113,13 +113,23 @@ def test_sft_checkpoints_are_adapter_only_and_resume_exactly(tmp_path):
         assert torch.equal(final[n], a[n]), n
 
 
-def test_sft_refuses_an_adapter_on_the_output_embeddings(tmp_path):
+def test_refusals_before_any_change(tmp_path):
+    import peft
+
+    data = {"args": sft_args(tmp_path), "train_dataset": texts(2, 0),
+            "processing_class": tokenizer()}
     am = get_adapter_model(tiny_llama()[0], HammingConfig(target_modules=["q_proj"],
                                                           modules_to_save=["lm_head"]))
     with pytest.raises(ValueError, match="output embeddings 'lm_head' hold an adapter"):
-        AdapterSFTTrainer(model=am, args=sft_args(tmp_path), train_dataset=texts(2, 0),
-                          processing_class=tokenizer())
+        AdapterSFTTrainer(model=am, **data)
     assert "forward" not in am.__dict__ and "forward" not in am.base_model.__dict__
+    am = model()
+    with pytest.raises(ValueError, match=r"peft_config=LoraConfig\(...\) is not taken"):
+        AdapterSFTTrainer(model=am, peft_config=peft.LoraConfig(target_modules=["c_proj"]),
+                          **data)
+    assert type(am.base_model).__name__ == "GPT2LMHeadModel" and "forward" not in am.__dict__
+    with pytest.raises(TypeError, match="got GPT2LMHeadModel; use trl.SFTTrainer for other"):
+        AdapterSFTTrainer(model=tiny_gpt2()[0], **data)
 
 
 def preferences(n, seed):

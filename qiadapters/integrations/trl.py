@@ -63,9 +63,15 @@ def fused_head_on_wrapped_model(am: AdapterModel) -> None:
     add_fused_lm_head(am.base_model, **options)
 
 
-def _refuse_adapted_output_embeddings(model) -> None:
-    """TRL's fused head multiplies by ``get_output_embeddings().weight`` directly, so an
-    adapter there would be skipped (its output never computed, never trained)."""
+def _refuse(model, peft_config) -> None:
+    """What TRL would take and then train wrongly: a ``peft_config`` (TRL would wrap the
+    ``AdapterModel`` in a ``PeftModel``), an adapter on the output embeddings (TRL's fused head
+    multiplies by their ``weight`` directly: the adapter would be skipped, never trained)."""
+    if peft_config is not None:
+        raise ValueError(f"peft_config={type(peft_config).__name__}(...) is not taken: the "
+                         f"adapters trained are the AdapterModel's (model.peft_config: "
+                         f"{list(model.peft_config) if isinstance(model, AdapterModel) else None})"
+                         f"; leave peft_config out")
     output_embeddings = getattr(model, "get_output_embeddings", None)
     if not isinstance(model, AdapterModel) or output_embeddings is None:
         return  # AdapterCheckpoints refuses a plain model; TRL, a model without a head
@@ -81,16 +87,16 @@ def _refuse_adapted_output_embeddings(model) -> None:
 class AdapterSFTTrainer(AdapterCheckpoints, SFTTrainer):
     """``trl.SFTTrainer`` for an :class:`~qiadapters.AdapterModel` of a causal LM.
 
-    Takes ``SFTTrainer``'s arguments (``peft_config`` aside: the adapters are the
-    ``AdapterModel``'s).  Differences from ``SFTTrainer``: the fused LM head goes on the
-    wrapped model (:func:`fused_head_on_wrapped_model`), checkpoints and ``save_model`` hold
-    the adapters only and resume from them
-    (:class:`~qiadapters.integrations.transformers.AdapterCheckpoints`), and an adapter on
-    the output embeddings is refused.
+    Takes ``SFTTrainer``'s arguments.  Differences from ``SFTTrainer``: the fused LM head
+    goes on the wrapped model (:func:`fused_head_on_wrapped_model`), checkpoints and
+    ``save_model`` hold the adapters only and resume from them
+    (:class:`~qiadapters.integrations.transformers.AdapterCheckpoints`), and it refuses a
+    ``peft_config`` (the adapters are the ``AdapterModel``'s) and an adapter on the output
+    embeddings (TRL's fused head would skip it).
     """
 
     def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
-        _refuse_adapted_output_embeddings(model)
+        _refuse(model, kwargs.get("peft_config"))
         super().__init__(model, *args, **kwargs)
         fused_head_on_wrapped_model(model)
 
@@ -106,7 +112,7 @@ class AdapterDPOTrainer(AdapterCheckpoints, DPOTrainer):
     """
 
     def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
-        _refuse_adapted_output_embeddings(model)
+        _refuse(model, kwargs.get("peft_config"))
         super().__init__(model, *args, **kwargs)
         fused_head_on_wrapped_model(model)
 

@@ -417,6 +417,28 @@ def case_load_weights_nothing_saved(tmp):
 
 
 @case
+def case_trl_peft_config(tmp):
+    import pytest
+    peft = pytest.importorskip("peft")
+    pytest.importorskip("trl")
+    from qiadapters.integrations.trl import AdapterSFTTrainer
+    from qiadapters.tiny_models import tiny_gpt2
+    am = get_adapter_model(tiny_gpt2()[0], HammingConfig(target_modules=["c_attn"]))
+    return (lambda: AdapterSFTTrainer(model=am, peft_config=peft.LoraConfig())), am
+
+
+@case
+def case_trl_adapted_output_embeddings(tmp):
+    import pytest
+    pytest.importorskip("trl")
+    from qiadapters.integrations.trl import AdapterSFTTrainer
+    from qiadapters.tiny_models import tiny_llama
+    am = get_adapter_model(tiny_llama()[0], HammingConfig(target_modules=["q_proj"],
+                                                          modules_to_save=["lm_head"]))
+    return (lambda: AdapterSFTTrainer(model=am)), am
+
+
+@case
 def case_safe_merge_nonfinite(tmp):
     am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
     with torch.no_grad():

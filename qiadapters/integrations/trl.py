@@ -84,7 +84,17 @@ def _refuse(model, peft_config) -> None:
                          f"target_modules / modules_to_save")
 
 
-class AdapterSFTTrainer(AdapterCheckpoints, SFTTrainer):
+class _AdapterTRLTrainer(AdapterCheckpoints):
+    """What both trainers add to TRL's: the refusals, adapter-only checkpoints, and the fused
+    LM head moved onto the wrapped model once TRL's ``__init__`` has put it on ``model``."""
+
+    def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
+        _refuse(model, kwargs.get("peft_config"))
+        super().__init__(model, *args, **kwargs)
+        fused_head_on_wrapped_model(model)
+
+
+class AdapterSFTTrainer(_AdapterTRLTrainer, SFTTrainer):
     """``trl.SFTTrainer`` for an :class:`~qiadapters.AdapterModel` of a causal LM.
 
     Takes ``SFTTrainer``'s arguments.  Differences from ``SFTTrainer``: the fused LM head
@@ -95,13 +105,8 @@ class AdapterSFTTrainer(AdapterCheckpoints, SFTTrainer):
     embeddings (TRL's fused head would skip it).
     """
 
-    def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
-        _refuse(model, kwargs.get("peft_config"))
-        super().__init__(model, *args, **kwargs)
-        fused_head_on_wrapped_model(model)
 
-
-class AdapterDPOTrainer(AdapterCheckpoints, DPOTrainer):
+class AdapterDPOTrainer(_AdapterTRLTrainer, DPOTrainer):
     """``trl.DPOTrainer`` for an :class:`~qiadapters.AdapterModel` of a causal LM; the
     differences from ``DPOTrainer`` are :class:`AdapterSFTTrainer`'s, plus the reference.
 
@@ -110,11 +115,6 @@ class AdapterDPOTrainer(AdapterCheckpoints, DPOTrainer):
     disabled (``AdapterModel.disable_adapter``), as TRL does for a ``PeftModel``; otherwise
     TRL loads one from ``model.config.name_or_path``.
     """
-
-    def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
-        _refuse(model, kwargs.get("peft_config"))
-        super().__init__(model, *args, **kwargs)
-        fused_head_on_wrapped_model(model)
 
     def compute_ref_log_probs(self, model, inputs):
         """TRL's, with the adapters disabled when the reference is this model itself.  TRL

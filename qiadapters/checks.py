@@ -58,17 +58,24 @@ def flag(arg: str, value: Any, error: type[Exception] = ValueError) -> bool:
     return value
 
 
-def orders(arg: str, value: Any, n: int) -> tuple[int, ...]:
-    """Validate a collection of Hamming weights: distinct integers in ``0..n``, returned sorted."""
-    if isinstance(value, int):
-        value = (value,)
+def orders(arg: str, value: Any, n: int, low: int = 0) -> tuple[int, ...]:
+    """Validate a collection of Hamming weights: distinct integers in ``low..n``, returned
+    sorted (one integer counts as a collection of one; a string is refused, not read digit by
+    digit)."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{arg}={value!r} is a string, not a sequence of orders; give a tuple "
+                         f"of integers, e.g. {arg}=(1, 2)")
     try:
-        items = tuple(value)
+        items = (value,) if isinstance(value, int) else tuple(value)
     except TypeError:
-        raise ValueError(f"{arg}={value!r} must be a sequence of integers in 0..{n}") from None
+        raise ValueError(f"{arg}={value!r} must be a sequence of integers in {low}..{n}") from None
     if not items:
-        raise ValueError(f"{arg}={value!r} is empty; give at least one order in 0..{n}")
-    out = tuple(integer(arg, k, low=0, high=n) for k in items)
+        raise ValueError(f"{arg}={value!r} is empty; give at least one order in {low}..{n}")
+    for k in items:
+        if isinstance(k, bool) or not (isinstance(k, int) or hasattr(k, "__index__")):
+            raise ValueError(f"{arg}={value!r} contains {k!r}; each order must be an integer "
+                             f"in {low}..{n}")
+    out = tuple(integer(arg, k, low=low, high=n) for k in items)
     if len(set(out)) != len(out):
         raise ValueError(f"{arg}={value!r} has duplicates; each order may appear once")
     return tuple(sorted(out))

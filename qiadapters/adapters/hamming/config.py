@@ -22,12 +22,22 @@ _MAX_ORDER = 64
 
 
 def check_orders(orders) -> tuple[int, ...]:
-    """Distinct Hamming weights ``>= 1``, sorted (weight 0 is a constant 1x1 block)."""
-    ks = checks.orders("orders", orders, _MAX_ORDER)
-    if ks[0] < 1:
-        raise ValueError(f"orders={orders!r} contains 0; the weight-0 block is the constant "
-                         f"[1], so valid orders are integers 1..n (e.g. (1, 2))")
-    return ks
+    """Distinct Hamming weights ``1 <= k <= n``, sorted (weight 0 is a constant 1x1 block;
+    ``k <= n`` is checked where a layer's ``n`` is known).  One integer is refused: ``2``
+    would mean ``(2,)``, a configuration without order 1, which trains badly."""
+    if isinstance(orders, int) and not isinstance(orders, bool):
+        fix = (1,) if orders == 1 else (1, orders) if 1 < orders <= _MAX_ORDER else (1, 2)
+        raise ValueError(f"orders={orders!r} is one integer, not a sequence of orders; did you "
+                         f"mean orders={fix!r}? (list every Hamming weight, order 1 included: "
+                         f"without it training collapses)")
+    items = orders if isinstance(orders, (list, tuple, set, frozenset, range)) else ()
+    bad = [k for k in items
+           if isinstance(k, int) and not isinstance(k, bool) and not 1 <= k <= _MAX_ORDER]
+    if bad:
+        why = "the weight-0 block is the constant [1], so " if bad[0] == 0 else ""
+        raise ValueError(f"orders={orders!r} contains {bad[0]}; {why}valid orders are integers "
+                         f"1 <= k <= n, the qubits per block (n <= {_MAX_ORDER}; e.g. (1, 2))")
+    return checks.orders("orders", orders, _MAX_ORDER, low=1)
 
 
 def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,

@@ -1,0 +1,26 @@
+"""More bad inputs of ``docs/errors.md`` (``error_cases.py`` imports this file last, so these
+cases register in the same ``CASES`` table): orders, expert types, paths, training a merged
+model, loading, the physics grid of a ViT, command-line statuses, peft's loader.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from error_cases import _cli, _edit_json, _load, _mlp, _saved, case
+from qiadapters import HammingConfig, MixtureConfig, get_adapter_model
+from qiadapters.model import AdapterModel
+
+@case
+def case_hamming_orders_string(tmp):
+    return (lambda: HammingConfig(orders="12")), None
+
+@case
+def case_hamming_orders_int(tmp):
+    return (lambda: HammingConfig(orders=2)), None
+
+@case
+def case_hamming_order_negative(tmp):
+    return (lambda: HammingConfig(orders=(-1, 1))), None

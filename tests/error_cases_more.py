@@ -24,3 +24,7 @@ def case_hamming_orders_int(tmp):
 @case
 def case_hamming_order_negative(tmp):
     return (lambda: HammingConfig(orders=(-1, 1))), None
+
+@case
+def case_mixture_expert_type(tmp):
+    return (lambda: MixtureConfig(experts=[{"adapter_type": "hamm"}])), None

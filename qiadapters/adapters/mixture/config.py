@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Optional
 
 from ... import checks
 from ..config import AdapterConfig, option
-from ..registry import CONFIGS
+from ..registry import CONFIGS, PROVIDERS
 from .routers import ROUTERS
 
 
@@ -25,16 +25,26 @@ def check_options(n_experts: int, router: str, top_k: Optional[int], temperature
             "z_loss": checks.number("z_loss", z_loss, low=0)}
 
 
+def expert_types() -> list[str]:
+    """The ``adapter_type`` of every family a mixture's expert may be: registered ones and
+    those whose package registers on demand (``physics``), mixtures excepted."""
+    return [t for t in dict.fromkeys([*CONFIGS, *PROVIDERS]) if t != MixtureConfig.adapter_type]
+
+
 def expert_config(i: int, expert: Any) -> AdapterConfig:
     """``experts[i]`` as an expert config (a dict is read with ``AdapterConfig.from_dict``)."""
-    if isinstance(expert, dict):
+    kind = expert.get("adapter_type") if isinstance(expert, dict) else None
+    if isinstance(expert, dict) and kind != MixtureConfig.adapter_type:
+        if kind not in expert_types():
+            raise ValueError(f"experts[{i}] has adapter_type={kind!r}, which is not valid; "
+                             f"choose one of {expert_types()}")
         expert = AdapterConfig.from_dict(expert)
-    if not isinstance(expert, AdapterConfig):
-        raise TypeError(f"experts[{i}] is a {type(expert).__name__}; a MixtureConfig's experts "
-                        f"are adapter configs of the families {list(CONFIGS)}")
-    if isinstance(expert, MixtureConfig):
+    if isinstance(expert, MixtureConfig) or kind == MixtureConfig.adapter_type:
         raise TypeError(f"experts[{i}] is a MixtureConfig; a mixture's experts cannot be "
                         f"mixtures (list their experts in one mixture instead)")
+    if not isinstance(expert, AdapterConfig):
+        raise TypeError(f"experts[{i}] is a {type(expert).__name__}; a MixtureConfig's experts "
+                        f"are adapter configs of the families {expert_types()}")
     if expert.modules_to_save is not None:
         raise ValueError(f"experts[{i}].modules_to_save={expert.modules_to_save!r}; set "
                          f"modules_to_save on the MixtureConfig, not on an expert")

@@ -88,3 +88,21 @@ def test_config_files_keep_the_meaning_they_were_saved_with(tmp_path):
     (tmp_path / "hand").mkdir()
     (tmp_path / "hand" / "adapter_config.json").write_text(json.dumps(cfg.to_dict()))
     assert AdapterConfig.load(tmp_path / "hand").blocks is None
+
+
+def test_all_linear_in_any_case_selects_what_peft_selects():
+    """``target_modules="ALL-LINEAR"`` is ``"all-linear"``, as peft reads it (it compares
+    ``target_modules.lower()``): the modules peft's LoRA adapts with that spelling, but the
+    head."""
+    peft = pytest.importorskip("peft")
+    from qiadapters import get_adapter_model
+    from qiadapters.testing import tiny_bert
+
+    cfg = HammingConfig(target_modules="ALL-LINEAR", blocks=2)
+    assert cfg.target_modules == "all-linear"
+    ours = {n for n, _ in get_adapter_model(tiny_bert()[0], cfg).adapter_layers()}
+    lora = peft.get_peft_model(tiny_bert()[0], peft.LoraConfig(target_modules="ALL-LINEAR", r=2))
+    theirs = {n.removeprefix("base_model.model.") for n, m in lora.named_modules()
+              if hasattr(m, "lora_A")}
+    # peft keeps the classifier (it excludes only get_output_embeddings()); ours leaves heads
+    assert ours == theirs - {"classifier"} and len(ours) > 4

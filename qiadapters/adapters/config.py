@@ -22,6 +22,9 @@ from .registry import config_class
 CONFIG_NAME = "adapter_config.json"
 #: Fields of every config that are not per-layer options.
 SHARED_FIELDS = ("target_modules", "modules_to_save")
+#: The ``target_modules`` value that selects every linear layer but the output head (any
+#: case: peft compares ``target_modules.lower()``).
+ALL_LINEAR = "all-linear"
 
 
 def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MISSING):
@@ -39,7 +42,7 @@ class AdapterConfig:
     target_modules: Optional[Union[list[str], str]] = option(None, (
         "Modules to wrap: a list of name suffixes (['query', 'value'] matches "
         "'encoder.layer.0.attention.self.query'), a regex string that must match the full "
-        "module name, or 'all-linear' (every linear layer -- nn.Linear and subclasses, "
+        "module name, or 'all-linear' (any case; every linear layer -- nn.Linear and subclasses, "
         "transformers' Conv1D -- except the output head: the model's "
         "output embeddings, modules named classifier/score/lm_head/qa_outputs/head/cls, or "
         "else the last nn.Linear).  Required to inject into a model; an expert config inside "
@@ -77,7 +80,9 @@ class AdapterConfig:
             if not tm:
                 raise ValueError("target_modules='' is empty; give name suffixes, a regex or "
                                  "'all-linear'")
-            if tm != "all-linear":
+            if tm.lower() == ALL_LINEAR:
+                self.target_modules = ALL_LINEAR  # any case, as peft reads it
+            else:
                 try:
                     re.compile(tm)
                 except re.error as e:

@@ -28,3 +28,17 @@ def case_hamming_order_negative(tmp):
 @case
 def case_mixture_expert_type(tmp):
     return (lambda: MixtureConfig(experts=[{"adapter_type": "hamm"}])), None
+
+@case
+def case_load_bad_value(tmp):
+    folder = _saved(tmp)
+    _edit_json(folder, orders=[0, 1])
+    return _load(folder)
+
+@case
+def case_config_file_bad_value(tmp):
+    from qiadapters.adapters.config import AdapterConfig
+
+    folder = _saved(tmp)
+    _edit_json(folder, orders=[0, 1])
+    return (lambda: AdapterConfig.load(folder)), None

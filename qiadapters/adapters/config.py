@@ -8,12 +8,13 @@ shapes of the modules it meets).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import re
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, ClassVar, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 from .._version import __version__
 from .formats import FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, VERSION_KEY, format_of, upgrade_config
@@ -166,12 +167,32 @@ class AdapterConfig:
         path = os.path.join(directory, CONFIG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no {CONFIG_NAME} in {os.fspath(directory)!r}")
-        with open(path) as f:
-            data = json.load(f)
-        data = upgrade_config(format_of(data, path, unmarked=FORMAT_VERSION), data)
-        for key in ignore:
-            data.pop(key, None)
-        return cls.from_dict(data)
+        with naming_file(path), open(path) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"it is not valid JSON ({e})") from None
+            if not isinstance(data, dict):
+                raise ValueError(f"it holds a {type(data).__name__}, not a JSON object of "
+                                 f"config fields")
+            data = upgrade_config(format_of(data, path, unmarked=FORMAT_VERSION), data)
+            for key in ignore:
+                data.pop(key, None)
+            return cls.from_dict(data)
+
+
+@contextlib.contextmanager
+def naming_file(path: str) -> Iterator[None]:
+    """Make every ValueError / TypeError raised inside name the config file ``path`` (a
+    config read from a file, then checked, may fail in many places; each message starts
+    with the file's path unless it names it already)."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        if repr(path) in str(e):
+            raise
+        kind = TypeError if isinstance(e, TypeError) else ValueError
+        raise kind(f"{path!r}: {e}") from None
 
 
 def _names(arg: str, value: Any) -> list[str]:

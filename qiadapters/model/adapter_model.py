@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import checks
 from ..adapters import tied
-from ..adapters.config import AdapterConfig
+from ..adapters.config import AdapterConfig, naming_file
 from ..adapters.layer import AdapterLayer
 from . import injection, io
 from .context import (attention_mask_context, current_attention_mask,  # noqa: F401 (re-exported)
@@ -407,7 +407,9 @@ class AdapterModel(nn.Module):
             adapter_name = "default"
         self._check_new(adapter_name)
         config, state = io.read_adapter(directory)
-        with model_context(self.base_model):
+        # the file's config is checked against this model: its errors name the file too
+        with naming_file(os.path.join(os.fspath(directory), io.CONFIG_NAME)), \
+                model_context(self.base_model):
             plan = injection.plan(self.base_model, config, adapter_name)
         io.check_state(plan.expected_state(), state, directory)
         injection.apply(self.base_model, plan, self.active_adapters, trainable=is_trainable)

@@ -47,7 +47,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._version import __version__
-from ..adapters.config import CONFIG_NAME, AdapterConfig
+from ..adapters.config import CONFIG_NAME, AdapterConfig, naming_file
 from ..adapters.formats import FORMAT_KEY, FORMAT_VERSION, VERSION_KEY
 from ..adapters.formats import format_of as _format_of
 from ..adapters.formats import upgrade_config as _upgrade_config
@@ -235,8 +235,9 @@ def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str,
     if not isinstance(data, dict):
         raise ValueError(f"{cfg_path!r} holds a {type(data).__name__}, not a JSON object of "
                          f"config fields")
-    fmt = _format_of(data, cfg_path)
-    config = AdapterConfig.from_dict(_upgrade_config(fmt, data))
+    with naming_file(cfg_path):
+        fmt = _format_of(data, cfg_path)
+        config = AdapterConfig.from_dict(_upgrade_config(fmt, data))
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:

@@ -20,6 +20,7 @@ import argparse
 import os
 import secrets
 import shutil
+from typing import Callable
 
 from ..model import AdapterModel
 
@@ -30,8 +31,10 @@ _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="Hugging Face model folder (base weights)")
     p.add_argument("--adapter", required=True, help="adapter folder written by save_pretrained")
-    p.add_argument("--out", required=True, help="folder for the merged model (created)")
-    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    p.add_argument("--out", required=True, help="folder for the merged model (created; apart "
+                   "from --model and --adapter)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out (once the merged model is complete)")
 
 
 def load_model(directory: str):
@@ -84,7 +87,7 @@ def _beside(out: str, what: str) -> str:
                         f".{os.path.basename(out)}.{what}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def write_into_place(out: str, write) -> None:
+def write_into_place(out: str, write: Callable[[str], None]) -> None:
     """``write(folder)`` into a new folder beside ``out``, then rename it to ``out``; an
     existing ``out`` is moved aside first and deleted last (put back if the rename fails).
     On any failure the new folder is removed and ``out`` is as it was."""

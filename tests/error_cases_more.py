@@ -30,6 +30,17 @@ def case_mixture_expert_type(tmp):
     return (lambda: MixtureConfig(experts=[{"adapter_type": "hamm"}])), None
 
 @case
+def case_save_parent_is_file(tmp):
+    am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
+    open(os.path.join(tmp, "notes.txt"), "w").close()
+    return (lambda: am.save_pretrained(os.path.join(tmp, "notes.txt", "out"))), am
+
+@case
+def case_load_without_model(tmp):
+    folder = _saved(tmp)
+    return (lambda: AdapterModel.from_pretrained(folder)), None
+
+@case
 def case_load_bad_value(tmp):
     folder = _saved(tmp)
     _edit_json(folder, orders=[0, 1])

@@ -369,6 +369,13 @@ class AdapterModel(nn.Module):
         if os.path.isfile(save_directory):
             raise FileExistsError(f"save_directory={os.fspath(save_directory)!r} is a file; "
                                   f"give a folder (it is created if missing)")
+        above = os.path.dirname(os.path.abspath(save_directory))
+        while not os.path.exists(above):  # the nearest existing folder above must be a folder
+            above = os.path.dirname(above)
+        if not os.path.isdir(above):
+            raise NotADirectoryError(f"save_directory={os.fspath(save_directory)!r} cannot be "
+                                     f"created: {above!r} is a file, not a folder; give a "
+                                     f"folder path")
         merged = [n for n, l in self.adapter_layers()
                   if l.merged and not isinstance(l, ModulesToSave)]
         if merged:
@@ -422,7 +429,7 @@ class AdapterModel(nn.Module):
         self.peft_config[adapter_name] = config
 
     @classmethod
-    def from_pretrained(cls, model: nn.Module, directory: str | os.PathLike,
+    def from_pretrained(cls, model: nn.Module, directory: str | os.PathLike | None = None,
                         adapter_name: str = "default",
                         is_trainable: bool = False) -> "AdapterModel":
         """Load a saved adapter onto ``model`` and activate it.
@@ -432,6 +439,10 @@ class AdapterModel(nn.Module):
         it first: ``huggingface_hub.snapshot_download(repo_id)``).  On any error ``model`` is
         left as it was (no adapters, no hooks).
         """
+        if not isinstance(model, nn.Module):  # e.g. the folder alone, as for a peft config
+            raise TypeError(f"model={model!r} is a {type(model).__name__}, not an nn.Module: "
+                            f"from_pretrained(model, directory) takes the base model first, "
+                            f"then the adapter folder")
         checks.flag("is_trainable", is_trainable, TypeError)
         io.check_directory(directory)
         am = cls(model)

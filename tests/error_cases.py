@@ -388,6 +388,48 @@ def case_load_other_shapes(tmp):
 
 
 @case
+def case_load_other_tensor_shapes(tmp):
+    folder = _saved(tmp)
+    path = os.path.join(folder, "adapter_config.json")
+    with open(path) as f:
+        data = json.load(f)
+    del data["layers"]
+    data["format_version"] = 4
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return _load(folder, TinyMLP(hidden=64))
+
+
+@case
+def case_load_malformed_layers(tmp):
+    folder = _saved(tmp)
+    _edit_json(folder, layers="fc1")
+    return _load(folder)
+
+
+@case
+def case_load_is_trainable_not_bool(tmp):
+    folder = _saved(tmp)
+    model = _mlp()
+    return (lambda: AdapterModel.from_pretrained(model, folder, is_trainable=1)), model
+
+
+@case
+def case_save_overwrite_not_bool(tmp):
+    am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
+    return (lambda: am.save_pretrained(os.path.join(tmp, "out"), overwrite="no")), am
+
+
+@case
+def case_save_over_other_layer_shapes(tmp):
+    folder = os.path.join(tmp, "saved")
+    cfg = HammingConfig(target_modules=["fc1", "fc2"], blocks=3)  # (3, 6) tensors on 32 or 40
+    get_adapter_model(TinyMLP(hidden=32), cfg).save_pretrained(folder)
+    am = get_adapter_model(TinyMLP(hidden=40), cfg)
+    return (lambda: am.save_pretrained(folder)), am
+
+
+@case
 def case_load_name_taken(tmp):
     folder = _saved(tmp)
     am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
@@ -444,6 +486,12 @@ def case_safe_merge_nonfinite(tmp):
     with torch.no_grad():
         next(p for n, p in am.named_parameters() if p.requires_grad).fill_(float("inf"))
     return (lambda: am.merge_adapter(safe_merge=True)), am
+
+
+@case
+def case_safe_merge_not_bool(tmp):
+    am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
+    return (lambda: am.merge_and_unload(safe_merge="yes")), am
 
 
 @case

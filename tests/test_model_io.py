@@ -203,14 +203,15 @@ def test_format_3_default_blocks_load_as_the_3_blocks_they_meant(name):
 
 def test_a_format_3_adapter_saved_again_keeps_its_layout(tmp_path):
     """Loading, training on and saving over a format-3 folder is an update (the fields read
-    are the saved ones, blocks pinned); the new file says blocks=3 in format 4."""
+    are the saved ones, blocks pinned); the new file says blocks=3 in the current format."""
     folder = tmp_path / "adapter"
     shutil.copytree(os.path.join(FORMAT_3, "hamming-wide"), folder)
     am = AdapterModel.from_pretrained(wide_mlp()[0], folder, is_trainable=True)
     perturb(am, seed=7)
     am.save_pretrained(folder)  # not refused as a different adapter
     data = json.loads((folder / "adapter_config.json").read_text())
-    assert (data["format_version"], data["blocks"], data["block_size"]) == (4, 3, None)
+    assert (data["format_version"], data["blocks"], data["block_size"]) == (io.FORMAT_VERSION, 3,
+                                                                            None)
     again = AdapterModel.from_pretrained(wide_mlp()[0], folder)
     assert _layouts(again) == FORMAT_3_LAYOUTS["hamming-wide"]
     inputs = wide_mlp()[1]
@@ -287,6 +288,15 @@ def test_a_save_that_fails_midway_leaves_the_previous_adapter(saved, monkeypatch
 def test_other_shapes_are_refused_before_modifying(saved):
     path, _, _ = saved
     wider = TinyMLP(hidden=64)
+    with pytest.raises(ValueError, match=r"does not fit module 'fc1': it was saved for a layer of "
+                                         r"shape \(in=16, out=48\), this model's is "
+                                         r"\(in=16, out=64\)"):
+        AdapterModel.from_pretrained(wider, path)
+    assert _untouched(wider)
+    data = json.loads((path / "adapter_config.json").read_text())
+    del data["layers"]  # a file without the record (format 4): the tensor shapes tell
+    data["format_version"] = 4
+    (path / "adapter_config.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"does not fit module 'fc1': tensor 'fc1.hamming.theta' "
                                          r"has shape \(3, 10\) in the file but \(3, 15\)"):
         AdapterModel.from_pretrained(wider, path)

@@ -18,7 +18,10 @@ FORMAT_KEY, VERSION_KEY = "format_version", "qiadapters_version"
 #: Keys a saved config file holds besides the config's fields.
 FILE_KEYS = (FORMAT_KEY, VERSION_KEY)
 #: The format this library writes; it reads every format from 1 up to this one.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+#: The key of the per-layer record (format 5 on): module path -> the shape the adapter was
+#: saved for, e.g. ``{"fc1": {"in": 16, "out": 32}}`` (:mod:`qiadapters.model.io`).
+LAYERS_KEY = "layers"
 #: Blocks per layer of a Hamming config with neither ``blocks`` nor ``block_size`` in
 #: formats 1-3 (from format 4 on: ``max(3, d // 128)``).
 FORMAT_3_DEFAULT_BLOCKS = 3
@@ -30,6 +33,7 @@ def format_of(data: dict, where: str, unmarked: int | None = None) -> int:
     0.1.x (format 1) when it came with saved tensors; ``unmarked`` is the version to assume
     otherwise (a config written by hand, or by ``AdapterConfig.save`` before 0.3.0), None to
     refuse such a file."""
+    data.pop(LAYERS_KEY, None)  # about the model it was saved from: see check_layers
     version = data.pop(VERSION_KEY, None)
     fmt = data.pop(FORMAT_KEY, None)
     if fmt is None:
@@ -67,3 +71,25 @@ def upgrade_config(fmt: int, data: dict) -> dict:
             if hamming.get("blocks") is None and hamming.get("block_size") is None:
                 hamming["blocks"] = FORMAT_3_DEFAULT_BLOCKS
     return data
+
+
+def check_layers(record, where: str) -> dict[str, dict] | None:
+    """The per-layer record of a saved config (:data:`LAYERS_KEY`, None in formats 1-4)
+    checked for its structure: ``{module path: {shape name: int or list of ints}}``;
+    ValueError naming the file ``where`` otherwise (a saved folder is untrusted input)."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where!r}: {LAYERS_KEY!r}={record!r} must map module paths to their "
+                         f"shapes, e.g. {{'fc1': {{'in': 16, 'out': 32}}}}")
+
+    def size(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+    for path, shape in record.items():
+        if not (isinstance(shape, dict) and all(
+                isinstance(k, str) and (size(v) or isinstance(v, list) and all(map(size, v)))
+                for k, v in shape.items())):
+            raise ValueError(f"{where!r}: {LAYERS_KEY!r} entry {path!r}={shape!r} must map "
+                             f"shape names to integers or lists of integers, e.g. "
+                             f"{{'in': 16, 'out': 32}}")
+    return record

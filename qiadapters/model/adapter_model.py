@@ -386,13 +386,14 @@ class AdapterModel(nn.Module):
             where = save_directory if name == "default" else os.path.join(save_directory, name)
             collective = io.is_sharded(self.base_model, name)  # FSDP: every rank is here
             state = io.adapter_state_dict(self.base_model, name)
+            layers = io.layer_shapes(self.base_model, name)
             if not overwrite:
-                io.check_overwrite(where, self.peft_config[name], state)
-            jobs.append((where, self.peft_config[name], state, collective))
+                io.check_overwrite(where, self.peft_config[name], state, layers)
+            jobs.append((where, self.peft_config[name], state, collective, layers))
         if any(job[3] for job in jobs) and io._distributed():
             torch.distributed.barrier()  # every rank has checked the folders before rank 0 writes
-        for where, config, state, collective in jobs:
-            io.save_adapter(where, config, state, collective=collective)
+        for where, config, state, collective, layers in jobs:
+            io.save_adapter(where, config, state, collective=collective, layers=layers)
 
     def load_adapter(self, directory: str | os.PathLike, adapter_name: str | None = None,
                      is_trainable: bool = False) -> None:
@@ -413,7 +414,8 @@ class AdapterModel(nn.Module):
                                  f"load_adapter({os.fspath(directory)!r}, adapter_name={base!r})")
             adapter_name = "default"
         self._check_new(adapter_name)
-        config, state = io.read_adapter(directory)
+        config, state, layers = io.read_saved(directory)
+        io.check_layers(self.base_model, layers, directory)  # before anything is built
         # the file's config is checked against this model: its errors name the file too
         with naming_file(os.path.join(os.fspath(directory), io.CONFIG_NAME)), \
                 model_context(self.base_model):

@@ -2,8 +2,12 @@
 
 ``adapter_config.json``
     the config's :meth:`~qiadapters.adapters.config.AdapterConfig.to_dict` plus
-    ``"format_version"`` (the layout of these two files, :data:`FORMAT_VERSION`) and
-    ``"qiadapters_version"`` (the library that wrote them, for information).
+    ``"format_version"`` (the layout of these two files, :data:`FORMAT_VERSION`),
+    ``"qiadapters_version"`` (the library that wrote them, for information) and ``"layers"``:
+    the shape of every adapted layer, keyed by module path (:func:`layer_shape`: ``in`` /
+    ``out`` features, a convolution's channels and ``kernel``), e.g.
+    ``{"bert.encoder.layer.0.attention.self.query": {"in": 32, "out": 32}}``; loading
+    checks it against the model before anything is built (:func:`check_layers`).
 ``adapter_model.safetensors``
     every tensor in the adapter's modules (``adapter_layer_names`` ModuleDicts and
     ``modules_to_save`` copies), keyed ``<module path>.<attr>.<param>`` without the adapter
@@ -25,6 +29,10 @@ Format versions (a file of any listed version loads; a newer one is refused by n
                          (:func:`~qiadapters.adapters.hamming.default_blocks`); in older
                          files it meant 3 blocks on every layer, so such configs (a
                          mixture's experts included) load with ``blocks=3``
+ 5   after 0.3.2         ``"layers"``: each adapted layer's shape, checked on load (an
+                         adapter whose tensors fit another model, e.g. Hamming blocks of
+                         the same layout on another width, is refused); formats 1-4 have
+                         no record and load unchecked, as before
 ===  ==================  ==================================================================
 
 Writing is atomic per file (a temporary file in the same directory, then ``os.replace``),
@@ -51,7 +59,11 @@ from ..adapters.config import CONFIG_NAME, AdapterConfig, naming_file
 from ..adapters.formats import FORMAT_KEY, FORMAT_VERSION, VERSION_KEY
 from ..adapters.formats import format_of as _format_of
 from ..adapters.formats import upgrade_config as _upgrade_config
+from ..adapters.formats import LAYERS_KEY
+from ..adapters.formats import check_layers as _check_record
+from ..adapters.layer import AdapterLayer, linear_widths, unwrap
 from .injection import adapter_layers
+from .modules_to_save import ModulesToSave
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 
@@ -126,8 +138,10 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 
 def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
-                 state: dict[str, torch.Tensor], collective: bool = False) -> None:
-    """Write ``adapter_model.safetensors``, then ``adapter_config.json``, into ``directory``.
+                 state: dict[str, torch.Tensor], collective: bool = False,
+                 layers: dict[str, dict] | None = None) -> None:
+    """Write ``adapter_model.safetensors``, then ``adapter_config.json``, into ``directory``
+    (``layers``: the record of :func:`layer_shapes`, written into the config).
 
     Each file is written to a temporary name and renamed into place, so a save that fails
     or is killed half-way never leaves a truncated file: the directory holds the previous
@@ -150,6 +164,8 @@ def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
     _atomic_write(os.path.join(directory, WEIGHTS_NAME),
                   lambda tmp: save_file(tensors, tmp, metadata=metadata))
     data = {**config.to_dict(), VERSION_KEY: __version__, FORMAT_KEY: FORMAT_VERSION}
+    if layers is not None:
+        data[LAYERS_KEY] = layers
 
     def write_config(tmp: str) -> None:
         with open(tmp, "w") as f:
@@ -216,6 +232,12 @@ def check_directory(directory: str | os.PathLike) -> str:
 def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
     """Read a saved adapter of any supported format; every problem with the files raises
     (FileNotFoundError / ValueError naming the file) before anything else happens."""
+    return read_saved(directory)[:2]
+
+
+def read_saved(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, torch.Tensor],
+                                                      dict[str, dict] | None]:
+    """:func:`read_adapter`, and the file's per-layer record (None before format 5)."""
     directory = check_directory(directory)
     cfg_path = os.path.join(directory, CONFIG_NAME)
     weights = os.path.join(directory, WEIGHTS_NAME)
@@ -235,21 +257,24 @@ def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str,
     if not isinstance(data, dict):
         raise ValueError(f"{cfg_path!r} holds a {type(data).__name__}, not a JSON object of "
                          f"config fields")
+    layers = data.pop(LAYERS_KEY, None)
     with naming_file(cfg_path):
         fmt = _format_of(data, cfg_path)
         config = AdapterConfig.from_dict(_upgrade_config(fmt, data))
+    layers = _check_record(layers, cfg_path)
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:
         size = os.path.getsize(weights)
         raise ValueError(f"{weights!r} ({size} bytes) is not a readable safetensors file "
                          f"({e}); it is truncated or corrupted: save the adapter again") from None
-    return config, _upgrade_state(fmt, config, state)
+    return config, _upgrade_state(fmt, config, state), layers
 
 
 def _saved_signature(directory: str) -> tuple[dict, dict] | None:
     """``(config fields, {tensor name: shape})`` of the adapter saved in ``directory`` (the
-    fields in their current meaning, as :func:`read_adapter` reads them), None if there is
+    fields in their current meaning, as :func:`read_adapter` reads them, and the per-layer
+    record under :data:`~qiadapters.adapters.formats.LAYERS_KEY`), None if there is
     none; unreadable files give ``({}, {})`` (never equal to a real adapter's).  Tensors
     without a config (a save whose config has not landed yet: another rank's, in progress)
     give ``(None, shapes)``."""
@@ -264,19 +289,22 @@ def _saved_signature(directory: str) -> tuple[dict, dict] | None:
             return None, shapes
         with open(cfg_path) as f:
             data = json.load(f)
+        layers = data.pop(LAYERS_KEY, None) if isinstance(data, dict) else None
         try:
             fmt = _format_of(data, cfg_path)
         except ValueError:  # no or an unknown format: its fields are compared as written
             fmt = FORMAT_VERSION
-        return _upgrade_config(fmt, data), shapes
+        data = _upgrade_config(fmt, data)
+        return (data if layers is None else {**data, LAYERS_KEY: layers}), shapes
     except (OSError, ValueError, SafetensorError, AttributeError):
         return {}, {}
 
 
 def check_overwrite(directory: str | os.PathLike, config: AdapterConfig,
-                    state: dict[str, torch.Tensor]) -> None:
+                    state: dict[str, torch.Tensor], layers: dict[str, dict] | None = None) -> None:
     """Refuse (FileExistsError) to save over a DIFFERENT adapter in ``directory``: another
-    config, or other tensor names or shapes.  Saving the same adapter again (same config,
+    config, other layer shapes (``layers``, when both have a record), or other tensor names
+    or shapes.  Saving the same adapter again (same config,
     same tensor names and shapes, new values: a later training checkpoint) is an update and
     is allowed; so is a folder without adapter files, and one holding only the tensors file
     with this adapter's tensor names and shapes (a save of it whose config has not landed:
@@ -286,6 +314,7 @@ def check_overwrite(directory: str | os.PathLike, config: AdapterConfig,
     if saved is None:
         return
     data, shapes = saved
+    saved_layers = data.pop(LAYERS_KEY, None) if data else None
     new = json.loads(json.dumps(config.to_dict()))
     if data is None:  # tensors only: compare them alone
         data = new
@@ -295,10 +324,16 @@ def check_overwrite(directory: str | os.PathLike, config: AdapterConfig,
     else:
         ours = {k: tuple(v.shape) for k, v in state.items()}
         if shapes == ours:
-            return
-        diff = sorted(k for k in set(shapes) | set(ours) if shapes.get(k) != ours.get(k))
-        why = f"its tensors differ, first {diff[0]!r}: {shapes.get(diff[0])} saved, " \
-              f"{ours.get(diff[0])} now"
+            if layers is None or not isinstance(saved_layers, dict) or saved_layers == layers:
+                return
+            first = sorted(p for p in set(saved_layers) | set(layers)
+                           if saved_layers.get(p) != layers.get(p))[0]
+            why = (f"its layers differ, first {first!r}: {_shape_text(saved_layers.get(first))} "
+                   f"saved, {_shape_text(layers.get(first))} now")
+        else:
+            diff = sorted(k for k in set(shapes) | set(ours) if shapes.get(k) != ours.get(k))
+            why = f"its tensors differ, first {diff[0]!r}: {shapes.get(diff[0])} saved, " \
+                  f"{ours.get(diff[0])} now"
     raise FileExistsError(f"{directory!r} already holds a different adapter ({why}); nothing "
                           f"was written: pass overwrite=True to replace it, or save to another "
                           f"folder")
@@ -320,3 +355,59 @@ def check_state(expected: dict[str, torch.Size], state: dict[str, torch.Tensor],
             raise ValueError(f"adapter in {where!r} does not fit module {module!r}: tensor "
                              f"{key!r} has shape {tuple(state[key].shape)} in the file but "
                              f"{tuple(shape)} for this model (saved for other layer shapes?)")
+
+
+#: The entries of a layer's record that :func:`check_layers` compares, in the order shown.
+SHAPE_KEYS = ("in", "out", "kernel", "normalized")
+
+
+def layer_shape(module: nn.Module) -> dict[str, int | list[int]]:
+    """The shape an adapter on ``module`` (an adapter layer: its base) depends on: a
+    convolution's ``in`` / ``out`` channels and ``kernel``; a linear map's ``in`` / ``out``
+    features (``nn.Linear`` and subclasses, transformers' ``Conv1D``); a ``LayerNorm``'s
+    ``normalized`` shape; any other module's ``in`` width, that of the first linear map in it
+    (the hidden states it takes: what a physics adapter placed at its input maps).  A
+    mixture's experts wrap the mixture's base, so its record covers them."""
+    module = unwrap(module.base_layer if isinstance(module, AdapterLayer) else module)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return {"in": module.in_channels, "out": module.out_channels,
+                "kernel": list(module.kernel_size)}
+    widths = linear_widths(module)
+    if widths is not None:
+        return {"in": widths[0], "out": widths[1]}
+    if isinstance(module, nn.LayerNorm):
+        return {"normalized": list(module.normalized_shape)}
+    inner = next((w for w in map(linear_widths, module.modules()) if w is not None), None)
+    return {} if inner is None else {"in": inner[0]}
+
+
+def layer_shapes(model: nn.Module, adapter_name: str) -> dict[str, dict]:
+    """The record saved with an adapter: ``{module path: layer_shape}`` of every layer that
+    holds it (``modules_to_save`` copies are whole modules: their tensors say their shape)."""
+    return {path: layer_shape(layer) for path, layer in adapter_layers(model)
+            if adapter_name in layer.adapter_names and not isinstance(layer, ModulesToSave)}
+
+
+def _shape_text(shape: dict | None) -> str:
+    if shape is None:
+        return "no such layer"
+    keys = [k for k in SHAPE_KEYS if k in shape] + sorted(k for k in shape if k not in SHAPE_KEYS)
+    return "(" + ", ".join(f"{k}={shape[k]}" for k in keys) + ")"
+
+
+def check_layers(model: nn.Module, record: dict[str, dict] | None,
+                 directory: str | os.PathLike) -> None:
+    """Raise ValueError naming the first layer of ``model`` whose shape differs from the
+    saved ``record`` (:func:`layer_shapes`; None, a file before format 5: nothing to check).
+    A recorded path the model lacks is left to the tensor names (:func:`check_state`)."""
+    for path, saved in (record or {}).items():
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            continue
+        have = layer_shape(module)
+        if any(have.get(k) != v for k, v in saved.items() if k in SHAPE_KEYS):
+            raise ValueError(f"adapter in {os.fspath(directory)!r} does not fit module {path!r}: "
+                             f"it was saved for a layer of shape {_shape_text(saved)}, this "
+                             f"model's is {_shape_text(have)}; load it onto the model it was "
+                             f"trained for (one with the same layer shapes)")

@@ -47,6 +47,14 @@ def case_load_bad_value(tmp):
     return _load(folder)
 
 @case
+def case_cli_plan_budget_zero(tmp):
+    return (lambda: _cli(["plan", "--dim", "64", "--budget", "0"])), None
+
+@case
+def case_cli_verify_max_n(tmp):
+    return (lambda: _cli(["verify", "--max-n", "1"])), None
+
+@case
 def case_config_file_bad_value(tmp):
     from qiadapters.adapters.config import AdapterConfig
 

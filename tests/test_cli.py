@@ -64,17 +64,23 @@ def test_bad_arguments_give_one_line_and_exit_2(args, match, capsys):
     assert re.search(match, lines[0]), lines[0]
 
 
-def test_library_errors_give_one_line_and_exit_1(tmp_path, capsys):
-    assert main(["plan", "--dim", "384", "--budget", "0"]) == 1
-    assert main(["info", str(tmp_path)]) == 1
+def test_arguments_the_library_refuses_give_one_line_and_exit_2(tmp_path, capsys):
+    """As argparse's own refusals (cli.md): a value, or a path, the command cannot take."""
+    assert main(["plan", "--dim", "384", "--budget", "0"]) == 2
+    assert main(["info", str(tmp_path)]) == 2
     assert main(["merge", "--model", str(tmp_path / "none"), "--adapter", str(tmp_path),
-                 "--out", str(tmp_path / "o")]) == 1
+                 "--out", str(tmp_path / "o")]) == 2
+    assert main(["verify", "--max-n", "1"]) == 2
+    assert main(["merge", "--model", str(tmp_path), "--adapter", str(tmp_path),
+                 "--out", str(tmp_path / "o")]) == 2  # transformers' OSError: no config.json
     errors = capsys.readouterr().err.strip().splitlines()
-    assert errors == [
+    assert errors[:4] == [
         "qiadapters plan: error: budget=0 is out of range; valid: 1 <= budget <= inf",
         f"qiadapters info: error: '{tmp_path / 'adapter_config.json'}' does not exist; a saved "
         f"adapter directory holds adapter_config.json and adapter_model.safetensors",
-        f"qiadapters merge: error: --model '{tmp_path / 'none'}' is not a folder"]
+        f"qiadapters merge: error: --model '{tmp_path / 'none'}' is not a folder",
+        "qiadapters verify: error: --max-n=1 is not valid; valid: an integer >= 2"]
+    assert len(errors) == 5 and errors[4].startswith("qiadapters merge: error: ")
 
 
 @pytest.mark.parametrize("dim, budget", [(48, 300), (96, 500)])
@@ -171,7 +177,7 @@ def test_merge_writes_a_model_plain_transformers_loads(tmp_path):
         torch.testing.assert_close(merged(**inputs).logits, expected, atol=1e-5, rtol=1e-5)
     # a non-empty --out is refused unless --overwrite
     assert main(["merge", "--model", str(tmp_path / "base"), "--adapter",
-                 str(tmp_path / "adapter"), "--out", str(tmp_path / "merged")]) == 1
+                 str(tmp_path / "adapter"), "--out", str(tmp_path / "merged")]) == 2
 
 
 def test_merge_refuses_a_family_that_does_not_change_weights(tmp_path, capsys):
@@ -182,7 +188,7 @@ def test_merge_refuses_a_family_that_does_not_change_weights(tmp_path, capsys):
                                                    rank=2))
     am.save_pretrained(tmp_path / "adapter")
     assert main(["merge", "--model", str(tmp_path / "base"), "--adapter",
-                 str(tmp_path / "adapter"), "--out", str(tmp_path / "merged")]) == 1
+                 str(tmp_path / "adapter"), "--out", str(tmp_path / "merged")]) == 2
     assert "cannot be merged" in capsys.readouterr().err
     assert not (tmp_path / "merged").exists()
 

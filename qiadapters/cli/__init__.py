@@ -11,8 +11,11 @@ bench       run one of the benchmarks (from a source checkout, where ``benchmark
 demo        the demo: MiniLM on WordNet glosses, Hamming vs peft LoRA (source checkout)
 ==========  ===================================================================================
 
-Bad arguments print one line (``qiadapters <command>: error: ...``) and exit with 2; a
-library error (a bad adapter folder, a budget nothing fits) prints one line and exits with 1.
+Errors print one line (``qiadapters <command>: error: ...``), never a traceback.  Exit status 2:
+the call is refused -- an argument argparse or the library rejects (a budget nothing fits,
+``--max-n 1``), or a file or folder it names (missing, not an adapter folder, unreadable);
+exit status 1: the command ran and failed -- ``verify`` found a deviation, an optional
+package is missing (:class:`CommandError` and ``ImportError``).
 """
 from __future__ import annotations
 
@@ -34,7 +37,11 @@ COMMANDS = {
 
 
 class CommandError(Exception):
-    """A user-facing failure of a command: printed as one line, exit status 1."""
+    """A failure of a command that is not a refused argument: one line, exit status 1."""
+
+
+#: Exit statuses: a refused call (bad argument, bad path), a command that failed.
+USAGE, FAILURE = 2, 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +67,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     main_: Callable[[argparse.Namespace], int] = args._main
     try:
         return int(main_(args) or 0)
-    except (CommandError, ValueError, TypeError, FileNotFoundError, ImportError) as e:
-        print(f"{args._prog}: error: {e}", file=sys.stderr)
-        return 1
+    except (ValueError, TypeError, OSError) as e:  # the arguments, or the paths they name
+        return _error(args._prog, e, USAGE)
+    except (CommandError, ImportError) as e:
+        return _error(args._prog, e, FAILURE)
+
+
+def _error(prog: str, error: Exception, status: int) -> int:
+    """Print ``error`` on one line (a message of several lines is joined) and return ``status``."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status

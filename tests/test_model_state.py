@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qiadapters import AdapterModel, HammingConfig, MixtureConfig, get_adapter_model
-from qiadapters.testing import perturb, tiny_bert, tiny_mlp
+from qiadapters.testing import perturb, tiny_bert, tiny_gpt2, tiny_mlp
 
 CFG = HammingConfig(target_modules=["fc1", "fc2"])
 
@@ -230,3 +230,29 @@ def test_a_deleted_name_added_again_is_not_active_on_layers_that_never_held_it()
     y = am(**inputs)
     am.delete_adapter("b")
     torch.testing.assert_close(am(**inputs), y)
+
+
+@torch.no_grad()
+def test_a_merged_state_dict_of_a_tied_head_keeps_the_embedding_it_holds():
+    """GPT-2's lm_head is its input embedding: merged, the head holds a private copy. Loaded
+    into an unmerged (tied) model, the merged head must not be written into the embedding."""
+    model, batch = tiny_gpt2()
+    cfg = HammingConfig(target_modules=["lm_head"], blocks=2)
+    am = perturb(get_adapter_model(model, cfg)).eval()
+    expected = am(**batch).logits
+    am.merge_adapter()
+    sd = am.state_dict()
+    other = get_adapter_model(tiny_gpt2(seed=3)[0], cfg).eval()
+    assert other.base_model.lm_head.weight is other.base_model.transformer.wte.weight
+    other.load_state_dict(sd)
+    torch.testing.assert_close(other.base_model.transformer.wte.weight,
+                               sd["base_model.transformer.wte.weight"])
+    torch.testing.assert_close(other(**batch).logits, expected, atol=1e-5, rtol=1e-5)
+    other.unmerge_adapter()  # tied again, to the loaded embedding
+    assert other.base_model.lm_head.weight is other.base_model.transformer.wte.weight
+    torch.testing.assert_close(other(**batch).logits, expected, atol=1e-5, rtol=1e-5)
+    am.unmerge_adapter()  # and an unmerged state dict into a merged model ties it again
+    other.merge_adapter()
+    other.load_state_dict(am.state_dict())
+    assert other.base_model.lm_head.weight is other.base_model.transformer.wte.weight
+    torch.testing.assert_close(other(**batch).logits, expected, atol=1e-5, rtol=1e-5)

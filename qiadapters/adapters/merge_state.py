@@ -13,7 +13,10 @@ weights are copied (a module loads its own entries before its children's):
 * same names as the layer's: nothing to do;
 * other names, with the base weights in the same state dict: the layer takes the loaded
   merge state (the weights that follow are merged with exactly those adapters, and unmerging
-  later inverts them with the loaded adapter tensors);
+  later inverts them with the loaded adapter tensors); a base parameter tied to another
+  module (:mod:`.tied`, GPT-2's head and embedding) gets its private copy before the merged
+  weights are copied in, as :meth:`~qiadapters.adapters.layer.AdapterLayer.merge` gives it,
+  and is tied again when an unmerged state is loaded;
 * a layer whose merge keeps the original weights outside the state dict (a mixture:
   ``fold_invertible = False``) cannot take a merged state from an unmerged one: an error;
 * names the layer does not hold, or a state dict without the base weights: an error.
@@ -27,6 +30,8 @@ from __future__ import annotations
 import json
 
 import torch
+
+from . import tied
 
 #: ``state_dict`` key suffix of a layer's merge state (torch's name for a module's extra state).
 KEY = "_extra_state"
@@ -93,4 +98,8 @@ def load(layer, state_dict: dict, prefix: str, local_metadata, strict: bool,
         return
     if not layer.fold_invertible:  # loaded unmerged: the kept originals are stale
         layer.drop_kept_weights()
+    if names and not layer.merged:  # a tied base parameter gets its private copy, as in merge
+        tied.untie(layer, list(getattr(layer, "tied_parameters", None) or {}))
+    elif not names:  # the other holders' parameter is the layer's again, as in unmerge
+        tied.retie(layer)
     layer.merged_adapters = list(names)

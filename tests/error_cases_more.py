@@ -30,6 +30,14 @@ def case_mixture_expert_type(tmp):
     return (lambda: MixtureConfig(experts=[{"adapter_type": "hamm"}])), None
 
 @case
+def case_train_merged(tmp):
+    am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
+    am.merge_adapter()
+    am.train()
+    x = torch.randn(2, 16)
+    return (lambda: am(x)), am
+
+@case
 def case_save_parent_is_file(tmp):
     am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
     open(os.path.join(tmp, "notes.txt"), "w").close()

@@ -477,8 +477,22 @@ class AdapterLayer(nn.Module):
             return self.base_layer(x, *args, **kwargs)
         pending = [a for a in self.active_adapters if a not in self.merged_adapters]
         if not pending:
+            if self.merged_adapters and self.training and torch.is_grad_enabled():
+                self._refuse_training_merged()
             return self.base_layer(x, *args, **kwargs)
         return self.adapter_forward(x, pending, *args, **kwargs)
+
+    def _refuse_training_merged(self) -> None:
+        """A training step through merged adapters (training mode, gradients on) would leave
+        their trainable parameters without a gradient: refuse it, saying why."""
+        modules = [getattr(self, attr)[a] for attr in self.adapter_layer_names
+                   for a in self.merged_adapters if a in getattr(self, attr)]
+        if any(p.requires_grad for m in modules for p in m.parameters()):
+            raise RuntimeError(
+                f"{type(self).__name__} (adapters {self.merged_adapters}) is merged: the "
+                f"adapter's weights are folded into the frozen base weights, so training gives "
+                f"them no gradient; call unmerge_adapter() before training (for inference with "
+                f"merged weights, call model.eval() or run under torch.no_grad())")
 
     def extra_repr(self) -> str:
         return (f"active={self.active_adapters}, merged={self.merged_adapters}, "

@@ -78,6 +78,10 @@ class PhysicsAdapter(nn.Module):
         bias: whether the projections have biases.
         causal: solve on each token's prefix, so no token sees a later one (module
             docstring; 1D grids only).
+        square_grid: None, or why the grid tokens form a square (the model has a patch
+            grid, e.g. ``"ViTModel has a patch grid (image_size=224, patch_size=16)"``):
+            ``grid="auto"`` then refuses a token count whose grid tokens are no square
+            (``extra_tokens`` not counting the CLS token) instead of falling back to 1D.
 
     Shapes: ``forward(x: (batch, T, dim), mask: (batch, T) | None) -> (batch, T, out_dim)``.  After each forward,
     :meth:`aux_loss` holds the route regulariser of that call (a scalar with grad).
@@ -95,7 +99,8 @@ class PhysicsAdapter(nn.Module):
                  extra_tokens: int = 0, *, out_dim: int | None = None, kappa: float = 1.0, c: float = 1.0, t: float = 1.0,
                  poisson_gain: float = 0.1, poisson_zero_mode: str = "screened",
                  poisson_eps: float = 0.1, balance: float = 0.01, entropy: float = 0.0,
-                 scale: float = 1.0, bias: bool = True, causal: bool = False):
+                 scale: float = 1.0, bias: bool = True, causal: bool = False,
+                 square_grid: str | None = None):
         # Every check runs before any state is built.
         dim = checks.integer("dim", dim, low=1)
         out_dim = dim if out_dim is None else checks.integer("out_dim", out_dim, low=1)
@@ -111,6 +116,7 @@ class PhysicsAdapter(nn.Module):
         self.grid, self.boundary, self.extra_tokens = o["grid"], o["boundary"], o["extra_tokens"]
         self.router_name, self.balance, self.entropy = o["router"], o["balance"], o["entropy"]
         self.causal = o["causal"]
+        self.square_grid = square_grid
         options = {"heat": {"kappa": o["kappa"], "t": o["t"]},
                    "wave": {"c": o["c"], "t": o["t"]},
                    "poisson": {"gain": o["poisson_gain"], "zero_mode": o["poisson_zero_mode"],
@@ -139,7 +145,25 @@ class PhysicsAdapter(nn.Module):
     def grid_shape(self, tokens: int) -> tuple[int, ...]:
         """The grid used for inputs with ``tokens`` tokens (raises ValueError if none fits)."""
         grid = "sequence" if self.causal and self.grid == "auto" else self.grid
-        return infer_grid(tokens, grid, self.extra_tokens)
+        shape = infer_grid(tokens, grid, self.extra_tokens)
+        if self.square_grid is not None and grid == "auto" and len(shape) == 1:
+            raise ValueError(self._not_square(tokens))
+        return shape
+
+    def _not_square(self, tokens: int) -> str:
+        """Why ``tokens`` tokens fit no square grid in a model with a patch grid, and the fix."""
+        e, n = self.extra_tokens, tokens - self.extra_tokens
+        fits = [k for k in range(1, min(8, tokens - 4) + 1)
+                if round((tokens - k) ** 0.5) ** 2 == tokens - k]
+        hint = ""
+        if fits:
+            s = round((tokens - fits[0]) ** 0.5)
+            hint = f"; here extra_tokens={fits[0]} leaves {s}x{s} = {s * s} patches"
+        return (f"extra_tokens={e} puts {n} of the {tokens} tokens on the grid, which is not a "
+                f"square, but {self.square_grid}: grid='auto' would fall back to a 1D sequence "
+                f"of {n} tokens.  Set extra_tokens to the number of tokens before the patches "
+                f"(1 for a ViT's CLS token){hint}; or choose the grid: grid='sequence' or "
+                f"grid=(H, W)")
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[-1] != self.dim:
@@ -183,7 +207,7 @@ class PhysicsAdapter(nn.Module):
             count = torch.arange(1, g.shape[1] + 1, dtype=g.dtype, device=g.device)
             prefix_mean = g.cumsum(dim=1) / count[:, None]
             return torch.softmax(self.router(prefix_mean.reshape(-1, self.rank)), -1
-                                 ).reshape(*g.shape[:2], -1)
+                                 ).reshape(*g.shape[:2], len(self.priors))
         return prior_weights(self.router, g)
 
     def route(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -236,7 +260,7 @@ class PhysicsAdapter(nn.Module):
         if self.causal:  # a prefix never sees what follows it: one pass for every length
             y, w = self._operate(packed)
             units = real if w.ndim == 3 else None
-            self._aux = route_loss(w, self.balance, self.entropy, mask=units)
+            self._aux = route_loss(w, self.balance, self.entropy, mask=units) if b else None
         else:  # one grid per distinct number of real tokens
             counts = real.sum(dim=1)
             y = packed.new_zeros(b, n, r)
@@ -267,7 +291,8 @@ class PhysicsAdapter(nn.Module):
         g = z[:, e:]
         if keep is None:
             y, w = self._operate(g)
-            self._aux = route_loss(w, self.balance, self.entropy)
+            # an empty batch routes nothing: no regulariser (a mean over no unit is NaN)
+            self._aux = route_loss(w, self.balance, self.entropy) if x.shape[0] else None
         else:
             y = self._operate_masked(g, keep[:, e:])
         z = y if e == 0 else torch.cat([z[:, :e], y], dim=1)

@@ -98,6 +98,18 @@ def causal_reason(base: nn.Module, model: nn.Module | None = None) -> str | None
     return None
 
 
+def patch_grid(model: nn.Module | None) -> str | None:
+    """``"<Model> has a patch grid (image_size=..., patch_size=...)"`` when ``model``'s config
+    names both (a ViT and its kin: its tokens are extra tokens, then a square of patches),
+    else None."""
+    config = getattr(model, "config", None)
+    sizes = [getattr(config, key, None) for key in ("image_size", "patch_size")]
+    if any(size is None for size in sizes):
+        return None
+    return (f"{type(model).__name__} has a patch grid (image_size={sizes[0]}, "
+            f"patch_size={sizes[1]})")
+
+
 class PhysicsLayer(AdapterLayer):
     r"""A frozen module with mixture-of-physical-priors adapters (see the module docstring).
 
@@ -161,7 +173,8 @@ class PhysicsLayer(AdapterLayer):
             dim, out_dim = widths
         else:
             dim = out_dim = feature_width(base_layer) if dim is None else dim
-        adapter = PhysicsAdapter(dim, out_dim=out_dim, causal=causal, **adapter_options)
+        adapter = PhysicsAdapter(dim, out_dim=out_dim, causal=causal,
+                                 square_grid=patch_grid(model), **adapter_options)
         return AdapterParts(modules={"physics": adapter}, settings=settings)
 
     # ------------------------------------------------------------ forward

@@ -42,7 +42,8 @@ def prior_weights(router: Router, z: torch.Tensor) -> torch.Tensor:
     """Softmax weights over the priors for grid features ``z: (batch, N, r)`` (shapes in the
     module docstring)."""
     w = torch.softmax(router(z), dim=-1)
-    return w.reshape(z.shape[0], -1) if isinstance(router, SampleRouter) else w
+    # the priors' count, not -1: an empty batch has no size to infer
+    return w.reshape(z.shape[0], w.shape[-1]) if isinstance(router, SampleRouter) else w
 
 
 def route_loss(w: torch.Tensor, balance: float = 0.01, entropy: float = 0.0,

@@ -13,6 +13,8 @@ from error_cases import _cli, _edit_json, _load, _mlp, _saved, case
 from qiadapters import HammingConfig, MixtureConfig, get_adapter_model
 from qiadapters.model import AdapterModel
 
+# ------------------------------------------------------------------ configs
+
 @case
 def case_hamming_orders_string(tmp):
     return (lambda: HammingConfig(orders="12")), None
@@ -28,6 +30,8 @@ def case_hamming_order_negative(tmp):
 @case
 def case_mixture_expert_type(tmp):
     return (lambda: MixtureConfig(experts=[{"adapter_type": "hamm"}])), None
+
+# ------------------------------------------------------------------ model
 
 @case
 def case_train_merged(tmp):
@@ -54,6 +58,27 @@ def case_load_bad_value(tmp):
     _edit_json(folder, orders=[0, 1])
     return _load(folder)
 
+# ------------------------------------------------------------------ physics
+def _vit():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=16,
+                       num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       num_labels=3)
+    return ViTForImageClassification(config).eval()
+
+@case
+def case_physics_vit_no_extra_tokens(tmp):
+    from physics import PhysicsConfig
+
+    cfg = PhysicsConfig(target_modules=["attention"], placement="input", rank=2)
+    am = get_adapter_model(_vit(), cfg)
+    pixels = torch.randn(1, 3, 32, 32)
+    return (lambda: am(pixel_values=pixels)), am
+
+# ------------------------------------------------------------------ command line
+
 @case
 def case_cli_plan_budget_zero(tmp):
     return (lambda: _cli(["plan", "--dim", "64", "--budget", "0"])), None
@@ -61,6 +86,8 @@ def case_cli_plan_budget_zero(tmp):
 @case
 def case_cli_verify_max_n(tmp):
     return (lambda: _cli(["verify", "--max-n", "1"])), None
+
+# ------------------------------------------------------------------ peft
 
 @case
 def case_config_file_bad_value(tmp):

@@ -266,3 +266,19 @@ def test_one_graph_across_token_counts(grid):
     for tokens in (17, 10, 26, 37):
         x = torch.randn(2, tokens, adapter.dim)
         torch.testing.assert_close(compiled(x), adapter(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("router", ["token", "sample", "global"])
+@pytest.mark.parametrize("grid, causal", [("auto", False), ("sequence", False),
+                                          ("sequence", True)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_an_empty_batch_gives_an_empty_delta_and_no_regulariser(router, grid, causal, masked):
+    """Batch 0 is the empty slice of a batch: its delta is ``adapter(x)[:0]`` (shape
+    ``(0, T, d)``), and no unit was routed, so the route regulariser is 0 (not a NaN mean)."""
+    adapter = _activate(_adapter(router=router, grid=grid, causal=causal, extra_tokens=1))
+    x = torch.randn(3, 17, 12, dtype=torch.float64)
+    mask = torch.ones(3, 17) if masked else None
+    expected = adapter(x, mask)[:0]
+    out = adapter(x[:0], None if mask is None else mask[:0])
+    assert out.shape == (0, 17, 12) and torch.equal(out, expected)
+    assert adapter.aux_loss().item() == 0.0

@@ -263,3 +263,26 @@ def test_physics_adapter_deepcopies_and_pickles_after_a_training_forward():
     twin = copy.deepcopy(adapter)
     pickle.loads(pickle.dumps(adapter))
     torch.testing.assert_close(twin(x), adapter(x))
+
+
+def test_only_a_patch_grid_model_refuses_grid_tokens_that_are_no_square():
+    """grid='auto' falls back to 1D for a token count that is no square, except in a model
+    with a patch grid (config image_size / patch_size), where it means extra_tokens misses
+    the CLS token: refused there (the catalogue's physics_vit_no_extra_tokens), while
+    grid='sequence' asks for 1D explicitly and a text model keeps the fallback."""
+    model, inputs = tiny_vit()
+    cfg = PhysicsConfig(target_modules=["attention"], placement="input", rank=4)
+    with pytest.raises(ValueError, match=r"extra_tokens=0 puts 17 of the 17 tokens .* here "
+                                         r"extra_tokens=1 leaves 4x4 = 16 patches"):
+        get_adapter_model(model, cfg)(**inputs)
+    model, inputs = tiny_vit()
+    am = get_adapter_model(model, PhysicsConfig(target_modules=["attention"], grid="sequence",
+                                                placement="input", rank=4))
+    assert _layers(am)[0].physics["default"].grid_shape(17) == (17,)
+    am(**inputs)
+    model, batch = tiny_bert()
+    am = get_adapter_model(model, PhysicsConfig(target_modules=["attention.self"], rank=4,
+                                                placement="input"))
+    adapter = _layers(am)[0].physics["default"]
+    assert adapter.square_grid is None and adapter.grid_shape(17) == (17,)
+    am(**batch)

@@ -153,3 +153,15 @@ def test_format_4_files_without_a_record_load_with_the_outputs_0_3_2_computed(na
     shutil.copytree(directory, tmp_path / "again")  # saving over it again is an update
     am.save_pretrained(tmp_path / "again")
     assert "layers" in json.loads((tmp_path / "again" / "adapter_config.json").read_text())
+
+
+def test_resuming_into_a_model_of_another_width_is_refused_before_any_tensor_is_written(tmp_path):
+    from qiadapters.integrations.transformers import load_adapter_weights
+
+    saved(tmp_path)
+    am = get_adapter_model(mlp(40), SAME_TENSORS)  # the same tensor shapes, another width
+    before = {k: v.clone() for k, v in io.adapter_state_dict(am.base_model, "default").items()}
+    with pytest.raises(ValueError, match=r"does not fit module 'fc1'.*\(in=16, out=40\)"):
+        load_adapter_weights(am, tmp_path)
+    after = io.adapter_state_dict(am.base_model, "default")
+    assert all(torch.equal(before[k], after[k]) for k in before)

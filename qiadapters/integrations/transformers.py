@@ -45,7 +45,8 @@ def load_adapter_weights(model: AdapterModel, directory: str | os.PathLike) -> l
 
     For every adapter of ``model`` that has files in ``directory`` (the layout of
     :meth:`AdapterModel.save_pretrained`: ``"default"`` at the top, others in sub-folders),
-    the tensors are checked (names and shapes) and copied into the live parameters, so an
+    the layer shapes recorded in the file (format 5 and newer) and the tensors (names and
+    shapes) are checked, and the tensors copied into the live parameters, so an
     optimizer holding them keeps working and ``requires_grad`` is unchanged.  Every file is
     read and checked before any tensor is written.  Returns the names loaded; raises
     ValueError naming ``directory`` if none of ``model``'s adapters is there.
@@ -57,7 +58,8 @@ def load_adapter_weights(model: AdapterModel, directory: str | os.PathLike) -> l
         where = _adapter_directory(directory, name)
         if not os.path.isfile(os.path.join(where, io.WEIGHTS_NAME)):
             continue
-        _, state = io.read_adapter(where)
+        _, state, record = io.read_saved(where)
+        io.check_layers(model.base_model, record, where)  # tensors may fit another width
         live = io.adapter_state_dict(model.base_model, name)
         io.check_state({k: v.shape for k, v in live.items()}, state, where)
         found[name] = (live, state)

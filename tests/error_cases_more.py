@@ -13,26 +13,29 @@ from error_cases import _cli, _edit_json, _load, _mlp, _saved, case
 from qiadapters import HammingConfig, MixtureConfig, get_adapter_model
 from qiadapters.model import AdapterModel
 
-# ------------------------------------------------------------------ configs
 
+# ------------------------------------------------------------------ configs
 @case
 def case_hamming_orders_string(tmp):
     return (lambda: HammingConfig(orders="12")), None
+
 
 @case
 def case_hamming_orders_int(tmp):
     return (lambda: HammingConfig(orders=2)), None
 
+
 @case
 def case_hamming_order_negative(tmp):
     return (lambda: HammingConfig(orders=(-1, 1))), None
+
 
 @case
 def case_mixture_expert_type(tmp):
     return (lambda: MixtureConfig(experts=[{"adapter_type": "hamm"}])), None
 
-# ------------------------------------------------------------------ model
 
+# ------------------------------------------------------------------ model
 @case
 def case_train_merged(tmp):
     am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
@@ -41,22 +44,26 @@ def case_train_merged(tmp):
     x = torch.randn(2, 16)
     return (lambda: am(x)), am
 
+
 @case
 def case_save_parent_is_file(tmp):
     am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
     open(os.path.join(tmp, "notes.txt"), "w").close()
     return (lambda: am.save_pretrained(os.path.join(tmp, "notes.txt", "out"))), am
 
+
 @case
 def case_load_without_model(tmp):
     folder = _saved(tmp)
     return (lambda: AdapterModel.from_pretrained(folder)), None
+
 
 @case
 def case_load_bad_value(tmp):
     folder = _saved(tmp)
     _edit_json(folder, orders=[0, 1])
     return _load(folder)
+
 
 # ------------------------------------------------------------------ physics
 def _vit():
@@ -68,6 +75,7 @@ def _vit():
                        num_labels=3)
     return ViTForImageClassification(config).eval()
 
+
 @case
 def case_physics_vit_no_extra_tokens(tmp):
     from physics import PhysicsConfig
@@ -77,17 +85,26 @@ def case_physics_vit_no_extra_tokens(tmp):
     pixels = torch.randn(1, 3, 32, 32)
     return (lambda: am(pixel_values=pixels)), am
 
-# ------------------------------------------------------------------ command line
 
+# ------------------------------------------------------------------ command line
 @case
 def case_cli_plan_budget_zero(tmp):
     return (lambda: _cli(["plan", "--dim", "64", "--budget", "0"])), None
+
 
 @case
 def case_cli_verify_max_n(tmp):
     return (lambda: _cli(["verify", "--max-n", "1"])), None
 
+
 # ------------------------------------------------------------------ peft
+@case
+def case_peft_loads_qiadapters_folder(tmp):
+    peft = pytest.importorskip("peft")
+    folder = _saved(tmp)
+    model = _mlp()
+    return (lambda: peft.PeftModel.from_pretrained(model, folder)), model
+
 
 @case
 def case_config_file_bad_value(tmp):

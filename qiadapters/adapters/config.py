@@ -17,7 +17,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 from .._version import __version__
-from .formats import FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, VERSION_KEY, format_of, upgrade_config
+from .formats import (FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, PEFT_KEY, PEFT_NOTE, VERSION_KEY,
+                      format_of, upgrade_config)
 from .registry import config_class
 
 CONFIG_NAME = "adapter_config.json"
@@ -153,7 +154,7 @@ class AdapterConfig:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, CONFIG_NAME)
         data = {**self.to_dict(), FORMAT_KEY: FORMAT_VERSION, VERSION_KEY: __version__,
-                **(extra or {})}
+                PEFT_KEY: PEFT_NOTE, **(extra or {})}
         with open(path, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
         return path

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 from .._version import __version__
 
-__all__ = ["FORMAT_KEY", "VERSION_KEY", "FILE_KEYS", "FORMAT_VERSION", "format_of",
-           "upgrade_config"]
+__all__ = ["FORMAT_KEY", "VERSION_KEY", "PEFT_KEY", "PEFT_NOTE", "FILE_KEYS", "FORMAT_VERSION",
+           "format_of", "upgrade_config"]
 
 FORMAT_KEY, VERSION_KEY = "format_version", "qiadapters_version"
+#: The key peft's loaders read first (``PeftConfig._get_peft_type``); a qiadapters file holds
+#: :data:`PEFT_NOTE` there, no peft type, so ``peft.PeftModel.from_pretrained`` on the folder
+#: fails with ``KeyError`` whose message is the note.  Ignored on reading.
+PEFT_KEY = "peft_type"
+PEFT_NOTE = ("a qiadapters adapter, not a peft one: load it with "
+             "qiadapters.AdapterModel.from_pretrained(model, folder)")
 #: Keys a saved config file holds besides the config's fields.
-FILE_KEYS = (FORMAT_KEY, VERSION_KEY)
+FILE_KEYS = (FORMAT_KEY, VERSION_KEY, PEFT_KEY)
 #: The format this library writes; it reads every format from 1 up to this one.
 FORMAT_VERSION = 5
 #: The key of the per-layer record (format 5 on): module path -> the shape the adapter was
@@ -33,6 +39,7 @@ def format_of(data: dict, where: str, unmarked: int | None = None) -> int:
     0.1.x (format 1) when it came with saved tensors; ``unmarked`` is the version to assume
     otherwise (a config written by hand, or by ``AdapterConfig.save`` before 0.3.0), None to
     refuse such a file."""
+    data.pop(PEFT_KEY, None)
     data.pop(LAYERS_KEY, None)  # about the model it was saved from: see check_layers
     version = data.pop(VERSION_KEY, None)
     fmt = data.pop(FORMAT_KEY, None)

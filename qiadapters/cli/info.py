@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 
 from ..adapters.config import CONFIG_NAME
-from ..adapters.formats import FILE_KEYS
+from ..adapters.formats import FORMAT_KEY, VERSION_KEY
 from ..adapters.registry import layer_class
 from ..model import io
 
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     config, state = io.read_adapter(args.directory)
     with open(os.path.join(args.directory, CONFIG_NAME)) as f:
         raw = json.load(f)
-    fmt, writer = (raw.get(k) for k in FILE_KEYS)
+    fmt, writer = raw.get(FORMAT_KEY), raw.get(VERSION_KEY)
     print(f"adapter folder {args.directory}")
     print(f"family: {config.adapter_type} ({type(config).__name__}); format "
           f"{fmt if fmt is not None else 1} (written by qiadapters {writer})")

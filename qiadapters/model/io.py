@@ -56,7 +56,7 @@ from torch import nn
 
 from .._version import __version__
 from ..adapters.config import CONFIG_NAME, AdapterConfig, naming_file
-from ..adapters.formats import FORMAT_KEY, FORMAT_VERSION, VERSION_KEY
+from ..adapters.formats import FORMAT_KEY, FORMAT_VERSION, PEFT_KEY, PEFT_NOTE, VERSION_KEY
 from ..adapters.formats import format_of as _format_of
 from ..adapters.formats import upgrade_config as _upgrade_config
 from ..adapters.formats import LAYERS_KEY
@@ -163,7 +163,8 @@ def save_adapter(directory: str | os.PathLike, config: AdapterConfig,
     metadata = {"format": "pt", VERSION_KEY: __version__, FORMAT_KEY: str(FORMAT_VERSION)}
     _atomic_write(os.path.join(directory, WEIGHTS_NAME),
                   lambda tmp: save_file(tensors, tmp, metadata=metadata))
-    data = {**config.to_dict(), VERSION_KEY: __version__, FORMAT_KEY: FORMAT_VERSION}
+    data = {**config.to_dict(), VERSION_KEY: __version__, FORMAT_KEY: FORMAT_VERSION,
+            PEFT_KEY: PEFT_NOTE}
     if layers is not None:
         data[LAYERS_KEY] = layers
 

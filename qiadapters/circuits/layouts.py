@@ -12,6 +12,9 @@ brick      n(n-1)/2 (depth n default)   ``depth``         nearest neighbour
 x          2n-3                         n-1 (n even)      nearest neighbour
 butterfly  (n/2) log2 n                 log2 n            pairs (i, i + n/2^s), n a power of 2
 =========  ===========================  ================  =====================================
+
+:func:`gate_count` gives the gate count (the parameters of a circuit with one angle per gate)
+in closed form, from :data:`GATE_COUNTS`, without listing the gates.
 """
 from __future__ import annotations
 
@@ -77,3 +80,31 @@ LAYOUTS: dict[str, Callable[..., Pairs]] = {
     "x": x,
     "butterfly": butterfly,
 }
+
+
+def _brick_gates(n: int, depth: int | None = None) -> int:
+    depth = n if depth is None else checks.integer("depth", depth, low=1)
+    # even layers hold floor(n/2) gates, odd layers floor((n-1)/2)
+    return (depth + 1) // 2 * (n // 2) + depth // 2 * ((n - 1) // 2)
+
+
+def _butterfly_gates(n: int) -> int:
+    if n & (n - 1):
+        butterfly(n)  # its error names the valid sizes
+    return n // 2 * (n.bit_length() - 1)
+
+
+#: Closed-form gate count of each layout, ``(n, **options) -> len(LAYOUTS[name](n, **options))``.
+GATE_COUNTS: dict[str, Callable[..., int]] = {
+    "pyramid": lambda n: n * (n - 1) // 2,
+    "brick": _brick_gates,
+    "x": lambda n: 2 * n - 3,
+    "butterfly": _butterfly_gates,
+}
+
+
+def gate_count(layout: str, n: int, **options) -> int:
+    """The number of gates of ``layout`` on ``n >= 2`` qubits (``len(LAYOUTS[layout](n))``),
+    in closed form: nothing is built, so it answers for any ``n`` at once."""
+    name = checks.choice("layout", layout, LAYOUTS)
+    return GATE_COUNTS[name](checks.integer("n", n, low=2), **options)

@@ -9,17 +9,25 @@ multiply-adds per feature and token (:func:`~qiadapters.circuits.route_cost.appl
 ``d``; LoRA rank r costs ``2 r`` per feature of a square layer, peft OFT's blocks of 32 cost
 32).  Sorted by parameters (largest first), then by coverage, then by cost.
 
+Every count is in closed form (:meth:`~qiadapters.adapters.hamming.Parametrization.block_params`
+and :func:`~qiadapters.circuits.layouts.gate_count`): no circuit or parameter is built, so a
+layer of width 16384 (about 160,000 rows) is planned in about half a second, and the command
+keeps only the rows it prints.
+
     qiadapters plan --dim 384 --budget 2000
     qiadapters plan --dim 1536 --budget 10000 --orders 1,2 --orders 1,2,3 --top 5
 """
 from __future__ import annotations
 
 import argparse
+import heapq
 from math import comb
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
-from ..adapters.hamming import PARAMETRIZATIONS, plan_blocks
-from ..circuits import LAYOUTS, Circuit
+from ..adapters.hamming import PARAMETRIZATIONS
+from ..adapters.hamming.config import check_orders
+from ..circuits import LAYOUTS, max_qubits
+from ..circuits.blockdiag import BlockLayout
 from ..circuits.route_cost import apply_macs
 from .. import checks
 
@@ -30,10 +38,25 @@ DEFAULT_ORDERS = ((1,), (1, 2), (1, 2, 3))
 
 def _orders(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(k) for k in text.split(","))
+        ks = tuple(int(k) for k in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--orders {text!r} is not valid; give comma-separated "
                                          f"integers, e.g. 1,2") from None
+    try:
+        return check_orders(ks)  # the adapter's own rule, so a row is always buildable
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--orders {text!r} is not valid: {e}") from None
+
+
+def _top(text: str) -> int:
+    try:
+        top = int(text)
+    except ValueError:
+        top = -1
+    if top < 0:
+        raise argparse.ArgumentTypeError(f"--top {text!r} is not valid; give the number of rows "
+                                         f"to print, an integer >= 1, or 0 for all of them")
+    return top
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,65 +66,91 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an order set such as 1,2 (repeatable; default 1 / 1,2 / 1,2,3)")
     p.add_argument("--parametrization", choices=list(PARAMETRIZATIONS), action="append",
                    help="repeatable; default all")
-    p.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0: all)")
+    p.add_argument("--top", type=_top, default=20, help="rows to print (default 20; 0: all)")
 
 
-def _circuit_params(layout: str, n: int) -> Optional[int]:
-    if layout == "butterfly" and n & (n - 1):
-        return None
-    return Circuit.from_layout(layout, n).n_params
+def _layouts(name: str) -> tuple[Optional[str], ...]:
+    """The circuit layouts a parametrization is listed with (None: it has no layout)."""
+    return tuple(LAYOUTS) if name == "circuit" else (None,)
 
 
 def plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_ORDERS,
           parametrizations: Iterable[str] = tuple(PARAMETRIZATIONS)) -> list[dict]:
     """Every configuration within ``budget`` for width ``dim`` (rows as dicts, sorted)."""
+    return sorted(iter_plans(dim, budget, orders, parametrizations), key=_rank)
+
+
+def _rank(row: dict) -> tuple:
+    """The sort key of :func:`plans`: parameters (largest first), coverage, cost, blocks."""
+    return -row["params"], -row["coverage"], row["macs"], row["blocks"]
+
+
+def iter_plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_ORDERS,
+               parametrizations: Iterable[str] = tuple(PARAMETRIZATIONS)) -> Iterator[dict]:
+    """The rows of :func:`plans`, unsorted, one at a time (the arguments are checked first).
+
+    Counted in closed form (:meth:`Parametrization.block_params
+    <qiadapters.adapters.hamming.Parametrization.block_params>` and the block layout's
+    sizes): no circuit or parameter is built, so a wide layer costs only its rows."""
     dim = checks.integer("dim", dim, low=1)
     budget = checks.integer("budget", budget, low=1)
-    rows = []
-    for ks in orders:
-        ks = checks.orders("orders", ks, 64)
-        need = sum(comb(max(2, ks[-1]), k) for k in ks)
-        for blocks in range(1, dim // need + 1):
-            for name in parametrizations:
-                checks.choice("parametrization", name, PARAMETRIZATIONS)
-                layouts = list(LAYOUTS) if name == "circuit" else [None]
-                for layout in layouts:
-                    try:
-                        lay = plan_blocks(dim, ks, blocks=blocks,
-                                          power_of_two=layout == "butterfly")
-                    except ValueError:  # e.g. no power-of-two n fits these blocks
+    order_sets = [check_orders(ks) for ks in orders]
+    kinds = [(checks.choice("parametrization", name, PARAMETRIZATIONS), layout)
+             for name in parametrizations for layout in _layouts(name)]
+    return _rows(dim, budget, order_sets, kinds)
+
+
+def _rows(dim, budget, order_sets, kinds) -> Iterator[dict]:
+    for ks in order_sets:
+        n_min = max(2, ks[-1])
+        for blocks in range(1, dim // sum(comb(n_min, k) for k in ks) + 1):
+            b, layouts = dim // blocks, {}
+            n_max = max_qubits(b, ks)
+            for name, layout in kinds:
+                # plan_blocks' n: the largest that fits b (a power of two for a butterfly)
+                n = 1 << (n_max.bit_length() - 1) if layout == "butterfly" else n_max
+                if n < n_min:
+                    continue
+                per_block = PARAMETRIZATIONS[name].block_params(n, layout or "pyramid")
+                for shared in (False, True) if blocks > 1 else (False,):
+                    params = per_block * (1 if shared else blocks)
+                    if params > budget:
                         continue
-                    if layout is None:
-                        per_block = lay.n * (lay.n - 1) // 2
-                    else:
-                        per_block = 2 * _circuit_params(layout, lay.n)
-                    for shared in (False, True):
-                        params = per_block * (1 if shared else blocks)
-                        if params > budget or (shared and blocks == 1):
-                            continue
-                        hamming = lay.active
-                        rows.append(dict(params=params, orders=ks, blocks=blocks, n=lay.n,
-                                         block_size=lay.block_size, hamming_dims=hamming,
-                                         pad=lay.pad, tail=lay.tail,
-                                         coverage=blocks * hamming / dim,
-                                         macs=apply_macs(lay.block_size, lay.sizes,
-                                                         blocks) / dim,
-                                         parametrization=name, layout=layout or "-",
-                                         shared=shared))
-    rows.sort(key=lambda r: (-r["params"], -r["coverage"], r["macs"], r["blocks"]))
-    return rows
+                    if n not in layouts:
+                        layouts[n] = _layout_columns(BlockLayout(
+                            n=n, orders=ks, blocks=blocks, pad=b - sum(comb(n, k) for k in ks),
+                            dim=dim))
+                    yield dict(params=params, **layouts[n], parametrization=name,
+                               layout=layout or "-", shared=shared)
+
+
+def _layout_columns(lay: BlockLayout) -> dict:
+    """The columns a row takes from its block layout."""
+    return dict(orders=lay.orders, blocks=lay.blocks, n=lay.n, block_size=lay.block_size,
+                hamming_dims=lay.active, pad=lay.pad, tail=lay.tail,
+                coverage=lay.blocks * lay.active / lay.dim,
+                macs=apply_macs(lay.block_size, lay.sizes, lay.blocks) / lay.dim)
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = plans(args.dim, args.budget, args.orders or DEFAULT_ORDERS,
-                 args.parametrization or tuple(PARAMETRIZATIONS))
-    if not rows:
+    rows = iter_plans(args.dim, args.budget, args.orders or DEFAULT_ORDERS,
+                      args.parametrization or tuple(PARAMETRIZATIONS))
+    total = 0
+
+    def counted(rows):
+        nonlocal total
+        for total, row in enumerate(rows, 1):
+            yield row
+
+    # only the rows shown are kept: a wide layer has 10^5 rows
+    shown = heapq.nsmallest(args.top, counted(rows), key=_rank) if args.top else \
+        sorted(counted(rows), key=_rank)
+    if not total:
         raise ValueError(f"no Hamming configuration fits --budget {args.budget} at --dim "
                          f"{args.dim}; the smallest needs one block of n=2 (1 parameter) and "
                          f"a width of at least sum_k C(2,k) for the orders given")
-    shown = rows if args.top <= 0 else rows[:args.top]
-    print(f"{len(rows)} configurations fit {args.budget:,} parameters at width {args.dim}"
-          f"{'' if len(shown) == len(rows) else f'; the {len(shown)} largest'}:")
+    print(f"{total} configurations fit {args.budget:,} parameters at width {args.dim}"
+          f"{'' if len(shown) == total else f'; the {len(shown)} largest'}:")
     head = (f"{'params':>8} {'orders':<9} {'blocks':>6} {'n':>3} {'block':>6} {'hamming':>8} "
             f"{'pad':>5} {'tail':>5} {'cover':>6} {'MACs/f':>6}  {'parametrization':<15} "
             f"{'layout':<9} shared")

@@ -32,6 +32,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ...circuits import Circuit
 from ...circuits import cache
+from ...circuits.layouts import gate_count
 from ...circuits.cache import TableBuffers
 from ...circuits.compound import held_compound_tables, hold_compound_tables
 from ...circuits.blockdiag import BlockLayout, Compounds, Operands, apply_blocks, dense, resolve
@@ -78,6 +79,12 @@ class Parametrization(nn.Module):
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def block_params(cls, n: int, layout: str = "pyramid") -> int:
+        """Parameters of one block on ``n`` qubits, in closed form (the table above): a built
+        module's :attr:`n_params` is this times :attr:`copies`.  Builds nothing."""
+        raise NotImplementedError
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         """The Hamming blocks ``[(r, C(n,k), C(n,k)) for k in orders]``, computed in
@@ -210,6 +217,10 @@ class SkewParametrization(Parametrization):
             if 2 <= k < n:
                 self.compound_tables.hold(f"m{k}", cache.tables(mode_tables, n, k))
 
+    @classmethod
+    def block_params(cls, n, layout="pyramid"):
+        return n * (n - 1) // 2
+
     def skew(self, dtype: torch.dtype, weight: torch.Tensor | None = None) -> torch.Tensor:
         """``S: (c, n, n)`` with ``S[i, j] = weight[(i, j)]`` for ``i < j``, from ``weight:
         (c, n(n-1)/2)`` (default: this module's own, ``c = copies``)."""
@@ -310,6 +321,10 @@ class CircuitPair(Parametrization):
         # Both halves of the pair in one batch.  A submodule of index buffers only
         # (non-persistent): it follows .to(device) and deepcopy and adds nothing to state_dict.
         self.op = self.circuit.compile(orders=block_layout.orders, blocks=2 * self.copies)
+
+    @classmethod
+    def block_params(cls, n, layout="pyramid"):
+        return 2 * gate_count(layout, n)
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         theta = torch.cat([self.theta, self.theta_mirror]).to(self.compute_dtype(dtype))

@@ -256,3 +256,42 @@ def test_a_merged_state_dict_of_a_tied_head_keeps_the_embedding_it_holds():
     other.load_state_dict(am.state_dict())
     assert other.base_model.lm_head.weight is other.base_model.transformer.wte.weight
     torch.testing.assert_close(other(**batch).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ training mode
+def test_adapter_layers_take_the_mode_of_the_module_they_replace():
+    from torch import nn
+
+    from qiadapters import HammingAdapter
+    assert not HammingAdapter(nn.Linear(8, 8).eval(), blocks=1).training
+    assert HammingAdapter(nn.Linear(8, 8), blocks=1).training
+    for cfg in (HammingConfig(target_modules=["fc1", "fc2"]),
+                MixtureConfig(target_modules=["fc1"], experts=[
+                    {"adapter_type": "hamming"}, {"adapter_type": "physics"}])):
+        model, batch = tiny_mlp()  # in eval mode
+        am = perturb(get_adapter_model(model, cfg))
+        assert not any(m.training for m in am.modules())
+        am.merge_adapter() if cfg.adapter_type == "hamming" else None
+        with torch.enable_grad():  # inference on a merged model needs no torch.no_grad()
+            am(**batch)
+        am.train()
+        assert all(m.training for m in am.modules())
+    am.eval()
+    am.add_adapter("other", HammingConfig(target_modules=["fc2"]))
+    assert not any(m.training for m in am.modules())
+
+
+def test_a_merged_model_in_training_mode_computes_and_refuses_only_a_backward_pass():
+    model, batch = tiny_mlp()
+    am = perturb(get_adapter_model(model, HammingConfig(target_modules=["fc1", "fc2"]))).train()
+    unmerged = am(**batch)
+    am.merge_adapter()
+    merged = am(**batch)  # gradients on, training mode: the forward is the merged one
+    torch.testing.assert_close(merged, unmerged.detach(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match=r"is merged: .* no gradient; call unmerge_adapter"):
+        merged.sum().backward()
+    for p in am.parameters():  # frozen adapters: other modules train on the merged weights
+        p.requires_grad_(False)
+    head = torch.nn.Linear(merged.shape[-1], 1)
+    head(am(**batch)).sum().backward()
+    assert head.weight.grad is not None

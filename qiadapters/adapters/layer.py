@@ -198,6 +198,10 @@ class AdapterLayer(nn.Module):
         self._untied: dict[str, nn.Parameter] = {}  # the originals while merged
         self.base_layer = base_layer
         base_layer.requires_grad_(False)
+        # a wrapper takes the mode of the module it replaces (a model in eval mode stays so)
+        self.training = base_layer.training
+        for attr in self.adapter_layer_names:
+            getattr(self, attr).training = base_layer.training
         if adapter_name is not None:
             self.attach(adapter_name, parts)
             self.set_adapter(adapter_name)
@@ -324,7 +328,7 @@ class AdapterLayer(nn.Module):
 
     def attach(self, adapter_name: str, parts: AdapterParts) -> None:
         """Store an adapter built by :meth:`build` under ``adapter_name`` (not activated),
-        its modules placed next to the base module (:meth:`place`)."""
+        its modules placed next to the base module (:meth:`place`), in the layer's mode."""
         check_adapter_name(adapter_name)
         if adapter_name in self.adapter_names:
             raise ValueError(f"adapter_name={adapter_name!r} already exists on this "
@@ -334,7 +338,7 @@ class AdapterLayer(nn.Module):
         if missing:
             raise ValueError(f"parts for {type(self).__name__} lack {missing}")
         for attr in self.adapter_layer_names:
-            getattr(self, attr)[adapter_name] = self.place(parts.modules[attr])
+            getattr(self, attr)[adapter_name] = self.place(parts.modules[attr]).train(self.training)
         for attr in self.other_param_names:
             getattr(self, attr)[adapter_name] = parts.settings[attr]
 
@@ -477,22 +481,28 @@ class AdapterLayer(nn.Module):
             return self.base_layer(x, *args, **kwargs)
         pending = [a for a in self.active_adapters if a not in self.merged_adapters]
         if not pending:
+            out = self.base_layer(x, *args, **kwargs)
             if self.merged_adapters and self.training and torch.is_grad_enabled():
-                self._refuse_training_merged()
-            return self.base_layer(x, *args, **kwargs)
+                out = self._guard_merged(out)
+            return out
         return self.adapter_forward(x, pending, *args, **kwargs)
 
-    def _refuse_training_merged(self) -> None:
-        """A training step through merged adapters (training mode, gradients on) would leave
-        their trainable parameters without a gradient: refuse it, saying why."""
-        modules = [getattr(self, attr)[a] for attr in self.adapter_layer_names
-                   for a in self.merged_adapters if a in getattr(self, attr)]
-        if any(p.requires_grad for m in modules for p in m.parameters()):
-            raise RuntimeError(
-                f"{type(self).__name__} (adapters {self.merged_adapters}) is merged: the "
-                f"adapter's weights are folded into the frozen base weights, so training gives "
-                f"them no gradient; call unmerge_adapter() before training (for inference with "
-                f"merged weights, call model.eval() or run under torch.no_grad())")
+    def _guard_merged(self, out):
+        """``out`` unchanged, joined in the autograd graph to the merged adapters' trainable
+        parameters so that a backward pass through it raises a clear error: their weights are
+        folded into the frozen base weights, so training would give them no gradient (torch
+        would say 'does not require grad', or, beside another trainable module, the adapter
+        would silently not learn).  The forward values, inference included, are unchanged."""
+        trainable = [p for attr in self.adapter_layer_names for a in self.merged_adapters
+                     if a in getattr(self, attr) for p in getattr(self, attr)[a].parameters()
+                     if p.requires_grad]
+        if not trainable or not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            return out
+        message = (f"{type(self).__name__} (adapters {self.merged_adapters}) is merged: the "
+                   f"adapter's weights are folded into the frozen base weights, so a backward "
+                   f"pass gives them no gradient; call unmerge_adapter() before training (or "
+                   f"freeze the adapter's parameters to train other modules on merged weights)")
+        return _MergedBackward.apply(out, trainable[0], message)
 
     def extra_repr(self) -> str:
         return (f"active={self.active_adapters}, merged={self.merged_adapters}, "
@@ -533,3 +543,18 @@ _BACKUP_PREFIX = "_unmerged_"
 
 def _backup_name(param: str) -> str:
     return _BACKUP_PREFIX + param.replace(".", "_")
+
+
+class _MergedBackward(torch.autograd.Function):
+    """Identity on ``out`` whose backward raises ``message`` (see
+    :meth:`AdapterLayer._guard_merged`); ``anchor``, a trainable parameter, puts it in the
+    graph even when nothing else upstream requires a gradient."""
+
+    @staticmethod
+    def forward(ctx, out, anchor, message):
+        ctx.message = message
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError(ctx.message)

@@ -70,6 +70,7 @@ class AdapterModel(nn.Module):
         if isinstance(model, AdapterModel):
             raise TypeError("model is already an AdapterModel; use add_adapter() on it")
         self.base_model = model
+        self.training = model.training  # the wrapper reports the model's mode
         self._hooks = (model.register_forward_pre_hook(publish_call, with_kwargs=True),
                        model.register_forward_hook(restore_call, with_kwargs=True,
                                                    always_call=True))

@@ -281,7 +281,14 @@ class DoublingLayer(AdapterLayer):
         return sum(self.doubling[a].scale ** 2 for a in self.active_adapters)
 
 
-register(DoublingConfig, DoublingLayer)
+@pytest.fixture(autouse=True, scope="module")
+def _doubling_registered():
+    """The test family is registered while this module's tests run, and removed after, so
+    that no other test sees it among the valid adapter types."""
+    from qiadapters.adapters import registry
+    register(DoublingConfig, DoublingLayer)
+    yield
+    del registry.CONFIGS[DoublingConfig.adapter_type], registry.LAYERS[DoublingConfig]
 
 
 def test_a_non_mergeable_family_passes_the_contract():

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from qiadapters import HammingAdapter, HammingConfig, Mixture, MixtureConfig, get_adapter_model
-from qiadapters.adapters import AdapterConfig, AdapterLayer, AdapterParts, compute_dtype, register
+from qiadapters.adapters import AdapterConfig, AdapterLayer, AdapterParts, compute_dtype
+from qiadapters.adapters.registry import registered
 from qiadapters.adapters.layer import SharedBase
 from qiadapters.model import ModulesToSave
 
@@ -180,7 +181,11 @@ class ScaleLayer(AdapterLayer):
         return {name: factor * w for name, w in weights.items()}
 
 
-register(ScaleConfig, ScaleLayer)
+@pytest.fixture(autouse=True, scope="module")
+def _scale_registered():
+    """The test family is registered while this module's tests run (no other test sees it)."""
+    with registered(ScaleConfig, ScaleLayer):
+        yield
 
 
 def test_a_family_with_fold_merges_and_unmerges_generically():

@@ -9,7 +9,8 @@ from torch import nn
 
 import qiadapters
 from qiadapters import HammingAdapter, HammingConfig, get_adapter_model
-from qiadapters.adapters import AdapterConfig, AdapterLayer, AdapterParts, register
+from qiadapters.adapters import AdapterConfig, AdapterLayer, AdapterParts
+from qiadapters.adapters.registry import registered
 from qiadapters.model import ModulesToSave
 from qiadapters.testing import assert_valid_adapter, build, logits, perturb, tiny_bert, tiny_mlp
 
@@ -285,10 +286,8 @@ class DoublingLayer(AdapterLayer):
 def _doubling_registered():
     """The test family is registered while this module's tests run, and removed after, so
     that no other test sees it among the valid adapter types."""
-    from qiadapters.adapters import registry
-    register(DoublingConfig, DoublingLayer)
-    yield
-    del registry.CONFIGS[DoublingConfig.adapter_type], registry.LAYERS[DoublingConfig]
+    with registered(DoublingConfig, DoublingLayer):
+        yield
 
 
 def test_a_non_mergeable_family_passes_the_contract():
@@ -311,3 +310,17 @@ def test_families_mix_on_different_layers():
     with pytest.raises(TypeError, match=r"cannot be merged.*head \(DoublingLayer\)"):
         am.merge_and_unload()
     assert wrapped(am.base_model) == ["fc1", "head"]  # refused before anything changed
+
+
+def test_a_family_registered_for_a_with_block_is_forgotten_after_it():
+    from qiadapters.adapters import registry
+
+    class Temporary(DoublingConfig):
+        adapter_type = "temporary"
+
+    before = (dict(registry.CONFIGS), dict(registry.LAYERS))
+    with registered(Temporary, DoublingLayer):
+        assert registry.config_class("temporary") is Temporary
+    assert (registry.CONFIGS, registry.LAYERS) == before
+    with pytest.raises(ValueError, match=r"adapter_type='temporary' is not valid"):
+        registry.config_class("temporary")

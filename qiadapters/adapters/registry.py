@@ -10,6 +10,7 @@ registry, so a new family plugs in without touching them.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +39,22 @@ def register(config_cls: type["AdapterConfig"], layer_cls: type["AdapterLayer"])
         raise ValueError(f"{config_cls.__name__}.adapter_type must be a non-empty string")
     CONFIGS[config_cls.adapter_type] = config_cls
     LAYERS[config_cls] = layer_cls
+
+
+@contextmanager
+def registered(config_cls: type["AdapterConfig"], layer_cls: type["AdapterLayer"]):
+    """:func:`register` for the length of a ``with`` block, then forgotten (a family defined
+    by a test: other code never sees it among the valid adapter types)::
+
+        with registered(ScaleConfig, ScaleLayer):
+            ...
+    """
+    register(config_cls, layer_cls)
+    try:
+        yield
+    finally:
+        CONFIGS.pop(config_cls.adapter_type, None)
+        LAYERS.pop(config_cls, None)
 
 
 def layer_class(config: "AdapterConfig") -> type["AdapterLayer"]:

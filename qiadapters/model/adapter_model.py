@@ -438,7 +438,7 @@ class AdapterModel(nn.Module):
         """Load a saved adapter onto ``model`` and activate it.
 
         As in PEFT, ``is_trainable=False`` (the default) freezes the adapter and puts the
-        model in eval mode.  ``directory`` is a local folder (for a Hub repository, download
+        model in eval mode; ``is_trainable=True`` puts it in training mode.  ``directory`` is a local folder (for a Hub repository, download
         it first: ``huggingface_hub.snapshot_download(repo_id)``).  On any error ``model`` is
         left as it was (no adapters, no hooks).
         """
@@ -456,9 +456,7 @@ class AdapterModel(nn.Module):
                 hook.remove()
             raise
         am.set_adapter(adapter_name)
-        if not is_trainable:
-            am.eval()
-        return am
+        return am.train(is_trainable)
 
 
 def _unspecialised(cls: type) -> type:

@@ -18,11 +18,19 @@ a fresh copy of the model to show the reloaded model scores the same.
 
 Nothing is committed: the numbers in README.md and docs/demo.md come from the first command
 (``runs/demo/results.json``).
+
+The demo prints its progress and its table, nothing else.  Importing transformers' model
+classes and peft loads the quantization backends that happen to be installed (torchao,
+bitsandbytes and its kernel hub), which log warnings about kernels this CPU run never uses
+("Failed to load ... .so", offline kernel downloads, torch's pytree deprecations);
+:func:`quiet_backends` raises those loggers to ERROR first.  qiadapters itself imports none
+of them unless a layer of theirs is adapted.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -36,6 +44,16 @@ from .constants import REPO_ROOT
 from .data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
                    load_minilm_tokenizer, load_wordnet_splits, tokenize_splits)
 from .training import count_trainable, evaluate, train
+
+#: Loggers of optional backends that warn at import about kernels the demo does not use.
+QUIET_LOGGERS = ("torchao", "bitsandbytes", "kernels", "torch.utils._pytree")
+
+
+def quiet_backends() -> None:
+    """Show only errors from :data:`QUIET_LOGGERS` (their import-time warnings are noise)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 
 #: The demo's methods and learning rates (the best of a short sweep at 200 steps).
 DEFAULT_LRS = {"hamming-12-b3": 1e-2, "lora-r8": 5e-3}
@@ -139,6 +157,7 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_backends()
     started = time.perf_counter()
     try:
         ensure_wordnet(install=not args.no_install)

@@ -534,6 +534,16 @@ def case_cli_plan_budget(tmp):
 
 
 @case
+def case_cli_plan_orders_zero(tmp):
+    return (lambda: _cli(["plan", "--dim", "64", "--budget", "100", "--orders", "0,1"])), None
+
+
+@case
+def case_cli_plan_top_negative(tmp):
+    return (lambda: _cli(["plan", "--dim", "64", "--budget", "100", "--top", "-1"])), None
+
+
+@case
 def case_cli_merge_missing_adapter(tmp):
     return (lambda: _cli(["merge", "--model", tmp, "--adapter", os.path.join(tmp, "nowhere"),
                           "--out", os.path.join(tmp, "out")])), None

@@ -101,6 +101,7 @@ def iter_plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_
 
 
 def _rows(dim, budget, order_sets, kinds) -> Iterator[dict]:
+    counts = {}  # (parametrization, layout, n) -> parameters per block: few distinct n
     for ks in order_sets:
         n_min = max(2, ks[-1])
         for blocks in range(1, dim // sum(comb(n_min, k) for k in ks) + 1):
@@ -111,7 +112,10 @@ def _rows(dim, budget, order_sets, kinds) -> Iterator[dict]:
                 n = 1 << (n_max.bit_length() - 1) if layout == "butterfly" else n_max
                 if n < n_min:
                     continue
-                per_block = PARAMETRIZATIONS[name].block_params(n, layout or "pyramid")
+                if (name, layout, n) not in counts:
+                    counts[name, layout, n] = PARAMETRIZATIONS[name].block_params(
+                        n, layout or "pyramid")
+                per_block = counts[name, layout, n]
                 for shared in (False, True) if blocks > 1 else (False,):
                     params = per_block * (1 if shared else blocks)
                     if params > budget:

@@ -45,7 +45,11 @@ def test_the_config_records_every_adapted_layer_by_module_path(tmp_path):
     saved(tmp_path, cfg)
     data = json.loads((tmp_path / "adapter_config.json").read_text())
     assert data["format_version"] == formats.FORMAT_VERSION == 5
-    assert data["layers"] == {"fc1": {"in": 16, "out": 32}, "fc2": {"in": 32, "out": 32}}
+    # blocks=3 on 32 features: blocks of 10, n = 4 qubits (4 + 6 dims for orders 1, 2)
+    layout = {"blocks": 3, "n": 4, "block_size": 10, "orders": [1, 2], "side": "output",
+              "parametrization": "cayley"}
+    assert data["layers"] == {"fc1": {"in": 16, "out": 32, "layout": layout},
+                              "fc2": {"in": 32, "out": 32, "layout": layout}}
     config, _ = io.read_adapter(tmp_path)  # the record is no config field
     assert config == cfg and AdapterConfig.from_dict(config.to_dict()) == cfg
     assert AdapterConfig.load(tmp_path) == cfg
@@ -69,7 +73,9 @@ def test_convolutions_record_their_channels_and_kernel(tmp_path):
     model, inputs = tiny_cnn(0)
     saved(tmp_path, HammingConfig(target_modules=["conv1"], orders=(1,)), model)
     data = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert data["layers"] == {"conv1": {"in": 3, "out": 16, "kernel": [3, 3]}}
+    assert data["layers"] == {"conv1": {"in": 3, "out": 16, "kernel": [3, 3], "layout": {
+        "blocks": 3, "n": 5, "block_size": 5, "orders": [1], "side": "output",
+        "parametrization": "cayley"}}}
     other, _ = tiny_cnn(0)
     other.conv1 = nn.Conv2d(3, 16, 5, padding=2)  # same channels: the same adapter tensors
     with pytest.raises(ValueError, match=r"'conv1': it was saved for a layer of shape "
@@ -89,7 +95,9 @@ def test_mixture_and_physics_layers_record_the_widths_their_experts_and_deltas_a
                                               placement="input"))
     layers = {name: json.loads((tmp_path / name / "adapter_config.json").read_text())["layers"]
               for name in ("mixture", "physics")}
-    assert layers == {"mixture": {"fc2": {"in": 32, "out": 32}},
+    hamming = {"blocks": 3, "n": 4, "block_size": 10, "orders": [1, 2], "side": "output",
+               "parametrization": "cayley"}  # the physics expert has no layout
+    assert layers == {"mixture": {"fc2": {"in": 32, "out": 32, "experts": [hamming, None]}},
                       "physics": {"fc1": {"in": 16, "out": 32}}}
 
 
@@ -138,7 +146,7 @@ def test_a_malformed_record_is_refused_naming_the_file(tmp_path, record, match):
     assert "adapter_config.json" in str(info.value) and untouched(model)
 
 
-@pytest.mark.parametrize("name", ["hamming", "mixture", "physics", "conv"])
+@pytest.mark.parametrize("name", ["hamming", "mixture", "physics", "conv", "input_block_size"])
 def test_format_4_files_without_a_record_load_with_the_outputs_0_3_2_computed(name, tmp_path):
     if name in ("mixture", "physics"):
         pytest.importorskip("physics")

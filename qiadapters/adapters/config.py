@@ -22,8 +22,12 @@ from .formats import (FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, PEFT_KEY, PEFT_NOTE
 from .registry import config_class
 
 CONFIG_NAME = "adapter_config.json"
-#: Fields of every config that are not per-layer options.
-SHARED_FIELDS = ("target_modules", "modules_to_save")
+#: peft's layer selection fields (:mod:`qiadapters.model.selection`): written into a saved
+#: config only when set, so a config that leaves them out saves exactly as before.
+SELECTION_FIELDS = ("exclude_modules", "layers_to_transform", "layers_pattern")
+#: Fields of every config that are not per-layer options (``layout_pattern``: a Hamming
+#: config's per-module layouts, resolved per layer by :mod:`qiadapters.model.selection`).
+SHARED_FIELDS = ("target_modules", "modules_to_save", *SELECTION_FIELDS, "layout_pattern")
 #: The ``target_modules`` value that selects every linear layer but the output head (any
 #: case: peft compares ``target_modules.lower()``).
 ALL_LINEAR = "all-linear"
@@ -54,6 +58,18 @@ class AdapterConfig:
         "initialised ['classifier']).  Each gets a trainable copy per adapter; the original "
         "stays frozen and is used when adapters are disabled.  Copies are saved with the "
         "adapter."))
+    exclude_modules: Optional[Union[list[str], str]] = option(None, (
+        "Modules never adapted, as in peft: a list of name suffixes or a regex string that "
+        "must match the full module name.  It must exclude at least one module that "
+        "target_modules selects."))
+    layers_to_transform: Optional[Union[list[int], int]] = option(None, (
+        "Adapt only the targets in these layer indices (an int or a list of ints >= 0), as in "
+        "peft: the index is the first number in the module name after 'layers_pattern.' "
+        "(default: after any name), e.g. 1 in 'encoder.layer.1.attention.self.query'.  Needs "
+        "target_modules as a list; every index must exist in the model."))
+    layers_pattern: Optional[Union[list[str], str]] = option(None, (
+        "Name (or names) of the module list that holds the layers, e.g. 'layer' (BERT), 'h' "
+        "(GPT-2), 'layers' (Llama); used with layers_to_transform only, as in peft."))
 
     adapter_type: ClassVar[str] = ""
     #: The family's one options check, shared with its layer's ``build``: keyword options ->
@@ -93,6 +109,8 @@ class AdapterConfig:
             self.target_modules = _names("target_modules", tm)
         if self.modules_to_save is not None:
             self.modules_to_save = _names("modules_to_save", self.modules_to_save)
+        from .selection import check_selection  # beside this module: the fields' one check
+        check_selection(self)
         self.validate()
 
     def validate(self) -> None:
@@ -115,6 +133,8 @@ class AdapterConfig:
         out: dict[str, Any] = {"adapter_type": self.adapter_type}
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in (*SELECTION_FIELDS, "layout_pattern"):
+                continue  # fields added in format 5: absent when unused, as before
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

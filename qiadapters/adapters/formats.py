@@ -10,6 +10,7 @@ versions is in :mod:`qiadapters.model.io` (which also upgrades the saved tensors
 from __future__ import annotations
 
 from .._version import __version__
+from .selection import LAYOUT_KEYS, check_record
 
 __all__ = ["FORMAT_KEY", "VERSION_KEY", "PEFT_KEY", "PEFT_NOTE", "FILE_KEYS", "FORMAT_VERSION",
            "format_of", "upgrade_config"]
@@ -26,7 +27,9 @@ FILE_KEYS = (FORMAT_KEY, VERSION_KEY, PEFT_KEY)
 #: The format this library writes; it reads every format from 1 up to this one.
 FORMAT_VERSION = 5
 #: The key of the per-layer record (format 5 on): module path -> the shape the adapter was
-#: saved for, e.g. ``{"fc1": {"in": 16, "out": 32}}`` (:mod:`qiadapters.model.io`).
+#: saved for, e.g. ``{"fc1": {"in": 16, "out": 32}}`` (:mod:`qiadapters.model.io`), and a
+#: Hamming layer's resolved layout (``"layout"``; a mixture's ``"experts"``: see
+#: :data:`~qiadapters.adapters.selection.RECORD_FIELDS`).
 LAYERS_KEY = "layers"
 #: Blocks per layer of a Hamming config with neither ``blocks`` nor ``block_size`` in
 #: formats 1-3 (from format 4 on: ``max(3, d // 128)``).
@@ -95,8 +98,9 @@ def check_layers(record, where: str) -> dict[str, dict] | None:
     for path, shape in record.items():
         if not (isinstance(shape, dict) and all(
                 isinstance(k, str) and (size(v) or isinstance(v, list) and all(map(size, v)))
-                for k, v in shape.items())):
+                for k, v in shape.items() if k not in LAYOUT_KEYS)):
             raise ValueError(f"{where!r}: {LAYERS_KEY!r} entry {path!r}={shape!r} must map "
                              f"shape names to integers or lists of integers, e.g. "
                              f"{{'in': 16, 'out': 32}}")
+        check_record(shape, where, path)  # a Hamming layer's layout (qiadapters.adapters.selection)
     return record

@@ -420,7 +420,7 @@ class AdapterModel(nn.Module):
         # the file's config is checked against this model: its errors name the file too
         with naming_file(os.path.join(os.fspath(directory), io.CONFIG_NAME)), \
                 model_context(self.base_model):
-            plan = injection.plan(self.base_model, config, adapter_name)
+            plan = injection.plan(self.base_model, config, adapter_name, layers)
         io.check_state(plan.expected_state(), state, directory)
         injection.apply(self.base_model, plan, self.active_adapters, trainable=is_trainable)
         # Copy after apply: it places the new modules in the base's dtype and device, so a

@@ -22,6 +22,7 @@ from ..adapters.tied import find_ties
 from ..integrations.peft import (foreign_adapter_parameters, is_peft_layer, is_peft_wrapper,
                                 peft_base)
 from .modules_to_save import ModulesToSave
+from .selection import check_built, check_patterns, layer_options, select
 
 #: Module names treated as a model's output head by ``target_modules="all-linear"``.
 HEAD_NAMES = frozenset({"classifier", "score", "lm_head", "qa_outputs", "head", "cls"})
@@ -143,8 +144,11 @@ class Plan:
                 yield f"{name}.{attr}", module
 
 
-def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
-    """Validate ``config`` on ``model`` and build the new adapter's state; modifies nothing."""
+def plan(model: nn.Module, config: AdapterConfig, adapter_name: str,
+         record: dict[str, dict] | None = None) -> Plan:
+    """Validate ``config`` on ``model`` and build the new adapter's state; modifies nothing.
+    ``record``: a saved file's per-layer record, whose layouts the layers are built with
+    (:mod:`.selection`)."""
     if not isinstance(config, AdapterConfig):
         raise TypeError(f"config must be an AdapterConfig (e.g. HammingConfig), got "
                         f"{type(config).__name__}")
@@ -162,6 +166,8 @@ def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
         raise ValueError(f"target_modules={config.target_modules!r} matches no module of "
                          f"{type(model).__name__}; some module names: {_examples(model)}{close}")
     _warn_unmatched(model, config.target_modules)
+    names = select(model, config, names)
+    check_patterns(config, names)
     saves = []
     if config.modules_to_save:
         saves = [n for n, _ in visible_modules(model)
@@ -173,7 +179,6 @@ def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
         if both:
             raise ValueError(f"modules {both} are both targets and modules_to_save; a module "
                              f"is either adapted or trained in full")
-    options = config.layer_options()
     for kind, name in [("target", n) for n in names] + [("save", n) for n in saves]:
         module = model.get_submodule(name)
         cls = layer_cls if kind == "target" else ModulesToSave
@@ -186,9 +191,13 @@ def plan(model: nn.Module, config: AdapterConfig, adapter_name: str) -> Plan:
                 raise ValueError(f"adapter_name={adapter_name!r} already exists on module "
                                  f"{name!r}; existing: {module.adapter_names}")
         try:
-            parts = cls.build(_base(module), **(options if kind == "target" else {}))
+            entry = (record or {}).get(name)
+            options = layer_options(config, name, module, entry) if kind == "target" else {}
+            parts = cls.build(_base(module), **options)
         except (ValueError, TypeError) as e:
             raise type(e)(f"module {name!r} ({type(_base(module)).__name__}): {e}") from None
+        if kind == "target":
+            check_built(name, parts, entry)
         (result.targets if kind == "target" else result.saves).append((name, module, parts))
     return result
 

@@ -31,8 +31,11 @@ Format versions (a file of any listed version loads; a newer one is refused by n
                          mixture's experts included) load with ``blocks=3``
  5   after 0.3.2         ``"layers"``: each adapted layer's shape, checked on load (an
                          adapter whose tensors fit another model, e.g. Hamming blocks of
-                         the same layout on another width, is refused); formats 1-4 have
-                         no record and load unchecked, as before
+                         the same layout on another width, is refused), and each Hamming
+                         layer's resolved layout (blocks, n, block size, orders, side,
+                         parametrization; a mixture's per expert), which loading builds
+                         the layer with; formats 1-4 have no record and load unchecked
+                         with the layout the config meant then, as before
 ===  ==================  ==================================================================
 
 Writing is atomic per file (a temporary file in the same directory, then ``os.replace``),
@@ -60,10 +63,12 @@ from ..adapters.formats import FORMAT_KEY, FORMAT_VERSION, PEFT_KEY, PEFT_NOTE, 
 from ..adapters.formats import format_of as _format_of
 from ..adapters.formats import upgrade_config as _upgrade_config
 from ..adapters.formats import LAYERS_KEY
+from ..adapters.selection import LAYOUT_KEYS
 from ..adapters.formats import check_layers as _check_record
 from ..adapters.layer import AdapterLayer, linear_widths, unwrap
 from .injection import adapter_layers
 from .modules_to_save import ModulesToSave
+from .selection import layout_record
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 
@@ -384,15 +389,19 @@ def layer_shape(module: nn.Module) -> dict[str, int | list[int]]:
 
 def layer_shapes(model: nn.Module, adapter_name: str) -> dict[str, dict]:
     """The record saved with an adapter: ``{module path: layer_shape}`` of every layer that
-    holds it (``modules_to_save`` copies are whole modules: their tensors say their shape)."""
-    return {path: layer_shape(layer) for path, layer in adapter_layers(model)
+    holds it (``modules_to_save`` copies are whole modules: their tensors say their shape),
+    with a Hamming layer's resolved layout (:func:`~qiadapters.model.selection.layout_record`:
+    loading builds the layer with it, whatever the library's default)."""
+    return {path: {**layer_shape(layer), **layout_record(layer, adapter_name)}
+            for path, layer in adapter_layers(model)
             if adapter_name in layer.adapter_names and not isinstance(layer, ModulesToSave)}
 
 
 def _shape_text(shape: dict | None) -> str:
     if shape is None:
         return "no such layer"
-    keys = [k for k in SHAPE_KEYS if k in shape] + sorted(k for k in shape if k not in SHAPE_KEYS)
+    keys = [k for k in SHAPE_KEYS if k in shape] + sorted(
+        k for k in shape if k not in SHAPE_KEYS and k not in LAYOUT_KEYS)
     return "(" + ", ".join(f"{k}={shape[k]}" for k in keys) + ")"
 
 

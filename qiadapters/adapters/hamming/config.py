@@ -107,6 +107,13 @@ class HammingConfig(AdapterConfig):
         f"'circuit' uses a mirrored pair of circuits V(a) V(b)^T."))
     share_blocks: bool = option(False, (
         "Use one parameter set for all r blocks of a layer."))
+    layout_pattern: Optional[dict] = option(None, (
+        "Per-layer layouts, as peft's rank_pattern: {module-name regex: {field: value}} with "
+        "fields blocks / block_size / n_qubits / orders; a layer takes the first key that "
+        "matches the end of its name (re.match(rf'(.*\\.)?({key})$', name)) and that "
+        "entry's fields replace the config's (blocks replaces block_size and vice versa).  "
+        "Every key must match an adapted layer.  Each layer's resolved layout is recorded "
+        "in the saved file."))
 
     adapter_type: ClassVar[str] = "hamming"
     check_options: ClassVar = staticmethod(check_options)

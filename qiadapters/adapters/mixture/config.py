@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 from ... import checks
-from ..config import AdapterConfig, option
+from ..config import SELECTION_FIELDS, AdapterConfig, option
 from ..registry import CONFIGS, PROVIDERS
 from .routers import ROUTERS
 
@@ -48,6 +48,10 @@ def expert_config(i: int, expert: Any) -> AdapterConfig:
     if expert.modules_to_save is not None:
         raise ValueError(f"experts[{i}].modules_to_save={expert.modules_to_save!r}; set "
                          f"modules_to_save on the MixtureConfig, not on an expert")
+    for name in SELECTION_FIELDS:  # the mixture selects its layers; experts adapt them all
+        if getattr(expert, name) is not None:
+            raise ValueError(f"experts[{i}].{name}={getattr(expert, name)!r}; set {name} on "
+                             f"the MixtureConfig, not on an expert")
     return expert
 
 

@@ -1,0 +1,135 @@
+"""Per-layer layouts: ``layout_pattern`` overrides a Hamming layer's layout by module name (as
+peft's ``rank_pattern`` does its rank), and the saved file records every layer's resolved
+layout, which loading builds the layer with -- so a later change of the library's default
+layout does not change what a saved file means."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from qiadapters import AdapterModel, HammingConfig, MixtureConfig, get_adapter_model
+from qiadapters.adapters.hamming import layer as hamming_layer
+from qiadapters.adapters.hamming import plan_blocks
+from qiadapters.testing import perturb, tiny_bert, tiny_mlp
+
+PATTERN = {r"layer\.0\..*query": {"blocks": 2}, "value": {"block_size": 12, "orders": [1]}}
+
+
+def layouts(am):
+    return {name: layer.hamming["default"].block_layout for name, layer in am.adapter_layers()}
+
+
+def test_layout_pattern_sets_the_layout_of_the_layers_it_matches_as_peft_picks_its_key():
+    from peft.utils.other import get_pattern_key
+    model, _ = tiny_bert(0)
+    cfg = HammingConfig(target_modules=["query", "value"], blocks=3, layout_pattern=PATTERN)
+    got = layouts(get_adapter_model(model, cfg))
+    assert len(got) == 4
+    for name, lay in got.items():
+        key = get_pattern_key(list(PATTERN), name)  # peft's own choice of key (name if none)
+        entry = PATTERN.get(key, {})
+        want = plan_blocks(32, entry.get("orders", (1, 2)), blocks=entry.get("blocks"),
+                           block_size=entry.get("block_size"))
+        if not entry:
+            want = plan_blocks(32, (1, 2), blocks=3)
+        assert lay == want, name
+    assert got["bert.encoder.layer.0.attention.self.query"].blocks == 2
+    assert got["bert.encoder.layer.1.attention.self.query"].blocks == 3
+
+
+def test_each_layers_resolved_layout_is_recorded_and_a_new_default_does_not_change_a_file(
+        tmp_path, monkeypatch):
+    """The default layout (no blocks, no block_size) is resolved when saving; loading after
+    the library's default changed builds the recorded layout and gives the same outputs."""
+    model, inputs = tiny_mlp(0)
+    am = perturb(get_adapter_model(model, HammingConfig(target_modules=["fc1", "fc2"])), 0.3)
+    with torch.no_grad():
+        expected = am.eval()(**inputs)
+    am.save_pretrained(tmp_path)
+    record = json.loads((tmp_path / "adapter_config.json").read_text())["layers"]
+    for name, lay in layouts(am).items():
+        assert record[name]["layout"] == {"blocks": lay.blocks, "n": lay.n,
+                                          "block_size": lay.block_size, "orders": [1, 2],
+                                          "side": "output", "parametrization": "cayley"}
+    monkeypatch.setattr(hamming_layer, "default_blocks", lambda dim, smallest=1: 2)
+    fresh, _ = tiny_mlp(0)
+    assert layouts(get_adapter_model(tiny_mlp(0)[0], HammingConfig(target_modules=["fc2"])))[
+        "fc2"].blocks == 2  # the default did change
+    loaded = AdapterModel.from_pretrained(fresh, tmp_path)
+    assert layouts(loaded) == layouts(am)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_mixture_records_and_reloads_its_hamming_experts_layouts(tmp_path, monkeypatch):
+    model, inputs = tiny_mlp(0)
+    cfg = MixtureConfig(target_modules=["fc2"], experts=[
+        HammingConfig(), HammingConfig(block_size=7, layout_pattern={"fc2": {"orders": [1]}})])
+    am = perturb(get_adapter_model(model, cfg), 0.3)
+    experts = [am.fc2.expert_layer("default", i).hamming["expert"].block_layout for i in (0, 1)]
+    assert experts[1] == plan_blocks(48, (1,), block_size=7)
+    with torch.no_grad():
+        expected = am.eval()(**inputs)
+    am.save_pretrained(tmp_path)
+    monkeypatch.setattr(hamming_layer, "default_blocks", lambda dim, smallest=1: 2)
+    loaded = AdapterModel.from_pretrained(tiny_mlp(0)[0], tmp_path)
+    assert [loaded.fc2.expert_layer("default", i).hamming["expert"].block_layout
+            for i in (0, 1)] == experts
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs), expected, rtol=1e-6, atol=1e-6)
+
+
+def _edit(folder, path, **fields):
+    cfg = folder / "adapter_config.json"
+    data = json.loads(cfg.read_text())
+    data["layers"][path]["layout"].update(fields)
+    cfg.write_text(json.dumps(data))
+
+
+def untouched(model: nn.Module) -> bool:
+    return "Hamming" not in repr(model) and not any(
+        m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"orders": [1]}, r"'layers' record of layer 'fc1' says orders=\[1\], the config gives "
+                      r"orders=\[1, 2\]"),
+    ({"side": "input"}, r"layer 'fc1' says side='input', the config gives side='output'"),
+    ({"blocks": 2}, r"layer 'fc1' says blocks=2, but that layout on this layer gives blocks=3"),
+    ({"n": 9}, r"module 'fc1' \(Linear\).*n_qubits=9 needs"),
+    ({"n": "4"}, r"'layers' entry 'fc1' has layout=.*must be a dict of"),
+])
+def test_a_record_inconsistent_with_the_config_or_the_layer_is_refused_naming_file_layer_field(
+        tmp_path, fields, match):
+    am = perturb(get_adapter_model(tiny_mlp(0)[0], HammingConfig(target_modules=["fc1", "fc2"],
+                                                                blocks=3)))
+    am.save_pretrained(tmp_path)
+    _edit(tmp_path, "fc1", **fields)
+    model = tiny_mlp(0)[0]
+    with pytest.raises(ValueError, match=match) as info:
+        AdapterModel.from_pretrained(model, tmp_path)
+    assert "adapter_config.json" in str(info.value) and untouched(model)
+
+
+@pytest.mark.parametrize("pattern, match", [
+    ({"nothere": {"blocks": 2}}, r"layout_pattern key 'nothere' matches no adapted module"),
+])
+def test_a_layout_pattern_key_that_matches_no_adapted_module_is_refused(pattern, match):
+    model, _ = tiny_mlp(0)
+    with pytest.raises(ValueError, match=match):
+        get_adapter_model(model, HammingConfig(target_modules=["fc1"], layout_pattern=pattern))
+    assert untouched(model)
+
+
+@pytest.mark.parametrize("pattern, match", [
+    ({"fc1": {"rank": 2}}, r"layout_pattern\['fc1'\]=\{'rank': 2\} must be a non-empty dict "
+                           r"of layout fields from \['blocks', 'block_size', 'n_qubits', "
+                           r"'orders'\]; unknown: \['rank'\]"),
+    ({"fc1": {"blocks": 0}}, r"blocks"),
+    ({"(": {"blocks": 2}}, r"layout_pattern key '\(' is not a valid regex"),
+    ([("fc1", 2)], r"layout_pattern=.* must be a non-empty dict"),
+])
+def test_a_malformed_layout_pattern_is_refused_by_the_config(pattern, match):
+    with pytest.raises(ValueError, match=match):
+        HammingConfig(target_modules=["fc1"], layout_pattern=pattern)

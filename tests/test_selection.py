@@ -1,0 +1,136 @@
+"""peft's layer selection -- ``exclude_modules``, ``layers_to_transform``, ``layers_pattern`` --
+selects the modules peft 0.21's own matcher selects (a peft LoRA model built with the same
+fields is the reference), on BERT, GPT-2 and Llama, for every family; a selection that
+selects nothing it names is refused before the model changes."""
+import warnings
+
+import pytest
+import torch
+
+from qiadapters import HammingConfig, MixtureConfig, get_adapter_model
+from qiadapters.testing import tiny_bert, tiny_gpt2, tiny_llama, tiny_mlp
+
+peft = pytest.importorskip("peft")
+
+CASES = [  # (factory, target_modules, selection fields)
+    (tiny_bert, ["query", "value"], dict(exclude_modules=["value"])),
+    (tiny_bert, ["query", "value"], dict(layers_to_transform=[1], layers_pattern="layer")),
+    (tiny_bert, ["query", "value", "dense"], dict(layers_to_transform=0)),
+    (tiny_bert, ["query", "value"],
+     dict(exclude_modules="bert.encoder.layer.0.attention.self.value")),
+    (tiny_bert, ["query", "value"], dict(exclude_modules=r".*layer\.1\..*")),
+    (tiny_gpt2, ["c_attn", "c_proj"], dict(layers_to_transform=[1], layers_pattern="h")),
+    (tiny_gpt2, ["c_attn", "c_proj"], dict(exclude_modules=["mlp.c_proj"])),
+    (tiny_gpt2, ["c_attn", "c_proj"], dict(layers_to_transform=[0], layers_pattern=["layers", "h"],
+                                           exclude_modules=["attn.c_proj"])),
+    (tiny_llama, ["q_proj", "v_proj", "down_proj"],
+     dict(layers_to_transform=[0], layers_pattern="layers", exclude_modules=["down_proj"])),
+    (tiny_llama, ["q_proj", "v_proj"], dict(layers_to_transform=[1])),
+]
+
+
+def peft_selects(factory, targets, fields) -> set[str]:
+    model, _ = factory(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fan_in_fan_out on GPT-2's Conv1D
+        pm = peft.get_peft_model(model, peft.LoraConfig(target_modules=targets, r=2, **fields))
+    prefix = "base_model.model."
+    return {n[len(prefix):] for n, m in pm.named_modules() if hasattr(m, "lora_A")}
+
+
+def ours(factory, config) -> set[str]:
+    model, _ = factory(0)
+    return {n for n, _ in get_adapter_model(model, config).adapter_layers()}
+
+
+def family_configs(targets, fields):
+    yield HammingConfig(target_modules=targets, orders=(1,), **fields)
+    yield MixtureConfig(target_modules=targets, **fields,
+                        experts=[HammingConfig(orders=(1,)), HammingConfig(orders=(1,), blocks=2)])
+    try:
+        from physics import PhysicsConfig
+    except ImportError:
+        return
+    yield PhysicsConfig(target_modules=targets, placement="input", rank=2, grid="sequence",
+                        **fields)
+
+
+@pytest.mark.parametrize("factory, targets, fields", CASES,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CASES)])
+def test_the_selection_is_peft_matchers_for_every_family(factory, targets, fields):
+    want = peft_selects(factory, targets, fields)
+    everything = peft_selects(factory, targets, {})
+    assert want and want < everything  # the case selects, and leaves something out
+    for config in family_configs(targets, fields):
+        assert ours(factory, config) == want, type(config).__name__
+
+
+def test_selection_fields_round_trip_and_an_unused_field_is_not_written(tmp_path):
+    cfg = HammingConfig(target_modules=["query"], layers_to_transform=1, layers_pattern="layer")
+    assert cfg.layers_to_transform == [1]
+    am = get_adapter_model(tiny_bert(0)[0], cfg)
+    am.save_pretrained(tmp_path)
+    from qiadapters.model import io
+    loaded, _ = io.read_adapter(tmp_path)
+    assert loaded == cfg
+    assert "exclude_modules" not in HammingConfig(target_modules=["query"]).to_dict()
+
+
+def untouched(model) -> bool:
+    return "Hamming" not in repr(model) and "Physics" not in repr(model) and all(
+        p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("fields, match", [
+    (dict(exclude_modules=["key"]), r"exclude_modules=\['key'\] excludes none of the 4 modules "
+                                    r"target_modules=\['query', 'value'\] selects in "
+                                    r"BertForSequenceClassification"),
+    (dict(exclude_modules=r".*attention.*"), r"exclude_modules='\.\*attention\.\*' excludes "
+                                             r"every module"),
+    (dict(layers_to_transform=[2]), r"layers_to_transform=\[2\]: BertForSequenceClassification "
+                                    r"has no layer 2 among the targeted modules; valid layer "
+                                    r"indices: \[0, 1\]"),
+    (dict(layers_to_transform=[0], layers_pattern="h"),
+     r"layers_to_transform=\[0\]: no module target_modules selects in "
+     r"BertForSequenceClassification has a layer index after layers_pattern='h'"),
+])
+def test_a_selection_that_selects_nothing_it_names_is_refused_before_the_model_changes(
+        fields, match):
+    model, _ = tiny_bert(0)
+    with pytest.raises(ValueError, match=match):
+        get_adapter_model(model, HammingConfig(target_modules=["query", "value"], **fields))
+    assert untouched(model)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(target_modules=["query"], layers_pattern="layer"),
+     r"layers_pattern='layer' is given without layers_to_transform"),
+    (dict(target_modules=".*query", layers_to_transform=[0]),
+     r"layers_to_transform=\[0\] needs target_modules as a list of name suffixes, not the "
+     r"string '\.\*query'"),
+    (dict(target_modules="all-linear", layers_to_transform=[0]),
+     r"needs target_modules as a list"),
+    (dict(target_modules=["query"], layers_to_transform=[-1]),
+     r"layers_to_transform=\[-1\] must be a layer index or a non-empty list of layer "
+     r"indices, integers >= 0"),
+    (dict(target_modules=["query"], exclude_modules="("), r"exclude_modules='\(' is not a "
+                                                          r"valid regex"),
+    (dict(target_modules=["query"], exclude_modules=[""]), r"exclude_modules=\[''\] must be"),
+])
+def test_selection_fields_are_checked_by_the_config_as_peft_checks_them(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HammingConfig(**kwargs)
+
+
+def test_a_mixture_expert_leaves_selection_to_the_mixture():
+    with pytest.raises(ValueError, match=r"experts\[0\]\.exclude_modules=\['fc2'\]; set "
+                                         r"exclude_modules on the MixtureConfig"):
+        MixtureConfig(target_modules=["fc1"], experts=[HammingConfig(exclude_modules=["fc2"])])
+
+
+def test_a_model_without_layer_numbers_refuses_layers_to_transform():
+    model, _ = tiny_mlp(0)
+    with pytest.raises(ValueError, match=r"no module target_modules selects in TinyMLP has a "
+                                         r"layer index after a name component"):
+        get_adapter_model(model, HammingConfig(target_modules=["fc1"], layers_to_transform=0))
+    torch.testing.assert_close(model.fc1.weight, tiny_mlp(0)[0].fc1.weight)

@@ -237,6 +237,18 @@ class AdapterModel(nn.Module):
         print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
               f"trainable%: {100 * trainable / max(total, 1):.4f}")
 
+    def get_layer_status(self) -> list:
+        """Per adapter layer: active, merged, trainable, devices (peft's ``TunerLayerStatus``
+        fields; :func:`qiadapters.model.status.get_layer_status`)."""
+        from .status import get_layer_status
+        return get_layer_status(self)
+
+    def get_model_status(self):
+        """The model's adapters at a glance (peft's ``TunerModelStatus`` fields;
+        :func:`qiadapters.model.status.get_model_status`)."""
+        from .status import get_model_status
+        return get_model_status(self)
+
     # ------------------------------------------------------------ merging
     def _known(self, adapter_names: str | Sequence[str], arg: str = "adapter_names") -> list[str]:
         """``adapter_names`` (one name or several) as a list, each an existing adapter;

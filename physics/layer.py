@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from qiadapters.adapters.layer import AdapterLayer, AdapterParts, linear_widths, unwrap
+from qiadapters.adapters.mixed_batch import row_groups
 from qiadapters.adapters.registry import register
 from qiadapters.model.context import (attention_mask_context, current_attention_mask,
                                       current_cache_length, current_model)
@@ -220,6 +221,25 @@ class PhysicsLayer(AdapterLayer):
         for a in adapter_names:
             if self.placement[a] == "parallel":
                 y = y + deltas[a]
+        return y
+
+    def mixed_forward(self, x: torch.Tensor, rows, *args, **kwargs):
+        """A mixed-adapter batch (:mod:`qiadapters.adapters.mixed_batch`): each adapter's
+        delta on its rows (their attention mask), added to the input rows (``"input"``) or
+        to the output rows of the one base call (``"parallel"``)."""
+        mask = self._mask(x)
+        groups = row_groups(rows, self.adapter_names, x.device)
+        deltas = [(a, idx, self._delta(a, x[idx], None if mask is None else mask[idx]))
+                  for a, idx in groups]
+        self._ran = tuple(a for a, _ in groups)
+        h = x
+        for a, idx, delta in deltas:
+            if self.placement[a] == "input":
+                h = h.index_copy(0, idx, x[idx] + delta)
+        y = self.base_layer(h, *args, **kwargs)
+        for a, idx, delta in deltas:
+            if self.placement[a] == "parallel":
+                y = y.index_copy(0, idx, y[idx] + delta)
         return y
 
     def aux_loss(self) -> torch.Tensor:

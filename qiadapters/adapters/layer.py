@@ -43,6 +43,7 @@ from torch import nn
 
 from .. import checks
 from . import merge_state
+from .mixed_batch import batch_rows, current_rows
 from . import tied
 
 __all__ = ["AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype", "reference_tensor",
@@ -267,6 +268,18 @@ class AdapterLayer(nn.Module):
         """
         return self.adapter_forward(x, adapter_names, *args, **kwargs)
 
+    def mixed_forward(self, x, rows: Sequence[str], *args, **kwargs):
+        """The output for a mixed-adapter batch: row ``i`` served by adapter ``rows[i]``
+        (:mod:`.mixed_batch`; a name this layer does not hold, or ``"__base__"``: the base
+        module).  A family that can serve one overrides this; by default it is refused."""
+        raise TypeError(f"{type(self).__name__} adapters cannot serve mixed-adapter batches "
+                        f"(adapter_names=[...]); run one adapter at a time (set_adapter)")
+
+    @property
+    def supports_mixed_batches(self) -> bool:
+        """Whether :meth:`mixed_forward` is implemented (mixed-adapter batches)."""
+        return type(self).mixed_forward is not AdapterLayer.mixed_forward
+
     def fold(self, weights: dict[str, torch.Tensor], adapter_names: list[str],
              inverse: bool = False) -> dict[str, torch.Tensor]:
         """The base parameters with the named adapters folded in (``inverse``: taken out).
@@ -479,6 +492,15 @@ class AdapterLayer(nn.Module):
             if self.merged:
                 self.unmerge()
             return self.base_layer(x, *args, **kwargs)
+        if current_rows() is not None:  # a mixed-adapter batch (adapter_names=[...])
+            if self.merged:
+                raise ValueError(f"adapter_names=[...] was given but this "
+                                 f"{type(self).__name__} is merged ({self.merged_adapters}); "
+                                 f"call unmerge_adapter() first")
+            rows = batch_rows(self, x)
+            if set(rows).isdisjoint(self.adapter_names):  # no row uses an adapter here
+                return self.base_layer(x, *args, **kwargs)
+            return self.mixed_forward(x, rows, *args, **kwargs)
         pending = [a for a in self.active_adapters if a not in self.merged_adapters]
         if not pending:
             out = self.base_layer(x, *args, **kwargs)

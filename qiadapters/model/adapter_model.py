@@ -27,7 +27,8 @@ from .. import checks
 from ..adapters import tied
 from ..adapters.config import AdapterConfig, naming_file
 from ..adapters.layer import AdapterLayer
-from . import injection, io
+from ..adapters.mixed_batch import rows_context
+from . import injection, io, mixed
 from .context import (attention_mask_context, current_attention_mask,  # noqa: F401 (re-exported)
                       current_cache_length, current_model, model_context, publish_call,
                       restore_call)
@@ -94,10 +95,23 @@ class AdapterModel(nn.Module):
                 raise
             return getattr(self.base_model, name)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args, adapter_names: Sequence[str] | None = None, **kwargs):
         """``model(*args, **kwargs)``; hooks on the model publish its ``attention_mask`` and KV
-        cache length to the adapter layers (module docstring)."""
-        return self.base_model(*args, **kwargs)
+        cache length to the adapter layers (module docstring).
+
+        ``adapter_names``: a mixed-adapter batch, one adapter name per row (``"__base__"``:
+        the base model), in eval mode, unmerged (:mod:`qiadapters.adapters.mixed_batch`)."""
+        if adapter_names is None:
+            return self.base_model(*args, **kwargs)
+        with rows_context(mixed.check_adapter_names(self, adapter_names, args, kwargs)):
+            return self.base_model(*args, **kwargs)
+
+    @property
+    def generate(self):
+        """The wrapped model's ``generate`` (absent when it has none), taking
+        ``adapter_names=[...]`` too: one adapter per prompt, its beams and sampled sequences
+        included (:meth:`forward`)."""
+        return functools.partial(mixed.generate, self, self.base_model.generate)
 
     def get_base_model(self) -> nn.Module:
         """The wrapped model (with its adapter layers in place)."""
@@ -216,6 +230,15 @@ class AdapterModel(nn.Module):
         finally:
             for layer, flag in zip(layers, previous):
                 layer.disable_adapters = flag
+
+    def add_weighted_adapter(self, adapters: Sequence[str], weights: Sequence[float],
+                             adapter_name: str, combination_type: str = "generator") -> None:
+        """Add ``adapter_name``, an orthogonal combination of Hamming adapters of one layout:
+        ``"generator"`` (weighted sum of their skew generators) or ``"product"`` (product of
+        their maps); not activated (:func:`qiadapters.model.compose.add_weighted_adapter`)."""
+        from . import compose  # it imports the Hamming family, which imports this package
+
+        compose.add_weighted_adapter(self, adapters, weights, adapter_name, combination_type)
 
     # ------------------------------------------------------------ losses and counts
     def aux_loss(self) -> torch.Tensor:

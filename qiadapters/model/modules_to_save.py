@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 
-from ..adapters.layer import AdapterLayer, AdapterParts, reference_tensor
+from ..adapters.layer import AdapterLayer, AdapterParts, reference_tensor, split_input
+from ..adapters.mixed_batch import batch_rows, current_rows, row_groups
 
 
 class ModulesToSave(AdapterLayer):
@@ -44,7 +46,31 @@ class ModulesToSave(AdapterLayer):
         return self.base_layer
 
     def forward(self, *args, **kwargs):
+        if current_rows() is not None and not self.disable_adapters:
+            x, args = split_input(args, kwargs)
+            return self.mixed_forward(x, batch_rows(self, x), *args, **kwargs)
         return self.current()(*args, **kwargs)
+
+    def mixed_forward(self, x, rows, *args, **kwargs):
+        """A mixed-adapter batch: each adapter's copy on its rows, the original module on the
+        others (:mod:`~qiadapters.adapters.mixed_batch`)."""
+        if args or kwargs:
+            raise TypeError(f"modules_to_save module {type(self.base_layer).__name__} called "
+                            f"with more arguments than its input cannot serve mixed-adapter "
+                            f"batches (each row group runs its own copy)")
+        groups = row_groups(rows, self.adapter_names, x.device)
+        held = {i for _, idx in groups for i in idx.tolist()}
+        rest = [i for i in range(len(rows)) if i not in held]
+        if rest:
+            groups.append((None, torch.tensor(rest, device=x.device)))
+        out = None
+        for name, idx in groups:
+            module = self.base_layer if name is None else self.modules_to_save[name]
+            y = module(x[idx])
+            if out is None:
+                out = y.new_zeros((len(rows), *y.shape[1:]))
+            out = out.index_copy(0, idx, y)
+        return out
 
     def merge(self, adapter_names=None, safe_merge: bool = False) -> None:
         """Nothing to fold: the active copy already is the trained module."""

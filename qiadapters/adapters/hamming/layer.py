@@ -31,6 +31,7 @@ from ...circuits import about_point, max_qubits
 from ...circuits.blockdiag import BlockLayout
 from ...circuits.precision import without_autocast
 from ..layer import AdapterLayer, AdapterParts, unwrap
+from ..mixed_batch import row_groups
 from .batched import batched_operands
 from .config import DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS, check_options
 from .kinds import BaseKind, base_kind
@@ -202,6 +203,23 @@ class HammingAdapter(AdapterLayer):
         if any(self.side[a] == "input" for a in adapter_names):
             return self.adapter_forward(x, adapter_names, *args, **kwargs)
         return self._rotate_output(base_output, adapter_names, keep_output=False)
+
+    def mixed_forward(self, x: torch.Tensor, rows, *args, **kwargs):
+        """A mixed-adapter batch (:mod:`~qiadapters.adapters.mixed_batch`): the rows of each
+        input-side adapter are rotated, the base module runs once on the whole batch, then
+        the rows of each output-side adapter are rotated."""
+        groups = row_groups(rows, self.adapter_names, x.device)
+        h = x
+        for a, idx in groups:
+            if self.side[a] == "input":
+                z = self._rotate(a, self.kind.features_last(x[idx]).to(self.adapter_dtype))
+                h = h.index_copy(0, idx, self.kind.features_back(z).to(x.dtype))
+        fx = self.base_layer(h, *args, **kwargs)
+        out = fx
+        for a, idx in groups:
+            if self.side[a] == "output":
+                out = out.index_copy(0, idx, self._rotate_output(fx[idx], [a]))
+        return out
 
     def _rotate_output(self, fx: torch.Tensor, adapter_names: list[str],
                        keep_output: bool = True) -> torch.Tensor:

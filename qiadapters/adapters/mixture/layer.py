@@ -52,6 +52,7 @@ from torch.nn.modules.conv import _ConvNd
 from ..config import AdapterConfig
 from ..layer import (AdapterLayer, AdapterParts, SharedBase, compute_dtype, is_linear,
                      linear_widths)
+from ..mixed_batch import row_groups
 from ..registry import layer_class
 from .config import MixtureConfig, check_options
 from .routers import ROUTERS, Routing, route, routed_experts, router_losses
@@ -221,6 +222,23 @@ class Mixture(AdapterLayer):
         ran = {}
         for name in adapter_names:  # several mixtures on one layer add their corrections
             out = out + self._mixture_delta(name, x, fx, dtype, args, kwargs, ran)
+        self._ran = ran
+        return out.to(fx.dtype)
+
+    def mixed_forward(self, x: torch.Tensor, rows, *args, **kwargs):
+        """A mixed-adapter batch (:mod:`~qiadapters.adapters.mixed_batch`): ``f(x)`` once,
+        then each mixture's correction on its rows.  Experts may call ``f`` again on their
+        rows, so a call with more arguments than the input is refused."""
+        if args or kwargs:
+            raise TypeError(f"a Mixture around {type(self.base_layer).__name__} called with "
+                            f"more arguments than its input cannot serve mixed-adapter "
+                            f"batches (its experts would call it on some rows only)")
+        fx = self.base_layer(x)
+        dtype = compute_dtype(fx.dtype)
+        out, ran = fx.to(dtype), {}
+        for name, idx in row_groups(rows, self.adapter_names, x.device):
+            delta = self._mixture_delta(name, x[idx], fx[idx], dtype, (), {}, ran)
+            out = out.index_add(0, idx, delta)
         self._ran = ran
         return out.to(fx.dtype)
 

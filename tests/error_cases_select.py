@@ -108,3 +108,11 @@ def case_load_malformed_layout(tmp):
     folder = _saved(tmp, blocks=3)
     _edit_layout(folder, n="5")
     return _load(folder)
+
+
+@case
+def case_load_weights_other_layout(tmp):
+    from qiadapters.integrations.transformers import load_adapter_weights
+    folder = _saved(tmp, blocks=3)  # 48 features: blocks of 16, n = 5
+    live = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1", "fc2"], block_size=15))
+    return (lambda: load_adapter_weights(live, folder)), live

@@ -133,3 +133,22 @@ def test_a_layout_pattern_key_that_matches_no_adapted_module_is_refused(pattern,
 def test_a_malformed_layout_pattern_is_refused_by_the_config(pattern, match):
     with pytest.raises(ValueError, match=match):
         HammingConfig(target_modules=["fc1"], layout_pattern=pattern)
+
+
+def test_resuming_weights_into_a_live_adapter_of_another_layout_is_refused(tmp_path):
+    """blocks=3 and block_size=15 on 48 features: three blocks of n = 5 either way, so the
+    tensors have the same shapes, but the blocks sit at other offsets (16 vs 15 apart)."""
+    from qiadapters.integrations.transformers import load_adapter_weights
+    saved = perturb(get_adapter_model(tiny_mlp(0)[0], HammingConfig(target_modules=["fc2"],
+                                                                   blocks=3)))
+    saved.save_pretrained(tmp_path)
+    live = get_adapter_model(tiny_mlp(0)[0], HammingConfig(target_modules=["fc2"],
+                                                         block_size=15))
+    before = {k: v.clone() for k, v in live.state_dict().items()}
+    with pytest.raises(ValueError, match=r"adapter_config.json'?: 'layers' record of layer "
+                                         r"'fc2' says block_size=16, adapter 'default' here "
+                                         r"has block_size=15"):
+        load_adapter_weights(live, tmp_path)
+    assert all(torch.equal(v, live.state_dict()[k]) for k, v in before.items())
+    same = get_adapter_model(tiny_mlp(0)[0], HammingConfig(target_modules=["fc2"], blocks=3))
+    assert load_adapter_weights(same, tmp_path) == ["default"]

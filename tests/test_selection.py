@@ -26,6 +26,9 @@ CASES = [  # (factory, target_modules, selection fields)
     (tiny_llama, ["q_proj", "v_proj", "down_proj"],
      dict(layers_to_transform=[0], layers_pattern="layers", exclude_modules=["down_proj"])),
     (tiny_llama, ["q_proj", "v_proj"], dict(layers_to_transform=[1])),
+    # a module named in full is taken whatever its layer (peft checks the full name first)
+    (tiny_bert, ["bert.encoder.layer.0.attention.self.query", "value"],
+     dict(layers_to_transform=[1], layers_pattern="layer")),
 ]
 
 

@@ -30,6 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..model import io
 from ..model.adapter_model import AdapterModel
+from ..model.selection import check_live
 
 __all__ = ["AdapterCheckpointCallback", "AdapterCheckpoints", "AdapterTrainer",
            "load_adapter_weights"]
@@ -60,6 +61,7 @@ def load_adapter_weights(model: AdapterModel, directory: str | os.PathLike) -> l
             continue
         _, state, record = io.read_saved(where)
         io.check_layers(model.base_model, record, where)  # tensors may fit another width
+        check_live(model.base_model, name, record, where)  # or another layout
         live = io.adapter_state_dict(model.base_model, name)
         io.check_state({k: v.shape for k, v in live.items()}, state, where)
         found[name] = (live, state)

@@ -6,6 +6,20 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _adapter_families_restored():
+    """A family a test registers (a docs page's example, a test's own family) is forgotten
+    after it: no later test on the same worker sees it among the valid adapter types."""
+    import physics  # noqa: F401  (the library's own families are registered for good)
+    from qiadapters.adapters import registry
+
+    before = dict(registry.CONFIGS), dict(registry.LAYERS)
+    yield
+    for table, saved in zip((registry.CONFIGS, registry.LAYERS), before):
+        table.clear()
+        table.update(saved)
+
+
 def _free_port() -> int:
     import socket
 

@@ -62,7 +62,13 @@ def test_make_test_runs_on_exactly_the_locked_versions():
     if Path(sys.prefix).resolve() != venv.resolve():
         pytest.skip("not running in the Makefile's .venv (make test-latest, or a user's env)")
     pins = _pins()
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
-    wrong = {n: (v, pins[n]) for n, v in installed.items()
-             if n in pins and v.split("+")[0] != pins[n]}
+    # metadata.version: the distribution an import finds first (setuptools puts its vendored
+    # copies, e.g. an older packaging, on sys.path after the environment's own)
+    installed = {}
+    for name in pins:
+        try:
+            installed[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    wrong = {n: (v, pins[n]) for n, v in installed.items() if v.split("+")[0] != pins[n]}
     assert not wrong, f"installed vs locked: {wrong}; rebuild the environment (make clean test)"

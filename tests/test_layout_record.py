@@ -152,3 +152,13 @@ def test_resuming_weights_into_a_live_adapter_of_another_layout_is_refused(tmp_p
     assert all(torch.equal(v, live.state_dict()[k]) for k, v in before.items())
     same = get_adapter_model(tiny_mlp(0)[0], HammingConfig(target_modules=["fc2"], blocks=3))
     assert load_adapter_weights(same, tmp_path) == ["default"]
+
+
+def test_layout_pattern_round_trips_through_the_saved_config(tmp_path):
+    from qiadapters.adapters.config import AdapterConfig
+    cfg = HammingConfig(target_modules=["fc1", "fc2"], layout_pattern={"fc2": {"orders": (1,)}})
+    assert cfg.layout_pattern == {"fc2": {"orders": [1]}}
+    assert AdapterConfig.from_dict(cfg.to_dict()) == cfg
+    get_adapter_model(tiny_mlp(0)[0], cfg).save_pretrained(tmp_path)
+    assert AdapterConfig.load(tmp_path) == cfg
+    assert "layout_pattern" not in HammingConfig(target_modules=["fc1"]).to_dict()

@@ -102,13 +102,23 @@ def check_layout_pattern(value: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def name_matches(pattern: str, name: str) -> bool:
+    """Whether regex ``pattern`` matches the whole module name ``name`` (the one place the
+    selection fields run a regex on a name)."""
+    return re.fullmatch(pattern, name) is not None
+
+
+def key_matches(key: str, name: str) -> bool:
+    """Whether a ``layout_pattern`` key matches module ``name`` as peft's ``rank_pattern``
+    keys do: ``re.match(rf"(.*\\.)?({key})$", name)``, i.e. the key matches the whole name
+    or a tail of it after a dot (module names hold no newline)."""
+    return name_matches(rf"(?:.*\.)?(?:{key})", name)
+
+
 def pattern_key(patterns, name: str) -> str | None:
-    """The first key of ``patterns`` matching module ``name`` as peft's ``rank_pattern``
-    keys do (``re.match(rf"(.*\\.)?({key})$", name)``), None if none does."""
-    for key in patterns or ():
-        if re.match(rf"(.*\.)?({key})$", name):
-            return key
-    return None
+    """The first key of ``patterns`` matching module ``name`` (:func:`key_matches`), None if
+    none does."""
+    return next((key for key in patterns or () if key_matches(key, name)), None)
 
 
 def check_record(entry: Any, where: str, path: str) -> None:

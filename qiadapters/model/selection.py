@@ -21,7 +21,7 @@ from torch import nn
 
 from ..adapters.config import AdapterConfig
 from ..adapters.layer import AdapterLayer
-from ..adapters.selection import pattern_key
+from ..adapters.selection import key_matches, name_matches, pattern_key
 
 #: Recorded fields a layer's config decides; the others follow from them and the width.
 _CONFIG_DECIDES = ("orders", "side", "parametrization")
@@ -43,7 +43,7 @@ def layer_index(name: str, layers_pattern) -> int | None:
 
 def _excluded(name: str, exclude) -> bool:
     if isinstance(exclude, str):
-        return re.fullmatch(exclude, name) is not None
+        return name_matches(exclude, name)
     return name in exclude or any(name.endswith("." + e) for e in exclude)
 
 
@@ -209,7 +209,7 @@ def check_patterns(config: AdapterConfig, names: list[str]) -> None:
     configs = [config] + list(getattr(config, "experts", []))
     for cfg in configs:
         for key in getattr(cfg, "layout_pattern", None) or ():
-            if not any(re.match(rf"(.*\.)?({key})$", n) for n in names):
+            if not any(key_matches(key, n) for n in names):
                 raise ValueError(f"layout_pattern key {key!r} matches no adapted module; "
                                  f"adapted modules: {names[:6]}{'...' if len(names) > 6 else ''}"
                                  f" (a key matches the end of a module name, as peft's "

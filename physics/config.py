@@ -1,7 +1,9 @@
 """Configuration of the physics-prior adapter family (``adapter_type="physics"``).
 
-Every field except ``target_modules`` / ``modules_to_save`` / ``placement`` / ``route_weight``
-is passed to :class:`physics.PhysicsAdapter`; see ``docs/physics.md`` ("Using it in a model").
+Every field except the shared ones (``target_modules``, ``modules_to_save`` and peft's layer
+selection: :data:`qiadapters.adapters.config.SHARED_FIELDS`), ``placement`` and
+``route_weight`` is passed to :class:`physics.PhysicsAdapter`; see ``docs/physics.md``
+("Using it in a model").
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """``AdapterConfig``: the documented dataclass every family's config extends.
 
-Every field except the shared ``target_modules`` / ``modules_to_save`` is a per-layer option:
-:meth:`AdapterConfig.layer_options` hands them to the family layer's ``build``.  A family
+Every field except the shared ones (:data:`SHARED_FIELDS`: ``target_modules``,
+``modules_to_save``, peft's layer selection, a Hamming config's ``layout_pattern``) is a
+per-layer option: :meth:`AdapterConfig.layer_options` hands them to the family layer's
+``build``.  A family
 checks its options in ONE function that both its config (:meth:`AdapterConfig.validate`) and
 its layer's ``build`` call, so a config that constructs is a config that builds (up to the
 shapes of the modules it meets).
@@ -12,13 +14,13 @@ import contextlib
 import difflib
 import json
 import os
-import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 from .._version import __version__
 from .formats import (FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, PEFT_KEY, PEFT_NOTE, VERSION_KEY,
                       format_of, upgrade_config)
+from .patterns import compile_pattern
 from .registry import config_class
 
 CONFIG_NAME = "adapter_config.json"
@@ -43,7 +45,9 @@ def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MIS
 
 @dataclass
 class AdapterConfig:
-    """Fields shared by every family: which modules to adapt and which to train fully."""
+    """Fields shared by every family: which modules to adapt (peft's ``target_modules``,
+    ``exclude_modules``, ``layers_to_transform``, ``layers_pattern``) and which to train
+    fully."""
 
     target_modules: Optional[Union[list[str], str]] = option(None, (
         "Modules to wrap: a list of name suffixes (['query', 'value'] matches "
@@ -100,11 +104,8 @@ class AdapterConfig:
                                  "'all-linear'")
             if tm.lower() == ALL_LINEAR:
                 self.target_modules = ALL_LINEAR  # any case, as peft reads it
-            else:
-                try:
-                    re.compile(tm)
-                except re.error as e:
-                    raise ValueError(f"target_modules={tm!r} is not a valid regex: {e}") from None
+            else:  # matched in linear time: a hostile pattern cannot hang injection
+                compile_pattern(tm)
         else:
             self.target_modules = _names("target_modules", tm)
         if self.modules_to_save is not None:

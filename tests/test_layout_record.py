@@ -162,3 +162,15 @@ def test_layout_pattern_round_trips_through_the_saved_config(tmp_path):
     get_adapter_model(tiny_mlp(0)[0], cfg).save_pretrained(tmp_path)
     assert AdapterConfig.load(tmp_path) == cfg
     assert "layout_pattern" not in HammingConfig(target_modules=["fc1"]).to_dict()
+
+
+def test_the_default_layout_is_still_the_one_format_4_files_mean():
+    """Format-4 files (and none older, which mean blocks=3) carry no record: a config with
+    neither blocks nor block_size means max(3, d // 128) blocks there.  Whoever changes the
+    default must give such files that rule on load (qiadapters.adapters.formats), and bump
+    the format; this test says when that is due."""
+    from math import comb
+    for d in range(16, 5000, 7):
+        for orders in [(1,), (1, 2), (1, 2, 3)]:
+            smallest = sum(comb(max(2, orders[-1]), k) for k in orders)
+            assert hamming_layer.default_blocks(d, smallest) == max(3, d // max(128, smallest))

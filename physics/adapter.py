@@ -45,7 +45,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from qiadapters import checks
+from qiadapters import bounds, checks
 
 from .bases import eigenvalues, get_boundary, inverse_transform, transform
 from .causal import causal_kernel
@@ -109,6 +109,12 @@ class PhysicsAdapter(nn.Module):
             extra_tokens=extra_tokens, kappa=kappa, c=c, t=t, poisson_gain=poisson_gain,
             poisson_zero_mode=poisson_zero_mode, poisson_eps=poisson_eps, balance=balance,
             entropy=entropy, scale=scale, bias=bias, causal=causal)
+        for arg, width in (("dim", dim), ("out_dim", out_dim)):
+            bounds.check(arg, width, width, bounds.MAX_WIDTH, "the adapter's width would be",
+                         "qiadapters.bounds.MAX_WIDTH", "check the value")
+        bounds.check("rank", o["rank"], o["rank"], bounds.MAX_RANK_RATIO * dim,
+                     f"on dim={dim} the bottleneck would be", "qiadapters.bounds.MAX_RANK_RATIO "
+                     "* dim", "use a rank below the width (a bottleneck)")
 
         super().__init__()
         rank, names = o["rank"], o["priors"]

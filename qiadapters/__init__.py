@@ -17,3 +17,4 @@ from .adapters import Mixture, MixtureConfig
 
 __all__ += ["Mixture", "MixtureConfig"]
 from . import pennylane  # noqa: E402  (reference functions and export; PennyLane loads lazily)
+from . import bounds  # noqa: E402  (size bounds on what a config may build; unbounded())

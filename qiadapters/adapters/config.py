@@ -14,13 +14,13 @@ import contextlib
 import difflib
 import json
 import os
-import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 from .._version import __version__
 from .formats import (FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, PEFT_KEY, PEFT_NOTE, VERSION_KEY,
                       format_of, upgrade_config)
+from .patterns import compile_pattern
 from .registry import config_class
 
 CONFIG_NAME = "adapter_config.json"
@@ -104,11 +104,8 @@ class AdapterConfig:
                                  "'all-linear'")
             if tm.lower() == ALL_LINEAR:
                 self.target_modules = ALL_LINEAR  # any case, as peft reads it
-            else:
-                try:
-                    re.compile(tm)
-                except re.error as e:
-                    raise ValueError(f"target_modules={tm!r} is not a valid regex: {e}") from None
+            else:  # matched in linear time: a hostile pattern cannot hang injection
+                compile_pattern(tm)
         else:
             self.target_modules = _names("target_modules", tm)
         if self.modules_to_save is not None:

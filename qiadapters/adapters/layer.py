@@ -109,10 +109,26 @@ def reference_tensor(module: nn.Module) -> Optional[torch.Tensor]:
     return first
 
 
+#: Longest adapter name, in bytes of UTF-8: a file name on every common file system (ext4,
+#: NTFS, APFS: 255), since ``save_pretrained`` makes a folder of each name.
+MAX_NAME_BYTES = 255
+
+
 def check_adapter_name(adapter_name: Any) -> str:
-    """An adapter name is a non-empty string without ``.`` (it becomes a state-dict key)."""
-    if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
-        raise ValueError(f"adapter_name={adapter_name!r} must be a non-empty string without '.'")
+    """An adapter name is a non-empty string without ``.`` (it becomes a state-dict key), path
+    separators or control characters, at most :data:`MAX_NAME_BYTES` bytes long: it names a
+    folder inside ``save_pretrained``'s directory, so it can never lead out of it."""
+    bad = (not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name
+           or "/" in adapter_name or "\\" in adapter_name
+           or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in adapter_name)
+           or len(adapter_name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES)
+    if bad:
+        shown = adapter_name if not isinstance(adapter_name, str) or len(adapter_name) < 80 \
+            else adapter_name[:60] + f"... ({len(adapter_name)} characters)"
+        raise ValueError(f"adapter_name={shown!r} must be a non-empty string without '.', "
+                         f"path separators ('/', '\\') or control characters, at most "
+                         f"{MAX_NAME_BYTES} bytes of UTF-8 (it names a folder of "
+                         f"save_pretrained's directory)")
     return adapter_name
 
 

@@ -14,7 +14,7 @@ from math import comb
 from .. import checks
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)
 def hamming_basis(n: int, k: int) -> tuple[tuple[int, ...], ...]:
     """The k-subsets of ``range(n)`` in lexicographic order: ``C(n, k)`` tuples of wires."""
     n = checks.integer("n", n, low=1)
@@ -22,7 +22,7 @@ def hamming_basis(n: int, k: int) -> tuple[tuple[int, ...], ...]:
     return tuple(combinations(range(n), k))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)
 def basis_position(n: int, k: int) -> dict[tuple[int, ...], int]:
     """Map each k-subset (sorted tuple) to its row in the weight-k block."""
     return {s: p for p, s in enumerate(hamming_basis(n, k))}

@@ -399,6 +399,8 @@ class AdapterModel(nn.Module):
         checks.flag("overwrite", overwrite, TypeError)
         names = list(self.peft_config) if selected_adapters is None else self._known(
             selected_adapters, "selected_adapters")
+        for name in names:  # each names a folder inside save_directory: checked first
+            injection.check_adapter_name(name)
         if not isinstance(save_directory, (str, os.PathLike)):
             raise TypeError(f"save_directory={save_directory!r} must be a path (str or "
                             f"os.PathLike), got {type(save_directory).__name__}")
@@ -482,6 +484,7 @@ class AdapterModel(nn.Module):
                             f"from_pretrained(model, directory) takes the base model first, "
                             f"then the adapter folder")
         checks.flag("is_trainable", is_trainable, TypeError)
+        injection.check_adapter_name(adapter_name)
         io.check_directory(directory)
         am = cls(model)
         try:

@@ -7,7 +7,6 @@ family cannot wrap, a block size too small, ...) therefore fails before the mode
 from __future__ import annotations
 
 import difflib
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..adapters.config import AdapterConfig
+from ..adapters.patterns import compile_pattern
 from ..adapters.layer import AdapterLayer, AdapterParts, check_adapter_name, is_linear
 from ..adapters.registry import layer_class
 from ..adapters.tied import find_ties
@@ -79,7 +79,7 @@ def match_targets(model: nn.Module, target_modules) -> list[str]:
         heads = output_heads(model)
         return [n for n, m in modules if is_linear(_kind_of(m)) and n not in heads]
     if isinstance(target_modules, str):
-        pattern = re.compile(target_modules)
+        pattern = compile_pattern(target_modules)  # linear time: no backtracking
         return [n for n, _ in modules if pattern.fullmatch(n)]
     return [n for n, _ in modules if _suffix_match(n, target_modules)]
 

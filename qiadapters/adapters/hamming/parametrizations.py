@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from ... import bounds
 from ...circuits import Circuit
 from ...circuits import cache
 from ...circuits.layouts import gate_count
@@ -66,6 +67,14 @@ class Parametrization(nn.Module):
     def __init__(self, block_layout: BlockLayout, *, gate: str = "rbs", layout: str = "pyramid",
                  share_blocks: bool = False):
         super().__init__()
+        n, ks = block_layout.n, block_layout.orders
+        gates = 2 * gate_count(layout, n) if self.name == "circuit" else 0
+        by_gate = gate == "rbs" and layout == "butterfly"  # no compound identity: simulated
+        bounds.check("orders", ks, bounds.hamming_table_entries(n, ks, gates, by_gate),
+                     bounds.MAX_TABLE_ENTRIES,
+                     f"the index tables of each block (n={n} qubits, block size "
+                     f"{block_layout.block_size}) would hold", "qiadapters.bounds.MAX_TABLE_ENTRIES",
+                     "use lower orders, or more blocks (a smaller n)")
         self.block_layout = block_layout
         self.gate = gate
         self.layout = layout

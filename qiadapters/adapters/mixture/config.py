@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
-from ... import checks
+from ... import bounds, checks
 from ..config import SELECTION_FIELDS, AdapterConfig, option
 from ..registry import CONFIGS, PROVIDERS
 from .routers import ROUTERS
@@ -16,6 +16,7 @@ def check_options(n_experts: int, router: str, top_k: Optional[int], temperature
     if n_experts < 1:
         raise ValueError("experts=[] is empty; give at least one expert (an adapter config "
                          "such as HammingConfig(...), or an adapter layer)")
+    check_count(n_experts)
     checks.choice("router", router, ROUTERS)
     if top_k is not None:
         top_k = checks.integer("top_k", top_k, low=1, high=n_experts)
@@ -23,6 +24,12 @@ def check_options(n_experts: int, router: str, top_k: Optional[int], temperature
             "temperature": checks.number("temperature", temperature, low=0, strict=True),
             "balance": checks.number("balance", balance, low=0),
             "z_loss": checks.number("z_loss", z_loss, low=0)}
+
+
+def check_count(n_experts: int) -> None:
+    """At most :data:`~qiadapters.bounds.MAX_EXPERTS` experts (checked before any is read)."""
+    bounds.check("len(experts)", n_experts, n_experts, bounds.MAX_EXPERTS,
+                 "the experts would number", "qiadapters.bounds.MAX_EXPERTS", "use fewer experts")
 
 
 def expert_types() -> list[str]:
@@ -97,6 +104,7 @@ class MixtureConfig(AdapterConfig):
     def __post_init__(self):
         if isinstance(self.experts, (str, bytes)) or not isinstance(self.experts, (list, tuple)):
             raise ValueError(f"experts={self.experts!r} must be a list of adapter configs")
+        check_count(len(self.experts))
         self.experts = [expert_config(i, e) for i, e in enumerate(self.experts)]
         if self.target_modules is None:
             targets = [e.target_modules for e in self.experts if e.target_modules is not None]

@@ -137,3 +137,15 @@ def test_a_model_without_layer_numbers_refuses_layers_to_transform():
                                          r"layer index after a name component"):
         get_adapter_model(model, HammingConfig(target_modules=["fc1"], layers_to_transform=0))
     torch.testing.assert_close(model.fc1.weight, tiny_mlp(0)[0].fc1.weight)
+
+
+def test_an_exclude_modules_entry_that_excludes_nothing_is_named_in_a_warning():
+    """As a target_modules entry that matches nothing while others do (a typo would
+    silently exclude less): a warning naming it, the model adapted."""
+    model, _ = tiny_bert(0)
+    cfg = HammingConfig(target_modules=["query", "value"], exclude_modules=["value", "vlaue"])
+    with pytest.warns(UserWarning, match=r"exclude_modules entry 'vlaue' excludes none of the "
+                                         r"modules target_modules selects in "
+                                         r"BertForSequenceClassification"):
+        am = get_adapter_model(model, cfg)
+    assert all(n.endswith("query") for n, _ in am.adapter_layers())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from typing import Any
 
 from torch import nn
@@ -64,6 +65,12 @@ def select(model: nn.Module, config: AdapterConfig, names: list[str]) -> list[st
             raise ValueError(f"exclude_modules={exclude!r} excludes every module "
                              f"target_modules={config.target_modules!r} selects in {what} "
                              f"({names[:4]}...); nothing would be adapted")
+        if not isinstance(exclude, str):  # as target_modules: warn of an entry of no use
+            for entry in exclude:
+                if not any(_excluded(n, [entry]) for n in names):
+                    warnings.warn(f"exclude_modules entry {entry!r} excludes none of the "
+                                  f"modules target_modules selects in {what} (the other "
+                                  f"entries do)", UserWarning, stacklevel=4)
         names = kept
     wanted = config.layers_to_transform
     if wanted is None:

@@ -47,7 +47,7 @@ def test_a_compiled_model_does_not_recompile_after_the_swap(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), am(x))
         frames = counter.frame_count
-        hotswap_adapter(am, second)
+        hotswap_adapter(compiled, second)  # the compiled handle is what a server holds
         out = compiled(x)
     assert frames >= 1 and counter.frame_count == frames  # no recompilation
     reference = AdapterModel.from_pretrained(tiny_mlp()[0], second)(x)

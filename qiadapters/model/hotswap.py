@@ -39,7 +39,8 @@ def layout_difference(a: AdapterConfig, b: AdapterConfig) -> str | None:
 
 def hotswap_adapter(model, directory: str | os.PathLike, adapter_name: str = "default") -> None:
     """Copy the adapter saved in ``directory`` into the live adapter ``adapter_name`` of
-    ``model`` (an :class:`~qiadapters.AdapterModel`), in place (module docstring).
+    ``model`` (an :class:`~qiadapters.AdapterModel`, or ``torch.compile`` of one), in place
+    (module docstring).
 
     Refuses, before any tensor changes: an ``adapter_name`` the model does not hold, a merged
     model (unmerge first), a saved adapter of another layout or on other layers (naming both).
@@ -47,6 +48,7 @@ def hotswap_adapter(model, directory: str | os.PathLike, adapter_name: str = "de
     """
     from .adapter_model import AdapterModel
 
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the model inside
     if not isinstance(model, AdapterModel):
         raise TypeError(f"model must be an AdapterModel, got {type(model).__name__}")
     if adapter_name not in model.peft_config:

@@ -553,3 +553,4 @@ def case_cli_merge_missing_adapter(tmp):
 import error_cases_more  # noqa: E402,F401  (registers its cases in CASES)
 import error_cases_merge  # noqa: E402,F401  (registers its cases in CASES)
 import error_cases_select  # noqa: E402,F401  (registers its cases in CASES)
+import error_cases_batch  # noqa: E402,F401  (registers its cases in CASES)

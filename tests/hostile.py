@@ -3,7 +3,8 @@
 ``python tests/hostile.py WORKDIR CASE...`` saves a small real adapter for each case into
 ``WORKDIR``, edits its ``adapter_config.json`` as a hostile uploader would (a few bytes),
 caps the process's address space at its current size plus :data:`CAP` and loads each case
-with ``AdapterModel.from_pretrained``, printing one JSON line per case: the seconds the load
+with ``AdapterModel.from_pretrained`` (``save_over_dev_zero``: saves into a folder whose
+``adapter_config.json`` links to ``/dev/zero``), printing one JSON line per case: the seconds the load
 took, the resident memory it added (``rss_added_mb``: after minus before, the memory a
 refused load leaves behind) and the error it raised.  The parent gives the whole run a
 timeout (``tests/test_untrusted.py``; the before/after table of ``docs/security.md`` comes
@@ -48,6 +49,7 @@ CASES = {
     "pattern": _hamming(target_modules="(.|.)*!"),
     "physics_rank": ("physics", _physics_rank),
     "mixture_5000_experts": ("mixture", _many_experts),
+    "save_over_dev_zero": ("save", None),  # save_pretrained where the config links /dev/zero
 }
 
 
@@ -72,6 +74,10 @@ def prepare(workdir: str, case: str) -> str:
     from qiadapters import AdapterModel
     family, edit = CASES[case]
     folder = os.path.join(workdir, case)
+    if family == "save":
+        os.makedirs(folder)
+        os.symlink("/dev/zero", os.path.join(folder, "adapter_config.json"))
+        return folder
     AdapterModel(_model(), _config(family)).save_pretrained(folder)
     path = os.path.join(folder, "adapter_config.json")
     with open(path) as f:
@@ -95,7 +101,10 @@ def main(workdir: str, cases: list[str]) -> None:
     for case in cases:
         before, start = rss_mb(), time.perf_counter()
         try:
-            AdapterModel.from_pretrained(model, folders[case])
+            if CASES[case][0] == "save":
+                AdapterModel(_model(), _config("hamming")).save_pretrained(folders[case])
+            else:
+                AdapterModel.from_pretrained(model, folders[case])
             error = None
         except (ValueError, TypeError, MemoryError) as e:
             error = f"{type(e).__name__}: {e}"

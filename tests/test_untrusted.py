@@ -26,14 +26,16 @@ def test_hostile_configs_are_refused_within_a_second_and_leave_memory_as_it_was(
     """Each 30-byte edit of a real adapter's config (a high Hamming order, a circuit of
     order 21, a physics rank of 900,000, 5000 mixture experts, a backtracking pattern)
     is refused naming the file and the field, within a second, and the refused load leaves
-    resident memory where it was (nothing built, nothing cached)."""
+    resident memory where it was (nothing built, nothing cached); so is a save into a folder
+    whose config links to /dev/zero (it was read until MemoryError)."""
     run = subprocess.run([sys.executable, os.path.join(HERE, "hostile.py"), str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = {r["case"]: r for r in map(json.loads, run.stdout.splitlines())}
     fields = {"orders_10_one_block": "orders=(10,)", "orders_9": "orders=(9,)",
               "circuit_order_21": "orders=(21,)", "pattern": "target_modules='(.|.)*!'",
-              "physics_rank": "rank=900000", "mixture_5000_experts": "len(experts)=5000"}
+              "physics_rank": "rank=900000", "mixture_5000_experts": "len(experts)=5000",
+              "save_over_dev_zero": "is a character device, not a regular file"}
     assert set(rows) == set(fields)
     for case, field in fields.items():
         row = rows[case]
@@ -187,3 +189,130 @@ def test_a_name_of_255_bytes_saves_and_loads(tmp_path):
     am.add_adapter(name, HammingConfig(target_modules=["value"]))
     am.save_pretrained(tmp_path)
     assert (tmp_path / name / "adapter_config.json").is_file()
+
+
+# ----------------------------------------------------------------------------- files
+@pytest.fixture
+def saved(tmp_path):
+    model, batch = tiny_bert()
+    am = AdapterModel(model, HammingConfig(target_modules=["query"]))
+    am.save_pretrained(tmp_path / "saved")
+    return tmp_path / "saved", am
+
+
+def test_loading_a_config_that_is_a_pipe_or_folder_is_refused_by_name(saved):
+    path, _ = saved
+    os.remove(path / "adapter_config.json")
+    os.mkfifo(path / "adapter_config.json")  # opening it to read would block forever
+    with pytest.raises(ValueError, match="adapter_config.json' is a named pipe, not a regular"):
+        AdapterModel.from_pretrained(tiny_bert()[0], path)
+    with pytest.raises(ValueError, match="is a named pipe"):
+        HammingConfig.load(path)
+
+
+def test_a_config_linked_to_a_regular_file_loads(saved, tmp_path):
+    path, am = saved
+    os.rename(path / "adapter_config.json", tmp_path / "blob")  # the Hugging Face cache layout
+    os.symlink(tmp_path / "blob", path / "adapter_config.json")
+    loaded = AdapterModel.from_pretrained(tiny_bert()[0], path)
+    assert loaded.peft_config["default"] == am.peft_config["default"]
+
+
+def test_deeply_nested_json_is_refused_by_name(saved):
+    path, _ = saved
+    (path / "adapter_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nests JSON arrays or objects too deeply"):
+        AdapterModel.from_pretrained(tiny_bert()[0], path)
+
+
+def test_a_non_string_adapter_type_is_named(saved):
+    path, _ = saved
+    data = json.loads((path / "adapter_config.json").read_text())
+    data["adapter_type"] = ["hamming"]
+    (path / "adapter_config.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"adapter_config.json': adapter_type=\['hamming'\] is "
+                                         r"not valid; choose one of \[.*'hamming'"):
+        AdapterModel.from_pretrained(tiny_bert()[0], path)
+
+
+# ----------------------------------------------------------------------------- tensors
+def _rewrite(path, change):
+    from safetensors.torch import load_file, save_file
+    file = str(path / "adapter_model.safetensors")
+    state = load_file(file)
+    key = sorted(state)[0]
+    state[key] = change(state[key])
+    save_file(state, file, metadata={"format": "pt"})
+    return key
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int8, torch.bool])
+def test_tensors_that_are_not_floating_point_are_refused_by_name(saved, dtype):
+    path, _ = saved
+    key = _rewrite(path, lambda t: t.to(dtype))
+    fresh = tiny_bert()[0]
+    with pytest.raises(ValueError, match=re.escape(f"tensor {key!r} has dtype {dtype}")):
+        AdapterModel.from_pretrained(fresh, path)
+    assert not any(isinstance(m, HammingAdapter) for m in fresh.modules())
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_tensors_are_refused_unless_allowed(saved, value):
+    path, _ = saved
+
+    def poison(t):
+        t = t.clone()
+        t.view(-1)[0] = value
+        return t
+    key = _rewrite(path, poison)
+    with pytest.raises(ValueError, match=re.escape(f"tensor {key!r} holds 1 NaN or infinite")):
+        AdapterModel.from_pretrained(tiny_bert()[0], path)
+    loaded = AdapterModel.from_pretrained(tiny_bert()[0], path, allow_nonfinite=True)
+    held = dict(loaded.named_parameters())
+    assert any(not torch.isfinite(p).all() for p in held.values())
+
+
+# ----------------------------------------------------------------------------- command line
+def _cli(capsys, *args):
+    """``qiadapters ARGS`` in this process: (exit status, stdout, stderr)."""
+    from qiadapters.cli import main
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()  # stderr: our lines (not transformers' loading report)
+    assert "Traceback" not in out.err
+    return code, out.out, "\n".join(line for line in out.err.splitlines()
+                                     if line.startswith("qiadapters"))
+
+
+def test_the_command_line_gives_one_line_and_exit_1_on_hostile_folders(saved, tmp_path,
+                                                                          capsys):
+    path, am = saved
+    am.base_model.save_pretrained(tmp_path / "base")
+    data = json.loads((path / "adapter_config.json").read_text())
+    data.pop("layers")
+    data.update(format_version=4, orders=[10], blocks=1)
+    (path / "adapter_config.json").write_text(json.dumps(data))
+    assert _cli(capsys, "info", path)[0] == 0  # info builds nothing: it shows the config
+    merge = ("merge", "--model", tmp_path / "base", "--adapter", path, "--out",
+             tmp_path / "merged")
+    code, _, err = _cli(capsys, *merge)
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "orders=(10,)" in err and "MAX_TABLE_ENTRIES" in err
+    _rewrite(path, lambda t: t.to(torch.int64))
+    code, _, err = _cli(capsys, "info", path)
+    assert code == 1 and len(err.splitlines()) == 1 and "has dtype torch.int64" in err
+    base = json.loads((tmp_path / "base" / "config.json").read_text())
+    base["architectures"] = ["logging"]  # an attribute of transformers that is no model
+    (tmp_path / "base" / "config.json").write_text(json.dumps(base))
+    code, _, err = _cli(capsys, *merge)
+    assert code == 1 and len(err.splitlines()) == 1 and "names no transformers class" in err
+
+
+def test_info_prints_text_from_the_file_escaped(saved, capsys):
+    path, _ = saved
+    data = json.loads((path / "adapter_config.json").read_text())
+    data["qiadapters_version"] = "0.3.2\x1b[31m\x07"
+    (path / "adapter_config.json").write_text(json.dumps(data))
+    code, out, _ = _cli(capsys, "info", path)
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert "written by qiadapters 0.3.2\\x1b[31m\\x07" in out

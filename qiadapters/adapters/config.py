@@ -19,7 +19,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 from .._version import __version__
 from .formats import (FILE_KEYS, FORMAT_KEY, FORMAT_VERSION, PEFT_KEY, PEFT_NOTE, VERSION_KEY,
-                      format_of, upgrade_config)
+                      check_regular, format_of, read_json, upgrade_config)
 from .patterns import compile_pattern
 from .registry import config_class
 
@@ -187,16 +187,10 @@ class AdapterConfig:
         format version; a file without one counts as the current format), keys in ``ignore``
         dropped."""
         path = os.path.join(directory, CONFIG_NAME)
-        if not os.path.isfile(path):
+        if not check_regular(path):
             raise FileNotFoundError(f"no {CONFIG_NAME} in {os.fspath(directory)!r}")
-        with naming_file(path), open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"it is not valid JSON ({e})") from None
-            if not isinstance(data, dict):
-                raise ValueError(f"it holds a {type(data).__name__}, not a JSON object of "
-                                 f"config fields")
+        with naming_file(path):
+            data = read_json(path)  # bounded: a regular file, its size, its nesting
             data = upgrade_config(format_of(data, path, unmarked=FORMAT_VERSION), data)
             for key in ignore:
                 data.pop(key, None)

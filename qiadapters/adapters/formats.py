@@ -9,11 +9,15 @@ versions is in :mod:`qiadapters.model.io` (which also upgrades the saved tensors
 """
 from __future__ import annotations
 
+import json
+import os
+import stat
+
 from .._version import __version__
 from .selection import LAYOUT_KEYS, check_record
 
 __all__ = ["FORMAT_KEY", "VERSION_KEY", "PEFT_KEY", "PEFT_NOTE", "FILE_KEYS", "FORMAT_VERSION",
-           "format_of", "upgrade_config"]
+           "format_of", "upgrade_config", "MAX_CONFIG_BYTES", "check_regular", "read_json"]
 
 FORMAT_KEY, VERSION_KEY = "format_version", "qiadapters_version"
 #: The key peft's loaders read first (``PeftConfig._get_peft_type``); a qiadapters file holds
@@ -104,3 +108,52 @@ def check_layers(record, where: str) -> dict[str, dict] | None:
                              f"{{'in': 16, 'out': 32}}")
         check_record(shape, where, path)  # a Hamming layer's layout (qiadapters.adapters.selection)
     return record
+
+
+#: Largest ``adapter_config.json`` read: a config is a few kilobytes (a mixture's, with the
+#: per-layer record of a large model, well under a megabyte).
+MAX_CONFIG_BYTES = 16 << 20
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular(path: str) -> bool:
+    """Whether ``path`` exists; ValueError naming it if it is anything but a regular file or
+    a symbolic link to one (the Hugging Face cache links its files): a device such as
+    ``/dev/zero`` or a pipe would be read forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
+        raise ValueError(f"{path!r} is {kind}, not a regular file; an adapter folder holds "
+                         f"regular files (or links to regular files) only")
+    return True
+
+
+def read_json(path: str) -> dict:
+    """The JSON object in the regular file ``path`` (:func:`check_regular`), read with bounded
+    cost: at most :data:`MAX_CONFIG_BYTES`, nesting no deeper than Python's recursion limit;
+    ValueError naming the file otherwise (a saved folder is untrusted input)."""
+    if not check_regular(path):
+        raise FileNotFoundError(f"{path!r} does not exist")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path!r} is larger than {MAX_CONFIG_BYTES:,} bytes "
+                         f"(formats.MAX_CONFIG_BYTES): it is no adapter config")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path!r} is not valid JSON ({e}); was the save interrupted or the "
+                         f"file edited?") from None
+    except RecursionError:
+        raise ValueError(f"{path!r} nests JSON arrays or objects too deeply to be an adapter "
+                         f"config") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path!r} holds a {type(data).__name__}, not a JSON object of "
+                         f"config fields")
+    return data

@@ -71,6 +71,9 @@ def config_class(adapter_type: str) -> type["AdapterConfig"]:
     if it is not loaded yet (e.g. ``"physics"``)."""
     import importlib
 
+    if not isinstance(adapter_type, str):  # a JSON list or object is no name (and unhashable)
+        raise ValueError(f"adapter_type={adapter_type!r} is not valid; choose one of "
+                         f"{list(dict.fromkeys([*CONFIGS, *PROVIDERS]))}")
     if adapter_type not in CONFIGS and adapter_type in PROVIDERS:
         importlib.import_module(PROVIDERS[adapter_type])  # registers the family on import
     if adapter_type not in CONFIGS:

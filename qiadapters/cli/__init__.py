@@ -13,9 +13,11 @@ demo        the demo: MiniLM on WordNet glosses, Hamming vs peft LoRA (source ch
 
 Errors print one line (``qiadapters <command>: error: ...``), never a traceback.  Exit status 2:
 the call is refused -- an argument argparse or the library rejects (a budget nothing fits,
-``--max-n 1``), or a file or folder it names (missing, not an adapter folder, unreadable);
-exit status 1: the command ran and failed -- ``verify`` found a deviation, an optional
-package is missing (:class:`CommandError` and ``ImportError``).
+``--max-n 1``), or a file or folder it names (missing, a file where a folder is expected, not an adapter folder); exit status 1:
+the command ran and failed -- a folder it was given holds bad or hostile content (an invalid
+config, bad tensors, sizes over the bounds: :mod:`.content`), ``verify`` found a deviation,
+an optional package is missing (:class:`CommandError` and ``ImportError``).  Text from files
+is printed escaped.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from . import info, merge, plan, run
+from .content import printable
 
 #: command -> (module with ``add_arguments(parser)`` and ``main(args) -> int``, one-line help)
 COMMANDS = {
@@ -76,5 +79,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _error(prog: str, error: Exception, status: int) -> int:
     """Print ``error`` on one line (a message of several lines is joined) and return ``status``."""
     message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {printable(message)}", file=sys.stderr)
     return status

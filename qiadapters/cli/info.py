@@ -12,9 +12,10 @@ import re
 from collections import defaultdict
 
 from ..adapters.config import CONFIG_NAME
-from ..adapters.formats import FORMAT_KEY, VERSION_KEY
+from ..adapters.formats import FORMAT_KEY, VERSION_KEY, read_json
 from ..adapters.registry import layer_class
 from ..model import io
+from .content import folder_content, printable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,20 +39,22 @@ def module_table(config, state) -> dict[str, list[tuple[str, tuple[int, ...], in
 
 
 def main(args: argparse.Namespace) -> int:
-    config, state = io.read_adapter(args.directory)
-    with open(os.path.join(args.directory, CONFIG_NAME)) as f:
-        raw = json.load(f)
-    fmt, writer = raw.get(FORMAT_KEY), raw.get(VERSION_KEY)
+    with folder_content():
+        config, state = io.read_adapter(args.directory)
+        raw = read_json(os.path.join(args.directory, CONFIG_NAME))
+    fmt, writer = (printable(raw.get(key)) for key in (FORMAT_KEY, VERSION_KEY))
     print(f"adapter folder {args.directory}")
     print(f"family: {config.adapter_type} ({type(config).__name__}); format "
-          f"{fmt if fmt is not None else 1} (written by qiadapters {writer})")
+          f"{fmt if fmt != 'None' else 1} (written by qiadapters {writer})")
     print("config:")
     for key, value in config.to_dict().items():
         if key != "adapter_type":
-            print(f"  {key}: {json.dumps(value)}")
+            print(f"  {key}: {printable(json.dumps(value))}")
     table = module_table(config, state)
     total = sum(n for rows in table.values() for _, _, n in rows)
     print(f"{len(table)} modules, {len(state)} tensors, {total:,} parameters:")
+    table = {printable(m): [(printable(name), shape, n) for name, shape, n in rows]
+             for m, rows in table.items()}  # names from the file: no control characters
     width = max(len(m) for m in table) if table else 6
     for module, rows in table.items():
         for i, (name, shape, n) in enumerate(rows):

@@ -23,6 +23,7 @@ import shutil
 from typing import Callable
 
 from ..model import AdapterModel
+from .content import folder_content
 
 #: Files of a model folder that the merged model's own save replaces.
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
@@ -43,8 +44,8 @@ def load_model(directory: str):
 
     config = transformers.AutoConfig.from_pretrained(directory)
     names = getattr(config, "architectures", None) or []
-    cls = getattr(transformers, names[0], None) if names else None
-    if cls is None:
+    cls = getattr(transformers, names[0], None) if names and isinstance(names[0], str) else None
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
         raise ValueError(f"--model {directory!r}: its config names no transformers class in "
                          f"'architectures' ({names!r}); save the model with save_pretrained")
     return cls.from_pretrained(directory)
@@ -118,8 +119,10 @@ def main(args: argparse.Namespace) -> int:
         if not os.path.isdir(path):
             raise FileNotFoundError(f"{flag} {path!r} is not a folder")
     out = check_out(args)
-    model = load_model(args.model)
-    merged = AdapterModel.from_pretrained(model, args.adapter).merge_and_unload(safe_merge=True)
+    with folder_content():  # the folders' content is untrusted: bad content exits 1
+        model = load_model(args.model)
+        adapted = AdapterModel.from_pretrained(model, args.adapter)
+    merged = adapted.merge_and_unload(safe_merge=True)
 
     def write(folder: str) -> None:
         merged.save_pretrained(folder)

@@ -434,16 +434,19 @@ class AdapterModel(nn.Module):
             io.save_adapter(where, config, state, collective=collective, layers=layers)
 
     def load_adapter(self, directory: str | os.PathLike, adapter_name: str | None = None,
-                     is_trainable: bool = False) -> None:
+                     is_trainable: bool = False, allow_nonfinite: bool = False) -> None:
         """Inject and load a saved adapter under ``adapter_name`` (not activated).
 
         ``adapter_name=None`` means ``"default"`` while no adapter has that name; once one
         does, a name is required (as in PEFT, where ``load_adapter`` takes it explicitly):
         loading never replaces an existing adapter.  Everything (folder, version, config,
         tensor names and shapes) is checked before the model is modified.
-        ``is_trainable=False`` freezes the loaded adapter (inference).
+        ``is_trainable=False`` freezes the loaded adapter (inference).  The folder is
+        untrusted input (``docs/security.md``): tensors that are not floating point are
+        refused, and so are NaN or infinite values unless ``allow_nonfinite=True``.
         """
         checks.flag("is_trainable", is_trainable, TypeError)
+        checks.flag("allow_nonfinite", allow_nonfinite, TypeError)
         if adapter_name is None:
             if "default" in self.peft_config:
                 base = os.path.basename(os.path.normpath(os.fspath(directory))) or "adapter"
@@ -452,7 +455,7 @@ class AdapterModel(nn.Module):
                                  f"load_adapter({os.fspath(directory)!r}, adapter_name={base!r})")
             adapter_name = "default"
         self._check_new(adapter_name)
-        config, state, layers = io.read_saved(directory)
+        config, state, layers = io.read_saved(directory, allow_nonfinite)
         io.check_layers(self.base_model, layers, directory)  # before anything is built
         # the file's config is checked against this model: its errors name the file too
         with naming_file(os.path.join(os.fspath(directory), io.CONFIG_NAME)), \
@@ -470,14 +473,14 @@ class AdapterModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, directory: str | os.PathLike | None = None,
-                        adapter_name: str = "default",
-                        is_trainable: bool = False) -> "AdapterModel":
+                        adapter_name: str = "default", is_trainable: bool = False,
+                        allow_nonfinite: bool = False) -> "AdapterModel":
         """Load a saved adapter onto ``model`` and activate it.
 
         As in PEFT, ``is_trainable=False`` (the default) freezes the adapter and puts the
         model in eval mode; ``is_trainable=True`` puts it in training mode.  ``directory`` is a local folder (for a Hub repository, download
         it first: ``huggingface_hub.snapshot_download(repo_id)``).  On any error ``model`` is
-        left as it was (no adapters, no hooks).
+        left as it was (no adapters, no hooks).  ``allow_nonfinite``: see :meth:`load_adapter`.
         """
         if not isinstance(model, nn.Module):  # e.g. the folder alone, as for a peft config
             raise TypeError(f"model={model!r} is a {type(model).__name__}, not an nn.Module: "
@@ -488,7 +491,8 @@ class AdapterModel(nn.Module):
         io.check_directory(directory)
         am = cls(model)
         try:
-            am.load_adapter(directory, adapter_name, is_trainable=is_trainable)
+            am.load_adapter(directory, adapter_name, is_trainable=is_trainable,
+                            allow_nonfinite=allow_nonfinite)
         except BaseException:
             for hook in am._hooks:  # give the model back untouched
                 hook.remove()

@@ -65,6 +65,7 @@ from ..adapters.formats import upgrade_config as _upgrade_config
 from ..adapters.formats import LAYERS_KEY
 from ..adapters.selection import LAYOUT_KEYS
 from ..adapters.formats import check_layers as _check_record
+from ..adapters.formats import check_regular, read_json
 from ..adapters.layer import AdapterLayer, linear_widths, unwrap
 from .injection import adapter_layers
 from .modules_to_save import ModulesToSave
@@ -235,34 +236,48 @@ def check_directory(directory: str | os.PathLike) -> str:
                             f"wrote (holding {CONFIG_NAME} and {WEIGHTS_NAME})")
 
 
-def read_adapter(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
+def read_adapter(directory: str | os.PathLike, allow_nonfinite: bool = False
+                 ) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
     """Read a saved adapter of any supported format; every problem with the files raises
-    (FileNotFoundError / ValueError naming the file) before anything else happens."""
-    return read_saved(directory)[:2]
+    (FileNotFoundError / ValueError naming the file) before anything else happens: tensors
+    that are not floating point, or hold NaN or infinity unless ``allow_nonfinite``
+    (:func:`check_tensors`), included."""
+    return read_saved(directory, allow_nonfinite)[:2]
 
 
-def read_saved(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, torch.Tensor],
-                                                      dict[str, dict] | None]:
+def check_tensors(state: dict[str, torch.Tensor], where: str,
+                  allow_nonfinite: bool = False) -> None:
+    """ValueError naming the first tensor of ``state`` (read from the file ``where``) that is
+    not floating point (an adapter's tensors never are: an integer or bool tensor would be
+    cast silently), or that holds NaN or infinity (every output of the adapter would be NaN)
+    unless ``allow_nonfinite``."""
+    for key, t in state.items():
+        if not t.is_floating_point():
+            raise ValueError(f"{where!r}: tensor {key!r} has dtype {t.dtype}; adapter tensors "
+                             f"are floating point (float32, float16, bfloat16, float64): the "
+                             f"file was not written by save_pretrained")
+        if not allow_nonfinite:
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise ValueError(f"{where!r}: tensor {key!r} holds {bad} NaN or infinite "
+                                 f"value(s) of {t.numel()}, which would make every output NaN; "
+                                 f"pass allow_nonfinite=True to load it anyway")
+
+
+def read_saved(directory: str | os.PathLike, allow_nonfinite: bool = False
+               ) -> tuple[AdapterConfig, dict[str, torch.Tensor], dict[str, dict] | None]:
     """:func:`read_adapter`, and the file's per-layer record (None before format 5)."""
     directory = check_directory(directory)
     cfg_path = os.path.join(directory, CONFIG_NAME)
     weights = os.path.join(directory, WEIGHTS_NAME)
     for path in (cfg_path, weights):
-        if not os.path.isfile(path):
+        if not check_regular(path):
             subs = sorted(d for d in os.listdir(directory)
                           if os.path.isfile(os.path.join(directory, d, CONFIG_NAME)))
             hint = f"; adapters saved in its subfolders: {subs}" if subs else ""
             raise FileNotFoundError(f"{path!r} does not exist; a saved adapter directory holds "
                                     f"{CONFIG_NAME} and {WEIGHTS_NAME}{hint}")
-    try:
-        with open(cfg_path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{cfg_path!r} is not valid JSON ({e}); was the save interrupted or "
-                         f"the file edited?") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{cfg_path!r} holds a {type(data).__name__}, not a JSON object of "
-                         f"config fields")
+    data = read_json(cfg_path)
     layers = data.pop(LAYERS_KEY, None)
     with naming_file(cfg_path):
         fmt = _format_of(data, cfg_path)
@@ -274,6 +289,7 @@ def read_saved(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, t
         size = os.path.getsize(weights)
         raise ValueError(f"{weights!r} ({size} bytes) is not a readable safetensors file "
                          f"({e}); it is truncated or corrupted: save the adapter again") from None
+    check_tensors(state, weights, allow_nonfinite)
     return config, _upgrade_state(fmt, config, state), layers
 
 
@@ -286,15 +302,14 @@ def _saved_signature(directory: str) -> tuple[dict, dict] | None:
     give ``(None, shapes)``."""
     cfg_path = os.path.join(directory, CONFIG_NAME)
     weights = os.path.join(directory, WEIGHTS_NAME)
-    if not (os.path.exists(cfg_path) or os.path.exists(weights)):
+    if not (check_regular(cfg_path) | check_regular(weights)):  # a device or pipe: refused
         return None
     try:
         with safe_open(weights, "pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         if not os.path.exists(cfg_path):
             return None, shapes
-        with open(cfg_path) as f:
-            data = json.load(f)
+        data = read_json(cfg_path)
         layers = data.pop(LAYERS_KEY, None) if isinstance(data, dict) else None
         try:
             fmt = _format_of(data, cfg_path)

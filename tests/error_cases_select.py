@@ -116,3 +116,14 @@ def case_load_weights_other_layout(tmp):
     folder = _saved(tmp, blocks=3)  # 48 features: blocks of 16, n = 5
     live = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1", "fc2"], block_size=15))
     return (lambda: load_adapter_weights(live, folder)), live
+
+
+@case
+def case_select_exclude_backreference(tmp):
+    return (lambda: HammingConfig(target_modules=["fc1"], exclude_modules=r"(fc)\1")), None
+
+
+@case
+def case_layout_pattern_lookaround(tmp):
+    return (lambda: HammingConfig(target_modules=["fc1"],
+                                  layout_pattern={"(?=f)fc1": {"blocks": 2}})), None

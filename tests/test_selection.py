@@ -149,3 +149,48 @@ def test_an_exclude_modules_entry_that_excludes_nothing_is_named_in_a_warning():
                                          r"BertForSequenceClassification"):
         am = get_adapter_model(model, cfg)
     assert all(n.endswith("query") for n, _ in am.adapter_layers())
+
+
+HOSTILE = "(.|.)*!"  # re backtracks 2 ways per character: a 41-character name never ends
+LOAD = """
+import json, os, sys, tempfile, time
+from qiadapters import AdapterModel, HammingConfig, get_adapter_model
+from qiadapters.testing import tiny_bert
+folder = tempfile.mkdtemp()
+get_adapter_model(tiny_bert(0)[0], HammingConfig(target_modules=["query"])).save_pretrained(folder)
+path = os.path.join(folder, "adapter_config.json")
+saved = json.load(open(path))
+for fields in json.loads(sys.argv[1]):
+    json.dump({**saved, **fields}, open(path, "w"))
+    start = time.perf_counter()
+    try:
+        AdapterModel.from_pretrained(tiny_bert(0)[0], folder)
+    except ValueError as e:
+        print(json.dumps({"seconds": time.perf_counter() - start, "error": str(e)}), flush=True)
+"""
+HOSTILE_CASES = [
+    (dict(exclude_modules=HOSTILE), "excludes none of the 2 modules"),
+    (dict(layers_to_transform=[0], layers_pattern=HOSTILE), "has a layer index after "
+                                                            "layers_pattern="),
+    (dict(layout_pattern={HOSTILE: {"blocks": 2}}), "matches no adapted module"),
+]
+
+
+def test_a_hostile_selection_regex_in_a_downloaded_folder_cannot_hang_loading():
+    """The selection fields' regexes run in time linear in the module name (as
+    target_modules does), so a backtracking pattern in a downloaded adapter_config.json is
+    refused in well under a second instead of hanging the load (with re, each of these
+    loads runs for ever)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    run = subprocess.run([sys.executable, "-c", LOAD, json.dumps([f for f, _ in HOSTILE_CASES])],
+                         capture_output=True, text=True, timeout=120, env=env)
+    results = [json.loads(line) for line in run.stdout.strip().splitlines()]
+    assert len(results) == len(HOSTILE_CASES), run.stderr[-2000:]
+    for (fields, match), result in zip(HOSTILE_CASES, results):
+        assert match in result["error"] and "adapter_config.json" in result["error"], fields
+        assert result["seconds"] < 5, fields

@@ -8,8 +8,9 @@ regexes to the layout of the layers they match, as peft's ``rank_pattern`` maps 
 """
 from __future__ import annotations
 
-import re
 from typing import Any
+
+from .patterns import ModulePattern, compile_pattern
 
 #: The layout fields a ``layout_pattern`` entry may set (the others are the config's).
 LAYOUT_FIELDS = ("blocks", "block_size", "n_qubits", "orders")
@@ -21,11 +22,18 @@ RECORD_FIELDS = ("blocks", "n", "block_size", "orders", "side", "parametrization
 LAYOUT_KEYS = ("layout", "experts")
 
 
-def _regex(arg: str, value: str) -> None:
+def compiled(pattern: str, shown: str) -> ModulePattern:
+    """``pattern`` compiled for matching in time linear in the name
+    (:mod:`~qiadapters.adapters.patterns`: a pattern from a downloaded config cannot hang
+    injection); its errors name it as ``shown`` (e.g. ``"exclude_modules='fc('"``)."""
     try:
-        re.compile(value)
-    except re.error as e:
-        raise ValueError(f"{arg}={value!r} is not a valid regex: {e}") from None
+        return compile_pattern(pattern)
+    except ValueError as e:
+        raise ValueError(str(e).replace(f"target_modules={pattern!r}", shown)) from None
+
+
+def _regex(arg: str, value: str) -> None:
+    compiled(value, f"{arg}={value!r}")
 
 
 def _strings(arg: str, value: Any) -> Any:
@@ -62,6 +70,8 @@ def check_selection(config) -> None:
         config.layers_to_transform = _indices(layers)
     if pattern is not None:
         config.layers_pattern = _strings("layers_pattern", pattern)
+        for entry in [pattern] if isinstance(pattern, str) else pattern:
+            _regex("layers_pattern", entry)
         if layers is None:
             raise ValueError(f"layers_pattern={pattern!r} is given without layers_to_transform; "
                              f"it only says where layers_to_transform's indices are (as in "
@@ -88,10 +98,7 @@ def check_layout_pattern(value: Any) -> dict[str, dict[str, Any]]:
     for key, layout in value.items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"layout_pattern key {key!r} must be a non-empty regex string")
-        try:
-            re.compile(key)
-        except re.error as e:
-            raise ValueError(f"layout_pattern key {key!r} is not a valid regex: {e}") from None
+        compiled(key, f"layout_pattern key {key!r}")
         if not isinstance(layout, dict) or not layout or set(layout) - set(LAYOUT_FIELDS):
             bad = sorted(set(layout) - set(LAYOUT_FIELDS)) if isinstance(layout, dict) else []
             raise ValueError(f"layout_pattern[{key!r}]={layout!r} must be a non-empty dict of "
@@ -102,17 +109,22 @@ def check_layout_pattern(value: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def name_matches(pattern: str, name: str) -> bool:
-    """Whether regex ``pattern`` matches the whole module name ``name`` (the one place the
-    selection fields run a regex on a name)."""
-    return re.fullmatch(pattern, name) is not None
+def name_matches(pattern: str, name: str, shown: str = "") -> bool:
+    """Whether regex ``pattern`` matches the whole module name ``name``, as ``re.fullmatch``
+    would, in time linear in the name (the one place the selection fields run a regex on a
+    name); ``shown`` names the pattern in errors."""
+    try:
+        return compiled(pattern, shown or repr(pattern)).fullmatch(name)
+    except ValueError as e:  # too costly a match
+        raise ValueError(str(e).replace(f"target_modules={pattern!r}", shown or repr(pattern))
+                         ) from None
 
 
 def key_matches(key: str, name: str) -> bool:
     """Whether a ``layout_pattern`` key matches module ``name`` as peft's ``rank_pattern``
     keys do: ``re.match(rf"(.*\\.)?({key})$", name)``, i.e. the key matches the whole name
     or a tail of it after a dot (module names hold no newline)."""
-    return name_matches(rf"(?:.*\.)?(?:{key})", name)
+    return name_matches(rf"(?:.*\.)?(?:{key})", name, f"layout_pattern key {key!r}")
 
 
 def pattern_key(patterns, name: str) -> str | None:

@@ -14,7 +14,6 @@ Layouts: a Hamming layer's options are its config's, then its ``layout_pattern``
 from __future__ import annotations
 
 import dataclasses
-import re
 import warnings
 from typing import Any
 
@@ -29,17 +28,24 @@ _CONFIG_DECIDES = ("orders", "side", "parametrization")
 
 
 def layer_index(name: str, layers_pattern) -> int | None:
-    """peft's layer index of module ``name`` (None when it has none)."""
+    """peft's layer index of module ``name`` (None when it has none): the first all-digit
+    name component followed by another, after a component matching ``layers_pattern`` (a
+    regex, or a list of them tried in order), or with no pattern the first such component
+    after two others -- what peft's ``re.match(rf"(?:^|.*?\\.){pattern}\\.(?P<idx>\\d+)\\.",
+    name)`` and ``re.match(r".*?\\.[^.]*\\.(?P<idx>\\d+)\\.", name)`` find, with the pattern
+    run in linear time (the earliest start, then the nearest index, where a pattern could
+    match several spans)."""
+    parts = name.split(".")
+    numbers = [k for k in range(len(parts) - 1) if parts[k].isdecimal()]
     if not layers_pattern:
-        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
-    else:
-        patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
-        match = None
-        for pattern in patterns:
-            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
-            if match is not None:
-                break
-    return None if match is None else int(match["idx"])
+        return next((int(parts[k]) for k in numbers if k >= 2), None)
+    for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
+        for j in range(len(parts)):
+            for k in numbers:
+                if k > j and name_matches(pattern, ".".join(parts[j:k]),
+                                          f"layers_pattern={pattern!r}"):
+                    return int(parts[k])
+    return None
 
 
 def _excluded(name: str, exclude) -> bool:

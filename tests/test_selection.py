@@ -194,3 +194,32 @@ def test_a_hostile_selection_regex_in_a_downloaded_folder_cannot_hang_loading():
     for (fields, match), result in zip(HOSTILE_CASES, results):
         assert match in result["error"] and "adapter_config.json" in result["error"], fields
         assert result["seconds"] < 5, fields
+
+
+NAMES = ["bert.encoder.layer.0.attention.self.query", "model.layers.1.experts.0.w1",
+         "transformer.h.11.attn.c_attn", "layer.3.fc", "a.0.b", "a.b.0", "a.b.0.c",
+         "x.layer.12.y.3.z", "0.a.b.1.c", "m.layers.02.q", "blocks.1.0.mlp", "enc.h.x.4.y"]
+
+
+@pytest.mark.parametrize("pattern", [None, "layer", "layers", "h", "lay.r", "(h|layers)",
+                                     "experts", "encoder.layer", ["x", "layers"]])
+def test_the_layer_index_is_peft_regexes(pattern):
+    """peft's two regexes (check_target_module_exists) are the reference.  (A pattern with a
+    top-level alternation, "h|layers", splits peft's regex, which does not parenthesise it;
+    ours reads it as "(h|layers)".)"""
+    import re
+
+    from qiadapters.model.selection import layer_index
+
+    def peft_index(name):
+        if not pattern:
+            m = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
+        else:
+            m = None
+            for p in [pattern] if isinstance(pattern, str) else pattern:
+                m = re.match(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", name)
+                if m is not None:
+                    break
+        return None if m is None else int(m["idx"])
+    for name in NAMES:
+        assert layer_index(name, pattern) == peft_index(name), name

@@ -34,7 +34,8 @@ def layer_index(name: str, layers_pattern) -> int | None:
     after two others -- what peft's ``re.match(rf"(?:^|.*?\\.){pattern}\\.(?P<idx>\\d+)\\.",
     name)`` and ``re.match(r".*?\\.[^.]*\\.(?P<idx>\\d+)\\.", name)`` find, with the pattern
     run in linear time (the earliest start, then the nearest index, where a pattern could
-    match several spans)."""
+    match several spans; a pattern is one unit, "h|layers" as "(h|layers)", which peft's
+    regex does not parenthesise)."""
     parts = name.split(".")
     numbers = [k for k in range(len(parts) - 1) if parts[k].isdecimal()]
     if not layers_pattern:

@@ -6,7 +6,7 @@ adapters.  Each adapter's state lives in the ``nn.ModuleDict`` attributes listed
 ``other_param_names`` (settings rebuilt from the config, not saved), keyed by adapter name,
 so adding, activating, deleting, casting and saving are generic and live here.
 
-A family implements four hooks, nothing else:
+A family implements these hooks, nothing else:
 
 =====================  ==================================================================
 ``build`` (classmethod)  validate the options against the base module and construct one
@@ -16,6 +16,8 @@ A family implements four hooks, nothing else:
                          default a second call of ``adapter_forward``)
 ``fold``                 a pure map of the base parameters to the merged ones (optional:
                          a family without it is not mergeable)
+``mixed_forward``        the output of a mixed-adapter batch, one adapter per row
+                         (optional: a family without it refuses ``adapter_names=[...]``)
 =====================  ==================================================================
 
 and may refine :meth:`~AdapterLayer.merge_blocker` (the one place mergeability is declared)

@@ -106,7 +106,7 @@ def main(workdir: str, cases: list[str]) -> None:
             else:
                 AdapterModel.from_pretrained(model, folders[case])
             error = None
-        except (ValueError, TypeError, MemoryError) as e:
+        except (ValueError, TypeError, MemoryError, RuntimeError) as e:
             error = f"{type(e).__name__}: {e}"
         seconds = time.perf_counter() - start
         print(json.dumps({"case": case, "seconds": round(seconds, 3),

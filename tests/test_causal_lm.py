@@ -84,10 +84,10 @@ def test_greedy_generation_is_the_same_cached_uncached_and_merged(model_name, co
 
 @pytest.mark.parametrize("model_name, config_name", CASES)
 def test_generation_goes_through_the_adapter_model_and_its_cache(model_name, config_name):
-    """``am.generate`` is the wrapped model's, runs the adapted layers, and the KV cache's
+    """``am.generate`` wraps the wrapped model's, runs the adapted layers, and the KV cache's
     last-token logits equal a full forward's (greedy argmax picks agree step by step)."""
     am, prompt, _ = adapted(model_name, config_name)
-    assert am.generate.__func__ is type(am.base_model).generate
+    assert am.generate.__wrapped__.__func__ is type(am.base_model).generate
     with torch.no_grad():
         out = am.generate(**prompt, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                           do_sample=False, use_cache=True, output_logits=True,

@@ -111,7 +111,8 @@ class AdapterModel(nn.Module):
         """The wrapped model's ``generate`` (absent when it has none), taking
         ``adapter_names=[...]`` too: one adapter per prompt, its beams and sampled sequences
         included (:meth:`forward`)."""
-        return functools.partial(mixed.generate, self, self.base_model.generate)
+        base = self.base_model.generate
+        return functools.update_wrapper(functools.partial(mixed.generate, self, base), base)
 
     def get_base_model(self) -> nn.Module:
         """The wrapped model (with its adapter layers in place)."""

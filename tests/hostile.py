@@ -74,8 +74,9 @@ def prepare(workdir: str, case: str) -> str:
     from qiadapters import AdapterModel
     family, edit = CASES[case]
     folder = os.path.join(workdir, case)
-    if family == "save":
-        os.makedirs(folder)
+    if family == "save":  # an adapter saved there, then its config replaced by the link
+        AdapterModel(_model(), _config("hamming")).save_pretrained(folder)
+        os.remove(os.path.join(folder, "adapter_config.json"))
         os.symlink("/dev/zero", os.path.join(folder, "adapter_config.json"))
         return folder
     AdapterModel(_model(), _config(family)).save_pretrained(folder)

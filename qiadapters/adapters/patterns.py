@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import functools
 import re
-import re._constants as C
-import re._parser as parser
 from typing import Callable
+
+try:  # Python 3.11 on: the parser of the re module
+    import re._constants as C
+    import re._parser as parser
+except ImportError:  # Python 3.10
+    import sre_constants as C  # type: ignore[no-redef]
+    import sre_parse as parser  # type: ignore[no-redef]
 
 __all__ = ["MAX_STATES", "ModulePattern", "compile_pattern", "fullmatch"]
 
@@ -153,7 +158,8 @@ class _Compiler:
         else:
             names = {C.GROUPREF: "a backreference", C.ASSERT: "a lookaround",
                      C.ASSERT_NOT: "a negative lookaround", C.GROUPREF_EXISTS: "a conditional",
-                     C.ATOMIC_GROUP: "an atomic group", C.POSSESSIVE_REPEAT: "a possessive repeat"}
+                     getattr(C, "ATOMIC_GROUP", None): "an atomic group",  # 3.11 on
+                     getattr(C, "POSSESSIVE_REPEAT", None): "a possessive repeat"}
             raise _Refused(names.get(op, f"the construct {op}"))
 
 

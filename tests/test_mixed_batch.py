@@ -5,8 +5,8 @@ mixture adapters, modules_to_save copies, forward and generate; the work grows w
 distinct adapters, not the rows; the refusals."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+import os
+import sys
 
 import pytest
 import torch
@@ -14,11 +14,13 @@ from torch import nn
 
 import physics
 from qiadapters import HammingConfig, MixtureConfig, get_adapter_model
-from qiadapters.adapters.config import AdapterConfig
-from qiadapters.adapters.layer import AdapterLayer, AdapterParts
 from qiadapters.adapters.registry import registered
 from qiadapters.testing import perturb
 from qiadapters.tiny_models import tiny_bert, tiny_gpt2
+
+sys.path.insert(0, os.path.dirname(__file__))  # the catalogue's cases, as test_errors reads them
+import error_cases  # noqa: F401,E402  (before error_cases_batch, which it imports)
+from error_cases_batch import _NoMixConfig, _NoMixLayer  # noqa: E402  (a family without it)
 
 ROWS = ["b", "__base__", "default", "b", "c", "default"]
 
@@ -161,31 +163,13 @@ def test_refusals_name_the_argument_before_running():
         am(**batch, adapter_names=ROWS)
 
 
-@dataclass
-class _ScaleConfig(AdapterConfig):
-    adapter_type: ClassVar[str] = "test-mixed-scale"
-
-
-class _ScaleLayer(AdapterLayer):
-    """A family without mixed-batch support (it does not implement ``mixed_forward``)."""
-
-    adapter_layer_names = ("scale",)
-
-    @classmethod
-    def build(cls, base_layer):
-        return AdapterParts(modules={"scale": nn.Linear(1, 1)}, settings={})
-
-    def adapter_forward(self, x, adapter_names, *args, **kwargs):
-        return 2 * self.base_layer(x, *args, **kwargs)
-
-
 def test_a_family_without_mixed_batches_is_refused_by_name():
-    with registered(_ScaleConfig, _ScaleLayer):
+    with registered(_NoMixConfig, _NoMixLayer):
         model, _ = tiny_bert()
         am = get_adapter_model(model, HammingConfig(target_modules=["query"])).eval()
-        am.add_adapter("s", _ScaleConfig(target_modules=["value"]))
+        am.add_adapter("s", _NoMixConfig(target_modules=["value"]))
         batch = _batch()
-        with pytest.raises(TypeError, match="_ScaleLayer adapters, which cannot serve "
+        with pytest.raises(TypeError, match="_NoMixLayer adapters, which cannot serve "
                                             "mixed-adapter batches"):
             am(**batch, adapter_names=["s"] * len(ROWS))
         with torch.no_grad():  # rows that do not use it are served

@@ -144,10 +144,12 @@ def run_hamming(tasks, steps, batch) -> list[dict]:
 
 
 def run_lora(tasks, steps, batch) -> list[dict]:
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
+
+    from .registry import lora_config
 
     model, _ = load_minilm(num_labels=NOUN_CLASSES + VERB_CLASSES, seed=0)
-    cfg = LoraConfig(r=8, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"])
+    cfg = lora_config(8, target_modules=["query", "value"], modules_to_save=None)
     pm = get_peft_model(model, cfg, adapter_name="nouns")
     pm.add_adapter("verbs", cfg)
     head = pm.base_model.model.classifier

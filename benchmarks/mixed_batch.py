@@ -61,9 +61,11 @@ def qiadapters_model():
 
 
 def peft_model():
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    config = LoraConfig(r=8, lora_alpha=8, target_modules=TARGETS)
+    from .registry import lora_config
+
+    config = lora_config(8, target_modules=TARGETS, modules_to_save=None)
     pm = get_peft_model(minilm_architecture(), config, adapter_name=ADAPTERS[0])
     for name in ADAPTERS[1:]:
         pm.add_adapter(name, config)

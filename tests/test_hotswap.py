@@ -89,3 +89,27 @@ def test_refusals_name_both_and_change_nothing(tmp_path):
         hotswap_adapter(am, first)
     for k, v in am.state_dict().items():
         assert torch.equal(v, merged[k]), k
+
+
+def test_a_saved_layer_layout_other_than_the_live_one_is_refused(tmp_path):
+    """The config matches but the file's per-layer record says another layout (blocks 15
+    apart instead of 16: the same tensor shapes): refused, nothing copied."""
+    import json
+
+    from qiadapters.testing import TinyMLP
+
+    def adapted():
+        torch.manual_seed(0)
+        return get_adapter_model(TinyMLP(hidden=48).eval(),
+                                 HammingConfig(target_modules=["fc2"], blocks=3))
+
+    perturb(adapted()).save_pretrained(tmp_path)
+    path = tmp_path / "adapter_config.json"
+    data = json.loads(path.read_text())
+    data["layers"]["fc2"]["layout"]["block_size"] = 15
+    path.write_text(json.dumps(data))
+    live = adapted()
+    before = {k: v.clone() for k, v in live.state_dict().items()}
+    with pytest.raises(ValueError, match=r"'layers' record of layer 'fc2' says block_size=15"):
+        hotswap_adapter(live, tmp_path)
+    assert all(torch.equal(v, live.state_dict()[k]) for k, v in before.items())

@@ -18,6 +18,7 @@ import torch
 
 from ..adapters.config import AdapterConfig
 from . import io
+from .selection import check_live
 
 __all__ = ["hotswap_adapter", "layout_difference"]
 
@@ -56,6 +57,7 @@ def hotswap_adapter(model, directory: str | os.PathLike, adapter_name: str = "de
                          f"{list(model.peft_config)}")
     config, state, layers = io.read_saved(directory)
     io.check_layers(model.base_model, layers, directory)
+    check_live(model.base_model, adapter_name, layers, directory)  # each layer's layout
     where = os.fspath(directory)
     live = model.peft_config[adapter_name]
     diff = layout_difference(config, live)

@@ -57,7 +57,6 @@ def hotswap_adapter(model, directory: str | os.PathLike, adapter_name: str = "de
                          f"{list(model.peft_config)}")
     config, state, layers = io.read_saved(directory)
     io.check_layers(model.base_model, layers, directory)
-    check_live(model.base_model, adapter_name, layers, directory)  # each layer's layout
     where = os.fspath(directory)
     live = model.peft_config[adapter_name]
     diff = layout_difference(config, live)
@@ -66,6 +65,7 @@ def hotswap_adapter(model, directory: str | os.PathLike, adapter_name: str = "de
                          f"{adapter_name!r} have different layouts ({diff}, saved vs live); "
                          f"hot-swapping copies tensors into the live layout: load it with "
                          f"load_adapter({where!r}, adapter_name=...) instead")
+    check_live(model.base_model, adapter_name, layers, directory)  # each layer's layout
     merged = [n for n, l in model.adapter_layers() if adapter_name in l.merged_adapters]
     if merged:
         raise RuntimeError(f"adapter {adapter_name!r} is merged (layers {merged[:3]}); call "

@@ -29,7 +29,7 @@ Format versions (a file of any listed version loads; a newer one is refused by n
                          (:func:`~qiadapters.adapters.hamming.default_blocks`); in older
                          files it meant 3 blocks on every layer, so such configs (a
                          mixture's experts included) load with ``blocks=3``
- 5   after 0.3.2         ``"layers"``: each adapted layer's shape, checked on load (an
+ 5   qiadapters 0.4.0    ``"layers"``: each adapted layer's shape, checked on load (an
                          adapter whose tensors fit another model, e.g. Hamming blocks of
                          the same layout on another width, is refused), and each Hamming
                          layer's resolved layout (blocks, n, block size, orders, side,

@@ -113,3 +113,12 @@ def case_config_file_bad_value(tmp):
     folder = _saved(tmp)
     _edit_json(folder, orders=[0, 1])
     return (lambda: AdapterConfig.load(folder)), None
+
+
+# ------------------------------------------------------------------ op counting
+@case
+def case_op_count_warmup(tmp):
+    from qiadapters.op_count import count_train_step
+
+    model = _mlp()
+    return (lambda: count_train_step(model, {}, None, warmup=-1)), model

@@ -1,0 +1,127 @@
+"""The ATen-op counter (qiadapters.op_count) against hand-derived counts, and the exact op
+counts of a MiniLM-architecture training step as a regression test (benchmarks/op_count.py:
+on a GPU such a step is bound by kernel launches, and each op counted is at least one)."""
+import pytest
+import torch
+from torch import nn
+
+from qiadapters.op_count import OpCounter, count_train_step, exclusion
+
+aten = torch.ops.aten
+
+
+def test_exclusion_rules():
+    assert exclusion(aten.view.default) == "view"
+    assert exclusion(aten.t.default) == "view"
+    assert exclusion(aten.detach.default) == "view"
+    assert exclusion(aten._unsafe_view.default) == "metadata"
+    assert exclusion(aten.empty.memory_format) == "allocation"
+    assert exclusion(torch.ops.prim.device.default) == "not aten"
+    # in-place and out= ops return an alias they write: they run a kernel
+    assert exclusion(aten.add_.Tensor) is None
+    assert exclusion(aten.mm.out) is None
+    assert exclusion(aten.mm.default) is None
+
+
+def test_linear_relu_sum_by_hand():
+    """``relu(x @ W.T + b).sum()`` and its backward, x constant. From autograd's formulas:
+    forward ``linear`` = ``t(W)`` (view) + ``addmm``, then ``relu``, ``sum``; backward: the
+    seed ``ones_like``, sum's ``expand`` (view), ``threshold_backward``, W's gradient
+    ``mm(grad.t(), x)`` (views ``t``), b's gradient ``sum`` over the batch (+ ``view``)."""
+    torch.manual_seed(0)
+    lin, x = nn.Linear(4, 3), torch.randn(2, 4)
+    with OpCounter() as counter:
+        with counter.phase("forward"):
+            loss = torch.relu(lin(x)).sum()
+        with counter.phase("backward"):
+            loss.backward()
+    assert counter.by_op("forward") == {"aten::addmm": 1, "aten::relu": 1, "aten::sum": 1}
+    assert counter.by_op("backward") == {"aten::ones_like": 1, "aten::threshold_backward": 1,
+                                         "aten::mm": 1, "aten::sum": 1}
+    assert counter.by_phase() == {"forward": 3, "backward": 4} and counter.total == 7
+    excluded = {name for _, name in counter.excluded}
+    assert {"aten::t", "aten::expand"} <= excluded
+    assert all(reason == "view" for reason, _ in counter.excluded)
+
+
+def test_adamw_foreach_step_by_hand():
+    """torch.optim.AdamW(foreach=True), not capturable, 2 parameters, one dtype and device:
+    weight decay ``_foreach_mul_``, ``_foreach_lerp_`` (first moment), ``_foreach_mul_`` +
+    ``_foreach_addcmul_`` (second), ``_foreach_sqrt``, ``_foreach_div_``, ``_foreach_add_``
+    (eps), ``_foreach_addcdiv_`` (update): 8 ops whatever the number of parameters. The step
+    counters are 0-dim host tensors: their increment and one ``item()`` per parameter for
+    each bias correction are host work (1 + 2 * 2), kept apart."""
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 3)
+    batch = {"x": torch.randn(2, 4)}
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            return type("Out", (), {"loss": self.lin(x).square().sum()})()
+
+    opt = torch.optim.AdamW(lin.parameters(), lr=1e-3, foreach=True)
+    counter = count_train_step(Model(), batch, opt)
+    assert counter.by_op("optimizer") == {
+        "aten::_foreach_mul_": 2, "aten::_foreach_lerp_": 1, "aten::_foreach_addcmul_": 1,
+        "aten::_foreach_sqrt": 1, "aten::_foreach_div_": 1, "aten::_foreach_add_": 1,
+        "aten::_foreach_addcdiv_": 1}
+    assert dict(counter.host) == {("optimizer", "aten::_foreach_add_"): 1,
+                                  ("optimizer", "aten::_local_scalar_dense"): 4}
+    assert lin.weight.grad is None  # zero_grad(set_to_none=True) ran
+
+
+def test_warmup_refused():
+    with pytest.raises(ValueError, match="warmup must be an int >= 0, got -1"):
+        count_train_step(nn.Linear(2, 2), {}, None, warmup=-1)
+
+
+# (targets, method) -> (ops, forward, backward, optimizer) of one step, 2 layers of MiniLM's
+# architecture, 1 x 32 tokens, train mode; torch 2.13, transformers 5.25, peft 0.21.2
+# (`python -m benchmarks.op_count --layers 2` prints them). A change is a change in the number
+# of kernels a GPU step launches: update the table only for a change meant to make it.
+EXPECTED = {
+    ("query,value", "head"): (86, 73, 5, 8),
+    ("query,value", "lora-r8"): (169, 89, 72, 8),
+    ("query,value", "hamming-12-b3"): (217, 112, 97, 8),
+    ("query,value", "hamming-12-bs32"): (217, 112, 97, 8),
+    ("all-linear", "head"): (86, 73, 5, 8),
+    ("all-linear", "lora-r8"): (259, 125, 126, 8),
+    ("all-linear", "hamming-12-b3"): (604, 254, 342, 8),
+    ("all-linear", "hamming-12-bs32"): (313, 156, 149, 8),
+}
+
+
+@pytest.fixture(scope="module")
+def minilm_counts():
+    from benchmarks.op_count import count_all
+
+    methods = [(name, None) for name in ("head", "lora-r8", "hamming-12-b3",
+                                         "hamming-12-bs32")]
+    return {(r["targets"], r["method"]): r for r in count_all(layers=2, methods=methods)}
+
+
+@pytest.mark.parametrize("key", list(EXPECTED))
+def test_minilm_step_op_counts(minilm_counts, key):
+    row = minilm_counts[key]
+    got = (row["ops"], row["forward"], row["backward"], row["optimizer"])
+    assert got == EXPECTED[key], f"{key}: {got} != {EXPECTED[key]}; ops {row['by_op']}"
+
+
+def test_minilm_added_ops(minilm_counts):
+    """What each method adds over head-only, against LoRA r=8: the adapters of every target
+    are counted (2 layers: 4 on query/value, 13 on all-linear, the pooler included), and
+    blocks of 32 features cost far fewer launches than the default 3 blocks on the wide FFN."""
+    rows = minilm_counts
+    assert {k: rows[k]["adapted_layers"] for k in rows if k[1] != "head"} == {
+        ("query,value", "lora-r8"): 4, ("query,value", "hamming-12-b3"): 4,
+        ("query,value", "hamming-12-bs32"): 4, ("all-linear", "lora-r8"): 13,
+        ("all-linear", "hamming-12-b3"): 13, ("all-linear", "hamming-12-bs32"): 13}
+    for key, row in rows.items():
+        assert row["added"] == row["ops"] - rows[key[0], "head"]["ops"]
+        assert row["ratio_to_lora"] == round(row["added"] / rows[key[0], "lora-r8"]["added"], 3)
+    assert rows["all-linear", "hamming-12-bs32"]["added"] < \
+        0.5 * rows["all-linear", "hamming-12-b3"]["added"]

@@ -80,28 +80,59 @@ def test_warmup_refused():
 
 
 # (targets, method) -> (ops, forward, backward, optimizer) of one step, 2 layers of MiniLM's
-# architecture, 1 x 32 tokens, train mode; torch 2.13, transformers 5.25, peft 0.21.2
-# (`python -m benchmarks.op_count --layers 2` prints them). A change is a change in the number
-# of kernels a GPU step launches: update the table only for a change meant to make it.
+# architecture, 1 x 32 tokens, train mode, the adapters' routes chosen as on CUDA; torch 2.13,
+# transformers 5.25, peft 0.21.2 (`python -m benchmarks.op_count --layers 2` prints them). A
+# change is a change in the number of kernels a GPU step launches: update the table only for a
+# change meant to make it.
 EXPECTED = {
     ("query,value", "head"): (86, 73, 5, 8),
     ("query,value", "lora-r8"): (169, 89, 72, 8),
+    ("query,value", "hamming-12-bs128"): (217, 112, 97, 8),
     ("query,value", "hamming-12-b3"): (217, 112, 97, 8),
     ("query,value", "hamming-12-bs32"): (217, 112, 97, 8),
     ("all-linear", "head"): (86, 73, 5, 8),
     ("all-linear", "lora-r8"): (259, 125, 126, 8),
-    ("all-linear", "hamming-12-b3"): (604, 254, 342, 8),
+    ("all-linear", "hamming-12-bs128"): (313, 156, 149, 8),
+    ("all-linear", "hamming-12-b3"): (391, 190, 193, 8),
     ("all-linear", "hamming-12-bs32"): (313, 156, 149, 8),
 }
+
+
+def test_routes_as_cuda():
+    """Inside routes_as("cuda") the library's device-type choices answer as on CUDA for CPU
+    tensors, and are restored after: 165 blocks at n = 15 are written row pair by row pair on
+    the CPU (1.8M entries >= ROW_LOOP_MIN_ENTRIES) but gathered on CUDA (29 MB of operands)."""
+    import importlib
+
+    from benchmarks.op_count import routes_as
+
+    compound = importlib.import_module("qiadapters.circuits.compound")
+    route_cost = importlib.import_module("qiadapters.circuits.route_cost")
+    U = torch.zeros(165, 15, 15)
+    assert compound.row_route(U) and route_cost.costs_for("cpu") == route_cost.COSTS["cpu"]
+    with routes_as("cuda"):
+        assert not compound.row_route(U)
+        assert route_cost.costs_for("cpu") == route_cost.COSTS["cuda"]
+    assert compound.row_route(U) and route_cost.costs_for("cpu") == route_cost.COSTS["cpu"]
+
+
+def test_minilm_step_cpu_routes():
+    """The same step with the CPU's routes: the order-2 compounds of 3 blocks on each of the
+    13 layers (n = 15, 31 on the FFN) are written row pair by row pair, O(n) ops each."""
+    from benchmarks.op_count import count_method
+
+    row = count_method("hamming-12-b3", "all-linear", layers=2, routes="cpu")
+    assert (row["ops"], row["forward"], row["backward"], row["optimizer"]) == (604, 254, 342, 8)
 
 
 @pytest.fixture(scope="module")
 def minilm_counts():
     from benchmarks.op_count import count_all
 
-    methods = [(name, None) for name in ("head", "lora-r8", "hamming-12-b3",
-                                         "hamming-12-bs32")]
-    return {(r["targets"], r["method"]): r for r in count_all(layers=2, methods=methods)}
+    methods = [(name, None) for name in ("head", "lora-r8", "hamming-12-bs128",
+                                         "hamming-12-b3", "hamming-12-bs32")]
+    return {(r["targets"], r["method"]): r for r in count_all(layers=2, methods=methods,
+                                                                cpu_routes=False)}
 
 
 @pytest.mark.parametrize("key", list(EXPECTED))
@@ -113,15 +144,18 @@ def test_minilm_step_op_counts(minilm_counts, key):
 
 def test_minilm_added_ops(minilm_counts):
     """What each method adds over head-only, against LoRA r=8: the adapters of every target
-    are counted (2 layers: 4 on query/value, 13 on all-linear, the pooler included), and
-    blocks of 32 features cost far fewer launches than the default 3 blocks on the wide FFN."""
+    are counted (2 layers: 4 on query/value, 13 on all-linear, the pooler included); on every
+    linear layer LoRA adds the fewest, blocks of 32 or 128 features (the default layout)
+    fewer than 3 blocks on every layer (n = 31 on the FFN)."""
     rows = minilm_counts
     assert {k: rows[k]["adapted_layers"] for k in rows if k[1] != "head"} == {
-        ("query,value", "lora-r8"): 4, ("query,value", "hamming-12-b3"): 4,
-        ("query,value", "hamming-12-bs32"): 4, ("all-linear", "lora-r8"): 13,
-        ("all-linear", "hamming-12-b3"): 13, ("all-linear", "hamming-12-bs32"): 13}
+        (targets, name): 4 if targets == "query,value" else 13
+        for targets in ("query,value", "all-linear")
+        for name in ("lora-r8", "hamming-12-bs128", "hamming-12-b3", "hamming-12-bs32")}
     for key, row in rows.items():
         assert row["added"] == row["ops"] - rows[key[0], "head"]["ops"]
         assert row["ratio_to_lora"] == round(row["added"] / rows[key[0], "lora-r8"]["added"], 3)
-    assert rows["all-linear", "hamming-12-bs32"]["added"] < \
-        0.5 * rows["all-linear", "hamming-12-b3"]["added"]
+    added = {name: rows["all-linear", name]["added"]
+             for name in ("lora-r8", "hamming-12-bs128", "hamming-12-bs32", "hamming-12-b3")}
+    assert added["lora-r8"] < min(added["hamming-12-bs32"], added["hamming-12-bs128"])
+    assert max(added["hamming-12-bs32"], added["hamming-12-bs128"]) < added["hamming-12-b3"]

@@ -8,7 +8,7 @@ host-side step counters (its docstring says which ops and why). Every op counted
 one kernel launch.
 
 MiniLM's architecture (all-MiniLM-L6-v2's BERT config, random weights: the op count does
-not depend on them), train mode (dropout on, as fine-tuning runs), one sequence of 32
+not depend on them), train mode with dropout off (:data:`DROPOUT`), one sequence of 32
 tokens, 26 labels; each registry method (:mod:`benchmarks.registry`) on every linear layer
 of the encoder and on ``query``/``value``; the head (``classifier``) is trained by every
 method, and ``head`` trains it alone. The second step is counted (the first creates the
@@ -42,6 +42,13 @@ METHODS = [("head", None), ("lora-r8", None), ("oft", None), ("hamming-12-bs128"
 TARGET_SETS = {"all-linear": "all-linear", "query,value": ("query", "value")}
 REFERENCE = "lora-r8"
 NUM_LABELS, TOKENS = 26, 32
+#: Dropout off: with dropout the CPU's scaled-dot-product attention falls back to its math
+#: path (``bmm``, softmax, dropout as ``bernoulli_``/``div_``/``mul``, each way) where CUDA
+#: runs one fused kernel each way; without it the CPU runs its fused attention too (one op
+#: each way), so the base model dispatches CUDA's ops.  On CUDA, dropout adds one
+#: ``native_dropout`` per dropout site and per site back-propagated through, the same for
+#: every method that adapts the first layer.
+DROPOUT = 0.0
 
 
 class _SeenOn:
@@ -75,8 +82,8 @@ def count_method(name: str, targets, layers: int = 6, tokens: int = TOKENS,
                  routes: str = "cuda") -> dict:
     """One row: the counted ops of a step of registry method ``name`` on ``targets``, the
     adapters' routes chosen as on ``routes`` (:func:`routes_as`)."""
-    model, record = attach(name, minilm_architecture(num_labels=NUM_LABELS, layers=layers),
-                           None if name == "head" else targets)
+    base = minilm_architecture(num_labels=NUM_LABELS, layers=layers, dropout=DROPOUT)
+    model, record = attach(name, base, None if name == "head" else targets)
     model.train()
     adapted = sum(1 for m in model.modules() if _is_adapted(m))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
@@ -186,7 +193,7 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    meta = {"model": "all-MiniLM-L6-v2 architecture, random init, train mode",
+    meta = {"model": "all-MiniLM-L6-v2 architecture, random init, train mode, dropout off",
             "routes": "the Hamming adapters' device-type choices made as on CUDA "
                       "(benchmarks.op_count.routes_as); ops_cpu_routes: as on the CPU",
             "layers": args.layers, "batch": 1, "tokens": TOKENS, "num_labels": NUM_LABELS,

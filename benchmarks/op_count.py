@@ -10,11 +10,14 @@ one kernel launch.
 MiniLM's architecture (all-MiniLM-L6-v2's BERT config, random weights: the op count does
 not depend on them), train mode with dropout off (:data:`DROPOUT`), one sequence of 32
 tokens, 26 labels; each registry method (:mod:`benchmarks.registry`) on every linear layer
-of the encoder and on ``query``/``value``; the head (``classifier``) is trained by every
-method, and ``head`` trains it alone. The second step is counted (the first creates the
-optimizer's state). What to read is the ops each method adds over the head-only step.
+below the head (peft's ``"all-linear"``: the encoder's 36 and the pooler's) and on
+``query``/``value``; the head (``classifier``) is trained by every method, and ``head``
+trains it alone. The Hamming adapters choose their routes as on CUDA (:func:`routes_as`).
+The second step is counted (the first creates the optimizer's state). What to read is the
+ops each method adds over the head-only step.
 
-    python -m benchmarks.op_count          # results/op_count.csv, .json, .png
+    python -m benchmarks.op_count                          # results/op_count.csv, .json, .png
+    python -m benchmarks.op_count --layers 2 --out /tmp/ops  # the counts tests/test_op_count.py pins
 """
 from __future__ import annotations
 

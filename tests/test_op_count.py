@@ -81,10 +81,10 @@ def test_warmup_refused():
 
 # (targets, method) -> (ops, forward, backward, optimizer) of one step, 2 layers of MiniLM's
 # architecture, 1 x 32 tokens, train mode without dropout, the adapters' routes chosen as on
-# CUDA (benchmarks/op_count.py says why both); torch 2.13,
-# transformers 5.25, peft 0.21.2 (`python -m benchmarks.op_count --layers 2` prints them). A
-# change is a change in the number of kernels a GPU step launches: update the table only for a
-# change meant to make it.
+# CUDA (benchmarks/op_count.py says why both); torch 2.13, transformers 5.25, peft 0.21.2
+# (`python -m benchmarks.op_count --layers 2 --out /tmp/ops` prints them).  A change is a
+# change in the number of kernels a GPU step launches: update the table only for a change
+# meant to make it.
 EXPECTED = {
     ("query,value", "head"): (52, 39, 5, 8),
     ("query,value", "lora-r8"): (114, 55, 51, 8),
@@ -170,3 +170,11 @@ def test_minilm_attention_fused(minilm_counts):
     assert ops["aten::_scaled_dot_product_flash_attention_for_cpu_backward"] == 2
     assert not any("bernoulli" in name or "softmax" in name and "log" not in name
                    for name in ops)
+
+
+def test_benchmark_methods_are_registry_entries():
+    from benchmarks import registry
+    from benchmarks.op_count import METHODS, REFERENCE
+
+    names = [name for name, _ in METHODS]
+    assert set(names) <= set(registry.METHODS) and REFERENCE in names and "head" in names

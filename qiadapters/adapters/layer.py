@@ -37,7 +37,6 @@ dtype and results are cast back to the dtype of the tensors the base module retu
 from __future__ import annotations
 
 import warnings
-from itertools import chain
 from typing import Any, ClassVar, NamedTuple, Optional, Sequence
 
 import torch
@@ -45,71 +44,15 @@ from torch import nn
 
 from .. import checks
 from . import merge_state
+from .base_modules import (  # noqa: F401  (re-exported: they were first defined here)
+    INPUT_KEYWORDS, TRANSFORMERS_CONV1D, SharedBase, class_path, compute_dtype, inherits,
+    is_linear, linear_widths, reference_tensor, split_input, unwrap)
 from .mixed_batch import batch_rows, current_rows
 from . import tied
 
 __all__ = ["AdapterLayer", "AdapterParts", "SharedBase", "compute_dtype", "reference_tensor",
            "check_adapter_name", "unwrap", "class_path", "inherits", "is_linear",
            "TRANSFORMERS_CONV1D", "linear_widths"]
-
-#: transformers' ``Conv1D`` (GPT-2 family): a linear map with its weight stored ``(in, out)``.
-#: Recognised by name so that nothing here imports transformers.
-TRANSFORMERS_CONV1D = "transformers.pytorch_utils.Conv1D"
-
-
-def compute_dtype(dtype: torch.dtype | None) -> torch.dtype:
-    """The dtype adapter math runs in for tensors of ``dtype``: float64 stays float64,
-    everything else (float16, bfloat16, float32, integer or packed weights, None) is float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module a :class:`SharedBase` stands for (any other module is returned as is)."""
-    return module.target if isinstance(module, SharedBase) else module
-
-
-def class_path(obj: Any) -> str:
-    """``module.QualName`` of ``obj``'s class (a class is named itself), as error messages
-    name a base module's type, e.g. ``bitsandbytes.nn.modules.Linear4bit``."""
-    cls = obj if isinstance(obj, type) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def inherits(module: Any, path: str) -> bool:
-    """Whether ``module``'s class is, or derives from, the class named ``path``
-    (``module.QualName``) -- a check that needs no import of the class's package."""
-    return any(class_path(c) == path for c in type(module).__mro__)
-
-
-def is_linear(module: nn.Module) -> bool:
-    """A linear map of the last axis: an ``nn.Linear`` (or subclass, quantized ones included)
-    or transformers' ``Conv1D``.  What ``target_modules="all-linear"`` selects."""
-    return isinstance(module, nn.Linear) or inherits(module, TRANSFORMERS_CONV1D)
-
-
-def linear_widths(module: nn.Module) -> Optional[tuple[int, int]]:
-    """``(in, out)`` of a linear map of the last axis (:func:`is_linear`), else None: an
-    ``nn.Linear``'s ``in_features`` / ``out_features``, a ``Conv1D``'s ``weight: (in, out)``."""
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
-    if inherits(module, TRANSFORMERS_CONV1D):
-        return int(module.weight.shape[0]), int(module.weight.shape[1])
-    return None
-
-
-def reference_tensor(module: nn.Module) -> Optional[torch.Tensor]:
-    """The tensor that fixes where a module's adapters live: its first floating parameter or
-    buffer (else its first tensor at all; None for a module without tensors)."""
-    module, first = unwrap(module), None
-    own = next(iter(module._parameters.values()), None)  # the first of parameters(), cheaply
-    if own is not None and own.is_floating_point():
-        return own
-    for t in chain(module.parameters(), module.buffers()):  # read every forward: stop early
-        if t.is_floating_point():
-            return t
-        first = t if first is None else first
-    return first
-
 
 #: Longest adapter name, in bytes of UTF-8: a file name on every common file system (ext4,
 #: NTFS, APFS: 255), since ``save_pretrained`` makes a folder of each name.
@@ -143,33 +86,6 @@ class AdapterParts(NamedTuple):
 
     modules: dict[str, nn.Module]
     settings: dict[str, Any]
-
-
-class SharedBase(nn.Module):
-    """Stands for a base module owned elsewhere (a mixture's experts share its base).
-
-    Calls and attribute reads go to ``target``, which is not registered as a submodule: its
-    parameters are neither saved, moved nor counted a second time through this proxy.
-    """
-
-    def __init__(self, target: nn.Module):
-        super().__init__()
-        object.__setattr__(self, "target", unwrap(target))
-
-    def forward(self, *args, **kwargs):
-        return self.target(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            target = self.__dict__.get("target")
-            if target is None:
-                raise
-            return getattr(target, name)
-
-    def extra_repr(self) -> str:
-        return f"target={type(self.target).__name__}"
 
 
 class AdapterLayer(nn.Module):
@@ -547,22 +463,6 @@ class AdapterLayer(nn.Module):
     def extra_repr(self) -> str:
         return (f"active={self.active_adapters}, merged={self.merged_adapters}, "
                 f"disabled={self.disable_adapters}")
-
-
-#: Keywords under which modules receive their first input when it is not passed by position.
-INPUT_KEYWORDS = ("hidden_states", "input", "x")
-
-
-def split_input(args: tuple, kwargs: dict) -> tuple[Any, tuple]:
-    """``(first input, remaining positional args)`` of a module call; a first input given as
-    one of :data:`INPUT_KEYWORDS` is popped from ``kwargs``."""
-    if args:
-        return args[0], args[1:]
-    for key in INPUT_KEYWORDS:
-        if key in kwargs:
-            return kwargs.pop(key), ()
-    raise TypeError(f"an adapter layer needs the wrapped module's input, by position or as one "
-                    f"of {list(INPUT_KEYWORDS)}; got keywords {sorted(kwargs)}")
 
 
 def _forwards_to(layer: AdapterLayer, name: str) -> Optional[nn.Module]:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import qiadapters
-from qiadapters import Circuit, HammingConfig, MixtureConfig, get_adapter_model
+from qiadapters import HammingConfig, MixtureConfig, get_adapter_model
 from qiadapters import cli
 from qiadapters.model import AdapterModel
 from qiadapters.testing import TinyMLP
@@ -180,70 +180,6 @@ def case_physics_rank_zero(tmp):
 def case_config_from_dict_type(tmp):
     return (lambda: qiadapters.adapters.config.AdapterConfig.from_dict(
         {"adapter_type": "lora"})), None
-
-
-# ------------------------------------------------------------------ circuits
-@case
-def case_circuit_layout(tmp):
-    return (lambda: Circuit.from_layout("spiral", 4)), None
-
-
-@case
-def case_circuit_gate(tmp):
-    return (lambda: Circuit.pyramid(4, gate="cnot")), None
-
-
-@case
-def case_circuit_one_qubit(tmp):
-    return (lambda: Circuit.pyramid(1)), None
-
-
-@case
-def case_circuit_wire_range(tmp):
-    return (lambda: Circuit.from_gates(3, [(0, 3)])), None
-
-
-@case
-def case_circuit_same_wire(tmp):
-    return (lambda: Circuit.from_gates(3, [(1, 1)])), None
-
-
-@case
-def case_circuit_theta_shape(tmp):
-    return (lambda: Circuit.pyramid(4).hamming_block(torch.zeros(5), 1)), None
-
-
-@case
-def case_circuit_theta_nan(tmp):
-    theta = torch.zeros(6)
-    theta[2] = float("nan")
-    return (lambda: Circuit.pyramid(4).hamming_block(theta, 1)), None
-
-
-@case
-def case_circuit_theta_int(tmp):
-    return (lambda: Circuit.pyramid(4).hamming_block(torch.zeros(6, dtype=torch.long), 1)), None
-
-
-@case
-def case_circuit_order_too_big(tmp):
-    return (lambda: Circuit.pyramid(4).hamming_block(torch.zeros(6), 5)), None
-
-
-@case
-def case_compile_dtype(tmp):
-    return (lambda: Circuit.pyramid(4).compile(dtype=torch.int32)), None
-
-
-@case
-def case_compile_blocks(tmp):
-    return (lambda: Circuit.pyramid(4).compile(blocks=0)), None
-
-
-@case
-def case_compiled_theta_shape(tmp):
-    op = Circuit.pyramid(4).compile(blocks=2)
-    return (lambda: op(torch.zeros(3, 6))), None
 
 
 # ------------------------------------------------------------------ inject
@@ -550,6 +486,7 @@ def case_cli_merge_missing_adapter(tmp):
 
 
 # ------------------------------------------------------------------ more cases, other files
+import error_cases_circuits  # noqa: E402,F401  (registers its cases in CASES)
 import error_cases_more  # noqa: E402,F401  (registers its cases in CASES)
 import error_cases_merge  # noqa: E402,F401  (registers its cases in CASES)
 import error_cases_select  # noqa: E402,F401  (registers its cases in CASES)

@@ -210,6 +210,16 @@ def test_loading_a_config_that_is_a_pipe_or_folder_is_refused_by_name(saved):
         HammingConfig.load(path)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_saving_over_a_config_that_is_a_folder_is_refused_before_writing(tmp_path, overwrite):
+    model, _ = tiny_bert()
+    am = AdapterModel(model, HammingConfig(target_modules=["query"]))
+    (tmp_path / "adapter_config.json").mkdir()
+    with pytest.raises(ValueError, match=r"adapter_config.json' is a folder, not a regular"):
+        am.save_pretrained(tmp_path, overwrite=overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json"]
+
+
 def test_a_config_linked_to_a_regular_file_loads(saved, tmp_path):
     path, am = saved
     os.rename(path / "adapter_config.json", tmp_path / "blob")  # the Hugging Face cache layout

@@ -427,6 +427,7 @@ class AdapterModel(nn.Module):
             collective = io.is_sharded(self.base_model, name)  # FSDP: every rank is here
             state = io.adapter_state_dict(self.base_model, name)
             layers = io.layer_shapes(self.base_model, name)
+            io.check_replaceable(where)
             if not overwrite:
                 io.check_overwrite(where, self.peft_config[name], state, layers)
             jobs.append((where, self.peft_config[name], state, collective, layers))

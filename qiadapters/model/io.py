@@ -321,6 +321,14 @@ def _saved_signature(directory: str) -> tuple[dict, dict] | None:
         return {}, {}
 
 
+def check_replaceable(directory: str | os.PathLike) -> None:
+    """ValueError naming the file if one that a save into ``directory`` replaces is not a
+    regular file or a link to one (a folder, a device, a pipe), checked before anything is
+    written, ``overwrite=True`` included."""
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        check_regular(os.path.join(os.fspath(directory), name))
+
+
 def check_overwrite(directory: str | os.PathLike, config: AdapterConfig,
                     state: dict[str, torch.Tensor], layers: dict[str, dict] | None = None) -> None:
     """Refuse (FileExistsError) to save over a DIFFERENT adapter in ``directory``: another

@@ -420,3 +420,22 @@ def test_bad_mixture_in_a_model_leaves_it_untouched():
                                HammingConfig(target_modules=["fc2"])])
     with pytest.raises(ValueError, match="set modules_to_save on the MixtureConfig"):
         MixtureConfig(experts=[HammingConfig(target_modules=["fc1"], modules_to_save=["head"])])
+
+
+@pytest.mark.parametrize("router", ["global", "sample", "token"])
+def test_an_empty_batch_gives_an_empty_output_and_router_losses_of_zero(router):
+    """The batch of one routing unit and the empty batch: the losses of the empty one are an
+    exact 0 (the means over no unit were NaN), and a backward through them works."""
+    model, batch = tiny_mlp()
+    am = get_adapter_model(model, MixtureConfig(
+        target_modules=["fc1"], router=router, z_loss=0.1,
+        experts=[{"adapter_type": "hamming"}, {"adapter_type": "hamming", "blocks": 2}])).train()
+    y = am(x=batch["x"][:0])
+    assert y.shape == (0, *batch["x"].shape[1:-1], y.shape[-1])
+    loss = am.aux_loss()
+    if router == "global":  # one unit whatever the batch: its losses are the usual ones
+        assert torch.isfinite(loss) and float(loss) > 0
+    else:
+        assert float(loss) == 0.0
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in am.parameters())

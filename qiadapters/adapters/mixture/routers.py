@@ -61,9 +61,12 @@ def routed_experts(routing: Routing) -> torch.Tensor:
 
 
 def router_losses(routing: Routing, balance: float, z_loss: float) -> torch.Tensor:
-    """``L_bal + L_z`` of one routing decision (a scalar with gradient)."""
+    """``L_bal + L_z`` of one routing decision (a scalar with gradient); 0 when there is no
+    routing unit (an empty batch: the means over no unit would be NaN)."""
     n_experts = routing.probs.shape[-1]
     probs = routing.probs.reshape(-1, n_experts)
+    if probs.shape[0] == 0:
+        return routing.scaled.sum()  # an exact 0, still in the router's graph
     top1 = _top1(probs)
     loss = balance * n_experts * (top1.mean(dim=0) * probs.mean(dim=0)).sum()
     if z_loss:

@@ -51,7 +51,8 @@ def route_loss(w: torch.Tensor, balance: float = 0.01, entropy: float = 0.0,
     """The route regulariser of the module docstring for weights ``w: (..., P)``.
 
     ``mask`` (shape ``w.shape[:-1]``, nonzero = counted) restricts both means to the real
-    routed units (padding tokens are not units); None counts every unit.
+    routed units (padding tokens are not units); None counts every unit.  A mask that counts
+    no unit (every token padding) gives an exact 0, as an empty batch does.
     """
     p = w.shape[-1]
     flat = w.reshape(-1, p)
@@ -63,4 +64,6 @@ def route_loss(w: torch.Tensor, balance: float = 0.01, entropy: float = 0.0,
     if entropy:
         h = avg(-(flat * torch.log(flat.clamp_min(torch.finfo(w.dtype).tiny))).sum(-1, True))
         loss = loss + entropy * (math.log(p) - h.squeeze(-1))
+    if keep is not None:  # no unit counted: 0 (a product, not a branch: no host sync)
+        loss = loss * (keep.sum() > 0).to(loss.dtype)
     return loss

@@ -222,6 +222,20 @@ def test_padded_route_loss_counts_real_tokens_only():
         adapter(x, mask[:, :7])
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_batch_of_padding_only_has_a_route_loss_of_zero(causal):
+    """No real token, no routed unit: the regulariser is 0 (it was -balance on the causal
+    path: the masked means were 0 over a count clamped to 1)."""
+    torch.manual_seed(0)
+    adapter = _activate(PhysicsAdapter(6, rank=3, grid="sequence", router="token", causal=causal,
+                                       balance=1.0, entropy=0.5).double())
+    x = torch.randn(2, 8, 6, dtype=torch.float64)
+    adapter(x, torch.zeros(2, 8, dtype=torch.long))
+    loss = adapter.aux_loss()
+    assert float(loss) == 0.0
+    assert physics.route_loss(torch.full((4, 3), 1 / 3), 1.0, 0.5, mask=torch.zeros(4)) == 0
+
+
 @pytest.mark.parametrize("target, placement", [("attention.self", "input"),
                                                ("attention.output.dense", "parallel")])
 def test_bert_right_padding_leaves_real_tokens_unchanged(target, placement):

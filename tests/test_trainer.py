@@ -213,3 +213,23 @@ def test_causal_lm_with_tied_embeddings_checkpoints_through_adapter_trainer_only
     want = adapter_parameters(am)
     for name, value in adapter_parameters(loaded).items():
         assert torch.equal(value, want[name]), name
+
+
+def test_the_training_loss_adds_the_mixture_router_losses_and_evaluation_does_not(tmp_path):
+    """A mixture's aux_loss() (router balance) joins the training loss, as a hand-written
+    loop adds it; eval_loss stays the task loss."""
+    from qiadapters import MixtureConfig
+    am = get_adapter_model(tiny_bert()[0], MixtureConfig(
+        target_modules=["query", "value"], router="token", balance=0.5,
+        experts=[{"adapter_type": "hamming"}, {"adapter_type": "hamming", "blocks": 2}]))
+    train = rows(4, 0)
+    trainer = AdapterTrainer(model=am, args=args(tmp_path), train_dataset=train)
+    inputs = {k: torch.stack([r[k] for r in train]) for k in ("input_ids", "labels")}
+    am.train()
+    loss = trainer.compute_loss(am, inputs)
+    task = am(**inputs).loss
+    aux = am.aux_loss()
+    assert float(aux) > 0
+    torch.testing.assert_close(loss, task + aux)
+    am.eval()
+    torch.testing.assert_close(trainer.compute_loss(am, inputs), am(**inputs).loss)

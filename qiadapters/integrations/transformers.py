@@ -79,8 +79,14 @@ class AdapterCheckpoints:
     """Mixin for a ``transformers.Trainer`` subclass training an
     :class:`~qiadapters.AdapterModel`: adapter-only checkpoints, and resumption from them.
     It overrides exactly ``_save``, ``_load_from_checkpoint`` and ``_load_best_model`` (see
-    :class:`AdapterTrainer`), and refuses a ``model`` that is not an ``AdapterModel``.  List
-    it first: ``class MyTrainer(AdapterCheckpoints, SomeTrainer)``."""
+    :class:`AdapterTrainer`), and ``compute_loss``, which adds the model's
+    :meth:`~qiadapters.AdapterModel.aux_loss` (a mixture's router losses; 0 for Hamming
+    adapters) to the training loss when :attr:`adds_aux_loss` (evaluation losses stay the
+    task's); it refuses a ``model`` that is not an ``AdapterModel``.  List it first:
+    ``class MyTrainer(AdapterCheckpoints, SomeTrainer)``."""
+
+    #: whether the training loss includes ``model.aux_loss()`` of the forward just run
+    adds_aux_loss: bool = True
 
     def __init__(self, model: AdapterModel | None = None, *args, **kwargs):
         if not isinstance(model, AdapterModel):
@@ -93,6 +99,17 @@ class AdapterCheckpoints:
 
     def _adapter_model(self) -> AdapterModel:
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, **kwargs):
+        """The trainer's loss, plus ``aux_loss()`` in training (:attr:`adds_aux_loss`)."""
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if not (self.adds_aux_loss and model.training):
+            return result
+        aux = self._adapter_model().aux_loss()
+        if return_outputs:
+            loss, outputs = result
+            return loss + aux.to(loss.device), outputs
+        return result + aux.to(result.device)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """The adapters (not the base model) and the training arguments."""
@@ -122,7 +139,9 @@ class AdapterTrainer(AdapterCheckpoints, Trainer):
       ``adapter_config.json``, other adapters in sub-folders) and ``training_args.bin``;
       checkpoints add Trainer's optimizer, scheduler, RNG and ``trainer_state.json``;
     * ``resume_from_checkpoint`` and ``load_best_model_at_end`` copy the saved adapter
-      tensors into the live ones (:func:`load_adapter_weights`).
+      tensors into the live ones (:func:`load_adapter_weights`);
+    * the training loss includes ``model.aux_loss()`` (a mixture's router losses), as a
+      training loop written by hand adds it.
 
     A checkpoint folder loads with ``AdapterModel.from_pretrained(base_model, folder)``.
     One process, or several under ``torchrun`` / ``accelerate launch`` (DDP: the main process

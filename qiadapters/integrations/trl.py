@@ -114,7 +114,12 @@ class AdapterDPOTrainer(_AdapterTRLTrainer, DPOTrainer):
     ``precompute_ref_log_probs=True`` and no ``ref_model``, this model with its adapters
     disabled (``AdapterModel.disable_adapter``), as TRL does for a ``PeftModel``; otherwise
     TRL loads one from ``model.config.name_or_path``.
+
+    The preference loss is left as TRL computes it: no ``aux_loss()`` is added (the policy
+    and reference forwards interleave, so the last routing is not the policy's alone).
     """
+
+    adds_aux_loss = False
 
     def compute_ref_log_probs(self, model, inputs):
         """TRL's, with the adapters disabled when the reference is this model itself.  TRL

@@ -148,6 +148,22 @@ def test_info_lists_every_saved_tensor(tmp_path, capsys):
         assert f"  {module} " in out
 
 
+def test_info_shows_each_layers_recorded_shape_and_layout(tmp_path, capsys):
+    cfg = HammingConfig(target_modules=["fc1", "fc2"], layout_pattern={"fc2": {"blocks": 2}})
+    am, _ = build(tiny_mlp, cfg)
+    am.save_pretrained(tmp_path)
+    assert main(["info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name, layer in am.adapter_layers():  # the live layers' own widths and layouts
+        lay = layer.hamming["default"].block_layout
+        base = layer.base_layer
+        assert (f"  {name}: in={base.in_features}, out={base.out_features}, layout="
+                f'{{"block_size": {lay.block_size}, "blocks": {lay.blocks}, "n": {lay.n}, '
+                f'"orders": [1, 2], "parametrization": "cayley", "side": "output"}}') in out
+    assert main(["info", os.path.join(ROOT, "tests", "data", "saved_by_0.3.2", "hamming")]) == 0
+    assert "layers (as recorded" not in capsys.readouterr().out  # format 4: no record
+
+
 def test_info_reads_a_format_1_mixture(capsys):
     folder = os.path.join(ROOT, "tests", "data", "saved_by_0.1.0", "mixture")
     assert main(["info", folder]) == 0

@@ -1,5 +1,6 @@
 """What a saved adapter folder holds: its family and config, the file format and the writer,
-and per adapted module the tensors with their shapes and parameter counts.
+per adapted module the tensors with their shapes and parameter counts, and (format 5 and
+newer) each layer's recorded shape and resolved layout.
 
     qiadapters info out/
 """
@@ -40,7 +41,7 @@ def module_table(config, state) -> dict[str, list[tuple[str, tuple[int, ...], in
 
 def main(args: argparse.Namespace) -> int:
     with folder_content():
-        config, state = io.read_adapter(args.directory)
+        config, state, record = io.read_saved(args.directory)
         raw = read_json(os.path.join(args.directory, CONFIG_NAME))
     fmt, writer = (printable(raw.get(key)) for key in (FORMAT_KEY, VERSION_KEY))
     print(f"adapter folder {args.directory}")
@@ -59,4 +60,11 @@ def main(args: argparse.Namespace) -> int:
     for module, rows in table.items():
         for i, (name, shape, n) in enumerate(rows):
             print(f"  {module if i == 0 else '':<{width}}  {name:<40} {str(shape):<16} {n:>10,}")
+    if record:
+        print("layers (as recorded: the shape each was saved for, the layout it is built with):")
+        for path, entry in record.items():
+            keys = [k for k in io.SHAPE_KEYS if k in entry] + \
+                   [k for k in entry if k not in io.SHAPE_KEYS]
+            print(f"  {printable(path)}: " + ", ".join(
+                f"{key}={printable(json.dumps(entry[key]))}" for key in keys))
     return 0

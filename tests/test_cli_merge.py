@@ -136,3 +136,18 @@ def test_a_failure_half_way_leaves_the_old_folder_as_it_was(folders, tmp_path, m
         _merge(tmp, out, "--overwrite")
     assert _files(out) == {"model.safetensors": b"the previous merge"}
     assert sorted(os.listdir(tmp_path)) == ["merged"]
+
+
+def test_a_failure_removes_the_parent_folders_it_made(folders, tmp_path, monkeypatch):
+    from transformers import GPT2LMHeadModel
+
+    tmp, _, _ = folders
+    (tmp_path / "kept").mkdir()
+
+    def fail(self, directory, *args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(GPT2LMHeadModel, "save_pretrained", fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _merge(tmp, tmp_path / "kept" / "a" / "b" / "merged")
+    assert sorted(os.listdir(tmp_path)) == ["kept"] and not os.listdir(tmp_path / "kept")

@@ -91,10 +91,19 @@ def _beside(out: str, what: str) -> str:
 def write_into_place(out: str, write: Callable[[str], None]) -> None:
     """``write(folder)`` into a new folder beside ``out``, then rename it to ``out``; an
     existing ``out`` is moved aside first and deleted last (put back if the rename fails).
-    On any failure the new folder is removed and ``out`` is as it was."""
+    On any failure the new folder, and any parent folder of ``out`` made for it, is removed
+    and ``out`` is as it was."""
+    made, parent = [], os.path.dirname(out)
+    while parent and not os.path.lexists(parent):  # the parents this call creates, deepest first
+        made.append(parent)
+        parent = os.path.dirname(parent)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     new = _beside(out, "merging")
-    os.mkdir(new)
+    try:
+        os.mkdir(new)
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         write(new)
         old = None
@@ -109,9 +118,19 @@ def write_into_place(out: str, write: Callable[[str], None]) -> None:
             raise
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
+        _remove_empty(made)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_empty(folders: list[str]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """The code blocks of the documentation pages run as written.
 
-Every page with a ```python block (README.md, docs/*.md, docs/howto/*.md) is found here, and
+Every page with a ```python block (README.md, docs/*.md, docs/howto/*.md, the benchmarks' lab
+notes benchmarks/notes/*.md) is found here, and
 its ```python blocks run in order in one module namespace (later blocks may use names from
 earlier ones; classes defined there pickle like any module's), inside a fresh temporary
 directory (so ``save_pretrained("out/")`` writes there).  Blocks that are not meant to run
@@ -41,8 +42,14 @@ def printed_outputs(page: str) -> list[str | None]:
     return outputs
 
 
+def doc_pages() -> list[pathlib.Path]:
+    """The pages checked here: the README, docs/ and the benchmarks' lab notes."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
+            *sorted((ROOT / "benchmarks" / "notes").glob("*.md"))]
+
+
 def pages_with_code() -> list[str]:
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    pages = doc_pages()
     return [str(p.relative_to(ROOT)) for p in pages if python_blocks(str(p.relative_to(ROOT)))]
 
 
@@ -53,7 +60,7 @@ def test_pages_are_found():
     """The discovery above sees the pages whose code is known to matter (a broken regex or a
     moved folder would otherwise silently run nothing)."""
     for page in ("README.md", "docs/architecture.md", "docs/model_api.md", "docs/physics.md",
-                 "docs/howto/plan.md"):
+                 "docs/howto/plan.md", "docs/speed.md", "benchmarks/notes/speed.md"):
         assert page in PAGES
     assert sum(len(python_blocks(p)) for p in PAGES) >= 26
     assert printed_outputs("docs/howto/plan.md")[0].startswith("{'params': 351")
@@ -90,7 +97,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 def test_relative_links_and_images_resolve():
     """Every relative link and image of the pages points at a file (an anchor part is not
     checked); every committed figure is shown by some page."""
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    pages = doc_pages()
     shown, broken = set(), []
     for page in pages:
         for target in LINK.findall(page.read_text()):

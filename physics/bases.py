@@ -239,8 +239,9 @@ def _apply(u: torch.Tensor, bnd: Boundary, transpose: bool) -> torch.Tensor:
     """Apply ``B`` (or ``B^T``) along every grid axis of ``u: (batch, *grid, C)``.
 
     1D: one GEMM.  2D: separable, the H axis on ``u`` seen as ``(batch, H, W*C)``, then the W
-    axis on ``(batch*H, W, C)`` (``O(HW(H+W)C)``; measured no slower than one GEMM with the
-    ``(HW, HW)`` Kronecker basis at 8 channels on a 14x14 grid, and 2x faster at 24).
+    axis on ``(batch*H, W, C)``: ``O(HW(H+W)C)`` multiply-adds, against ``O((HW)^2 C)`` for one
+    GEMM with the ``(HW, HW)`` Kronecker basis (timings: ``benchmarks/notes/speed.md``,
+    "Measurements behind the code's constants").
     """
     nd = _grid_ndim(u)
     if nd == 1:

@@ -3,8 +3,8 @@ r"""An orthogonal block-diagonal map about a point, differentiated from its outp
 .. math:: z = (y - c)\, D + c = y D + (c - c D)
 
 for ``y: (..., d)``, a point ``c: (d,)`` (an output-side adapter's base bias) and ``D`` given
-as resolved :class:`~qiadapters.circuits.blockdiag.Operands` with every block built.  The
-forward is :func:`~qiadapters.circuits.blockdiag.apply_blocks` of ``y`` and of the one row
+as resolved :class:`~qiadapters.circuits.operands.Operands` with every block built.  The
+forward is :func:`~qiadapters.circuits.apply.apply_blocks` of ``y`` and of the one row
 ``c``, so at ``D = I`` the output is ``y`` bit for bit.
 
 The gradient of a block ``B`` is :math:`(y - c)^T \partial z` summed over the tokens.  Since
@@ -19,9 +19,9 @@ the forward), plus one ``b x b`` product per block.  What is saved for the backw
 output ``z`` instead of the input ``y``: the layer that follows often keeps ``z`` anyway
 (an activation keeps its input; attention, which keeps reshaped copies of its queries and
 values, does not), while ``y`` would be held for this map alone -- one ``tokens x d`` tensor
-per adapted layer (``docs/speed.md``, "Smaller blocks, made fast").  The backward is written
-in differentiable operations, so higher-order gradients work.  Exact up to the orthogonality
-of ``D`` (float rounding).
+per adapted layer (``benchmarks/notes/speed.md``, "Smaller blocks, made fast").  The
+backward is written in differentiable operations, so higher-order gradients work.  Exact up
+to the orthogonality of ``D`` (float rounding).
 """
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from typing import Optional
 
 import torch
 
-from .blockdiag import BlockLayout, ModeWise, Operands, apply_head
+from .apply import apply_head
+from .block_layout import BlockLayout
+from .operands import ModeWise, Operands
 from .precision import without_autocast
 
 __all__ = ["apply_about", "supports"]

@@ -46,10 +46,9 @@ FLAT_TAKE_MIN_ENTRIES = 32_768
 def take_columns(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``t[..., idx]``: the columns ``idx`` of ``t: (..., rows, cols)`` -> ``(..., rows,
     len(idx))``.  From :data:`FLAT_TAKE_MIN_ENTRIES` output entries on, one ``index_select``
-    over the flattened last two axes: on CPU about 6x faster than ``index_select`` along the
-    last axis (43 vs 265 us for ``(660, 7, 7)`` to ``(660, 7, 21)``) and 2.5x faster than
-    advanced indexing; second compounds of many blocks 7-28 % faster forward + backward,
-    third compounds of 3-8 blocks at n = 11-13 22-36 % (``docs/speed.md``)."""
+    over the flattened last two axes, which the CPU runs much faster than an ``index_select``
+    along the last axis or advanced indexing (timings: ``benchmarks/notes/speed.md``, "Column
+    gathers through the flattened matrix")."""
     rows, cols = t.shape[-2], t.shape[-1]
     lead = t.shape[:-2]
     if t.numel() // max(cols, 1) * idx.numel() < FLAT_TAKE_MIN_ENTRIES:
@@ -68,8 +67,9 @@ class PairMinors(torch.autograd.Function):
     Only ``U`` is saved: the backward gathers again, ``dX[a] += G * Y[b]``, ``dX[b] -= G * Y[a]``,
     ``dY[b] += G * X[a]``, ``dY[a] -= G * X[b]`` (scatter-adds over the rows), then scatters
     ``dX``, ``dY`` back to the columns of ``dU``; the four ``C(n,2) x C(n,2)`` gathers live only
-    inside each pass.  On CPU 1.3-1.8x faster, forward + backward, than reading the minors off
-    each row pair's ``n x n`` outer product (n = 6-31).
+    inside each pass.  Chosen over reading the minors off each row pair's ``n x n`` outer
+    product, which was slower on CPU (``benchmarks/notes/speed.md``, "Measurements behind the
+    code's constants").
     """
 
     @staticmethod
@@ -109,8 +109,8 @@ class PairMinorsByRow(torch.autograd.Function):
     ``X``, ``Y``.  The backward runs over the same slabs (``dX[a] += sum_b G Y[b]``,
     ``dY[a+1:] += G X[a]`` and their mirror images), and only ``U`` is saved.  One
     pass over the output each way where :class:`PairMinors` makes a dozen, for ``O(n)`` kernel
-    launches: 3x faster forward + backward on CPU for 165 blocks at n = 15, 2-7x for larger
-    n; slower for a few small blocks (:func:`row_route`).
+    launches: on CPU the faster route for many blocks or large ``n``, the slower one for a few
+    small blocks (:func:`row_route`).
     """
 
     @staticmethod
@@ -148,9 +148,10 @@ class PairMinorsByRow(torch.autograd.Function):
 
 
 #: On CPU, order-2 compounds of at least this many output entries (all blocks together) are
-#: written row pair by row pair (:class:`PairMinorsByRow`); measured forward + backward, the
-#: gathers of :class:`PairMinors` are 2.7x faster for 3 blocks at n = 15 (33k entries), the row
-#: slabs 1.3x for 36 blocks (397k), 3x for 165 blocks and 2-7x for n = 22-51.
+#: written row pair by row pair (:class:`PairMinorsByRow`): the crossover of the two routes'
+#: forward + backward times on CPU lies between 33k entries (3 blocks at n = 15, where the
+#: gathers of :class:`PairMinors` win) and 397k (36 blocks, where the row slabs win); timings
+#: in ``benchmarks/notes/speed.md``, "Measurements behind the code's constants".
 ROW_LOOP_MIN_ENTRIES = 150_000
 #: On an accelerator, the most bytes the gathered operands of :class:`PairMinors` may take;
 #: above it the row route is used (see :func:`row_route`).

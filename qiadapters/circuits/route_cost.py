@@ -33,14 +33,13 @@ Constants per device type (:data:`COSTS`, nanoseconds; other devices use the CUD
 ``meta`` the CPU one).  CPU: ``gamma``, ``alpha``, ``beta`` fitted to both routes' forward +
 backward timed with one thread (``python -m benchmarks.route_costs`` prints the measured
 times next to the model's choice); ``delta`` and the fixed costs from both routes timed at
-8-64 tokens next to a batched build's marginal cost per entry (``docs/speed.md``, "Choosing
-the route: the cost model").
-CUDA: fitted to the same command with ``--device cuda`` on an H200 (torch 2.11): up to
-n = 44 and 2048 tokens both routes are launch-bound (about 1 ms for 3 blocks, fwd + bwd), the
-mode-wise route's gathers cost ~0.3 ns per buffer element and it launches more kernels, so
-the block route is chosen at every size measured there; the mode-wise route is left for blocks
-too large to build (n in the hundreds).  Rough either way, but the routes differ by large
-factors except near the crossover, where either is fine.
+8-64 tokens next to a batched build's marginal cost per entry.
+CUDA: fitted to the same command with ``--device cuda`` on an H200 (torch 2.11), where up to
+n = 44 and 2048 tokens both routes were launch-bound and the mode-wise route launches more
+kernels, so the block route is chosen at every size measured there; the mode-wise route is
+left for blocks too large to build (n in the hundreds).  The timings behind both fits:
+``benchmarks/notes/speed.md``, "Choosing the route: the cost model".  Rough either way, but
+the routes differ by large factors except near the crossover, where either is fine.
 """
 from __future__ import annotations
 
@@ -60,7 +59,8 @@ class RouteCosts:
     launch_mode: float = 0.0   # fixed cost of the mode-wise route
 
 
-#: Measured constants by device type (``docs/speed.md``, "Cost model").
+#: Fitted constants by device type (``benchmarks/notes/speed.md``, "Choosing the route: the
+#: cost model").
 COSTS: dict[str, RouteCosts] = {
     "cpu": RouteCosts(gamma=0.04, delta=10.0, alpha=2.5, beta=0.25,
                       launch_block=9e4, launch_mode=3e5),
@@ -106,11 +106,11 @@ def use_modewise(tokens: int, n: int, k: int, device_type: str = "cpu",
 #: multiply-adds per feature and token more than the per-order products:
 #: ``(b^2 - sum_k C(n,k)^2) / b``, against the per-order route's split of the features into
 #: pieces and their concatenation (a copy of every feature, forward and backward, and a few
-#: small products per order).  Measured (``docs/speed.md``, "Smaller blocks, made fast";
-#: one layer forward + backward, 256 and 2048 tokens, 2 threads): whole is
-#: 0.88-0.99x the per-order time at 17-40 extra multiply-adds per feature (orders {1, 2} in
-#: blocks of 32, 64, 128; {1, 2, 3} in blocks of 48), and 1.06-1.11x at 75-97 (orders
-#: {1, 2} in blocks of 341 and 512, {1, 2, 3} in blocks of 128).
+#: small products per order).  Set between the layouts where whole blocks were measured
+#: faster (17-40 extra multiply-adds per feature: orders {1, 2} in blocks of 32, 64, 128;
+#: {1, 2, 3} in blocks of 48) and slower (75-97: orders {1, 2} in blocks of 341 and 512,
+#: {1, 2, 3} in blocks of 128); timings in ``benchmarks/notes/speed.md``, "Smaller blocks,
+#: made fast".
 WHOLE_MAX_EXTRA = 48
 
 

@@ -19,6 +19,10 @@ Resumable: every finished training run is one JSON line in ``tradeoff_runs.jsonl
 reads it and skips runs already there (keyed by method, lr, seed, steps, batch size), then
 rebuilds ``tradeoff.csv`` and ``tradeoff.png`` from everything recorded.
 
+After scoring, every run is also probed for what it cost the pretrained encoder (sentence
+similarity on held-out WordNet verb glosses, :mod:`benchmarks.forgetting`; 1,000 synsets, 200
+in ``--quick``; ``--no-probe`` skips it): the ``probe_*`` fields of the run's record.
+
     python -m benchmarks.tradeoff --threads 1           # the committed files (hours on 2 cores)
     python -m benchmarks.tradeoff --quick               # smoke check, < 10 min, results/quick/
     python -m benchmarks.tradeoff --methods lora-r8 hamming-12-b3 --seeds 0 1 2
@@ -41,6 +45,7 @@ import torch
 from torch import nn
 
 from .constants import RESULTS, results_dir
+from . import forgetting
 from .registry import head_parameters
 from .tradeoff_methods import METHODS, QUICK, Method, family_available
 from .tradeoff_sweep import (EXTEND_FACTOR, MAX_EXTEND, append_run, choose_lr, load_runs, plan,
@@ -51,8 +56,13 @@ from .tradeoff_sweep import (EXTEND_FACTOR, MAX_EXTEND, append_run, choose_lr, l
 
 def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
               load_model: Callable[[int], nn.Module], steps: int, batch_size: int,
-              warmup_frac: float, progress: bool = True) -> dict:
-    """Build ``method`` on a fresh model (head seeded by ``seed``), train, score; one record."""
+              warmup_frac: float, progress: bool = True,
+              probe_n: Optional[int] = None) -> dict:
+    """Build ``method`` on a fresh model (head seeded by ``seed``), train, score; one record.
+
+    ``probe_n``: also run the forgetting probe on that many held-out synsets
+    (:func:`benchmarks.forgetting.probe`, its fields added to the record); None: no probe. A
+    probe that fails records ``probe_error`` instead, so the training run is kept."""
     from .training import count_trainable, evaluate, train
 
     model, aux_loss_fn, record = method.build(load_model(seed))
@@ -65,6 +75,13 @@ def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
                     progress=progress, desc=desc)
     cpu_seconds = time.process_time() - cpu0
     scores = {split: evaluate(model, data[split]) for split in splits_to_score}
+    probe = {}
+    if probe_n:
+        try:
+            probe = forgetting.probe(model, n=probe_n)
+        except Exception as err:
+            print(f"probe failed for {desc}: {type(err).__name__}: {err}", flush=True)
+            probe = {"probe_error": f"{type(err).__name__}: {err}"[:300]}
     return {
         "method": method.name, "family": method.family, "label": method.label,
         "lr": lr, "seed": seed, "steps": steps, "batch_size": batch_size,
@@ -79,6 +96,7 @@ def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
         # load on a shared machine (with 1 thread it is the single-core cost of a step).
         "cpu_seconds_per_step": cpu_seconds / steps,
         "config": record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **probe,
     }
 
 
@@ -87,9 +105,11 @@ ACC_FIELD = {"validation": "val_accuracy", "test": "test_accuracy"}
 
 def run_all(methods: list[Method], data: dict, load_model, runs_path: Path, seeds, steps: int,
             batch_size: int, warmup_frac: float, lrs_override=None, progress=True,
-            deadline: Optional[float] = None, extend: int = 0) -> int:
+            deadline: Optional[float] = None, extend: int = 0,
+            probe_n: Optional[int] = None) -> int:
     """Train every missing run of ``methods`` (method by method), appending each to
-    ``runs_path``. Stops before starting a run after ``deadline`` (``time.time()``)."""
+    ``runs_path``. Stops before starting a run after ``deadline`` (``time.time()``).
+    ``probe_n``: see :func:`train_one`."""
     trained = 0
     for method in methods:
         why = family_available(method)
@@ -108,7 +128,7 @@ def run_all(methods: list[Method], data: dict, load_model, runs_path: Path, seed
             t0 = time.perf_counter()
             try:
                 run = train_one(method, lr, seed, splits, data, load_model, steps, batch_size,
-                                warmup_frac, progress)
+                                warmup_frac, progress, probe_n)
             except Exception as err:
                 print(f"FAILED {method.name} lr={lr:g} seed={seed}: {type(err).__name__}: "
                       f"{err}", flush=True)
@@ -116,6 +136,10 @@ def run_all(methods: list[Method], data: dict, load_model, runs_path: Path, seed
             append_run(runs_path, run)
             trained += 1
             acc = ", ".join(f"{split} {100 * run[ACC_FIELD[split]]:.2f}" for split in splits)
+            if "probe_recall1" in run:
+                acc += (f"; probe R@1 {100 * run['probe_recall1']:.1f} (base "
+                        f"{100 * run['probe_base_recall1']:.1f}), drift "
+                        f"{run['probe_drift']:.4f}")
             print(f"done {method.name} lr={lr:g} seed={seed}: {acc}; "
                   f"{run['adapter_params']:,d}+{run['head_params']:,d} params; "
                   f"{run['median_seconds_per_step']:.3f} s/step; "
@@ -155,6 +179,10 @@ def summarize(runs: list[dict], methods: list[Method], seeds, steps: int, batch_
             "steps": steps, "batch_size": batch_size,
             "val_acc_sweep": " ".join(f"{lr:g}:{100 * v:.2f}" for lr, v in sweep.items()),
             "config": json.dumps(chosen[0]["config"], sort_keys=True),
+            # Forgetting probe: over the chosen-lr runs that have it (older records do not).
+            "probe_recall1_mean": _mean_or_nan([r.get("probe_recall1") for r in chosen]),
+            "probe_drift_mean": _mean_or_nan([r.get("probe_drift") for r in chosen]),
+            "probe_base_recall1": _mean_or_nan([r.get("probe_base_recall1") for r in chosen]),
         })
     return rows
 
@@ -164,9 +192,18 @@ def _median_or_nan(values) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _mean_or_nan(values) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else float("nan")
+
+
 CSV_FIELDS = ("method", "label", "family", "chosen_lr", "val_acc_at_lr", "test_acc_mean",
               "test_acc_std", "n_seeds", "seeds", "adapter_params", "head_params",
-              "s_per_step", "cpu_s_per_step", "steps", "batch_size", "val_acc_sweep", "config")
+              "s_per_step", "cpu_s_per_step", "steps", "batch_size", "val_acc_sweep", "config",
+              "probe_recall1_mean", "probe_drift_mean", "probe_base_recall1")
+#: Columns written with 4 decimals, empty when NaN (a row without them: empty too).
+_FLOAT4 = ("val_acc_at_lr", "test_acc_mean", "test_acc_std", "probe_recall1_mean",
+           "probe_base_recall1")
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -176,8 +213,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writeheader()
         for row in rows:
             out = dict(row)
-            for key in ("val_acc_at_lr", "test_acc_mean", "test_acc_std"):
-                out[key] = f"{row[key]:.4f}" if not math.isnan(row[key]) else ""
+            for key in _FLOAT4:
+                value = row.get(key, float("nan"))
+                out[key] = f"{value:.4f}" if not math.isnan(value) else ""
+            drift = row.get("probe_drift_mean", float("nan"))
+            out["probe_drift_mean"] = "" if math.isnan(drift) else f"{drift:.6f}"
             out["s_per_step"] = f"{row['s_per_step']:.3f}"
             cpu = row["cpu_s_per_step"]
             out["cpu_s_per_step"] = "" if math.isnan(cpu) else f"{cpu:.3f}"
@@ -370,6 +410,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only rebuild the csv / png / md from the recorded runs")
     p.add_argument("--list", action="store_true", help="print the method table and exit")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-probe", action="store_true",
+                   help="skip the forgetting probe (benchmarks.forgetting) after each run")
+    p.add_argument("--probe-n", type=int, default=None,
+                   help="held-out verb synsets the probe uses (default 1000; 200 in --quick)")
     p.add_argument("--results", type=Path, default=None,
                    help=f"output folder (default {RESULTS}; results/quick/ with --quick)")
     return p.parse_args(argv)
@@ -403,6 +447,8 @@ def main(argv=None) -> int:
     extend = args.extend if args.extend is not None else (0 if args.quick else MAX_EXTEND)
     runs_path = out / "tradeoff_runs.jsonl"
     outputs = out / "tradeoff.csv", out / "tradeoff.png", out / "tradeoff_table.md"
+    probe_n = None if args.no_probe else (
+        args.probe_n or (forgetting.QUICK_PROBE_N if args.quick else forgetting.PROBE_N))
 
     if not args.report_only:
         from .data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
@@ -412,6 +458,13 @@ def main(argv=None) -> int:
         except WordNetMissingError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if probe_n:
+            try:
+                forgetting.load_probe_pairs(probe_n)
+            except (WordNetMissingError, ValueError) as err:
+                print(f"error: --probe-n {probe_n}: {err} (--no-probe skips the probe)",
+                      file=sys.stderr)
+                return 1
         if args.threads:
             torch.set_num_threads(args.threads)
         splits = load_wordnet_splits(seed=0)
@@ -430,7 +483,7 @@ def main(argv=None) -> int:
               flush=True)
         run_all(methods, data, load_model, runs_path, seeds, steps, args.batch_size,
                 args.warmup_frac, lrs, progress=not args.no_progress,
-                deadline=_deadline(args.deadline), extend=extend)
+                deadline=_deadline(args.deadline), extend=extend, probe_n=probe_n)
     report(runs_path, *outputs, methods, seeds, steps, args.batch_size, lrs, extend)
     return 0
 

@@ -223,3 +223,9 @@ def test_train_one_records_the_probe_or_its_failure(monkeypatch):
     record = run(7)
     assert record["probe_error"] == "RuntimeError: no tokenizer"
     assert record["test_accuracy"] is not None
+
+
+def test_cli_probe_flags():
+    assert tradeoff.parse_args([]).no_probe is False
+    args = tradeoff.parse_args(["--no-probe", "--probe-n", "50"])
+    assert args.no_probe and args.probe_n == 50

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from qiadapters import HammingAdapter
-from qiadapters.circuits import blockdiag
+from qiadapters.circuits import operands
 from qiadapters.circuits.precision import without_autocast
 from qiadapters.testing import perturb
 
@@ -35,7 +35,7 @@ def _output_and_grad(layer, x, route, autocast):
 def test_adapter_gradient_under_bf16_autocast_is_as_good_as_the_base_allows(
         side, route, monkeypatch):
     if route == "modewise":
-        monkeypatch.setattr(blockdiag, "use_modewise",
+        monkeypatch.setattr(operands, "use_modewise",
                             lambda t, n, k, d, built=False, blocks=1: 2 <= k < n)
     layer, x = _layer(side), torch.randn(256, 64)
     out32, g32 = _output_and_grad(layer, x, route, autocast=False)

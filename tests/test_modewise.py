@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from qiadapters import HammingAdapter
-from qiadapters.adapters.hamming import parametrizations
-from qiadapters.circuits import blockdiag
+from qiadapters.circuits import apply, operands
 from qiadapters.circuits.blockdiag import ModeWise, apply_block
 from qiadapters.circuits.compound import compound, compound_by_minors
 from qiadapters.circuits.modewise import apply_compound, mode_tables, permutation_signs
@@ -127,7 +126,7 @@ def test_cost_model_on_cpu_weighs_a_layers_blocks_against_the_fixed_costs():
 def route(monkeypatch):
     """``route(True)`` forces every order >= 2 mode-wise, ``route(False)`` built."""
     def force(mode: bool):
-        monkeypatch.setattr(blockdiag, "use_modewise", lambda t, n, k, d, built=False,
+        monkeypatch.setattr(operands, "use_modewise", lambda t, n, k, d, built=False,
                             blocks=1: mode and 2 <= k < n)
     return force
 
@@ -173,7 +172,7 @@ def test_merge_builds_the_blocks_and_matches_the_mode_route(route, monkeypatch, 
     route(True)
     with torch.no_grad():
         y = layer(x)
-        monkeypatch.setattr(blockdiag, "apply_compound", None)  # merging must not use it
+        monkeypatch.setattr(apply, "apply_compound", None)  # merging must not use it
         layer.merge()
         merged = layer.base_layer(x)
         layer.unmerge()
@@ -182,8 +181,7 @@ def test_merge_builds_the_blocks_and_matches_the_mode_route(route, monkeypatch, 
 
 @pytest.mark.parametrize("whole", [False, True])
 def test_inference_cache_keeps_built_blocks_and_both_routes_agree(route, monkeypatch, whole):
-    monkeypatch.setattr(parametrizations, "use_whole", lambda b, sizes: whole)
-    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: whole)
+    monkeypatch.setattr(operands, "use_whole", lambda b, sizes: whole)
     layer = _layer(dtype=torch.float64).eval()
     rot = layer.hamming["default"]
     x = torch.randn(4, 40, dtype=torch.float64)

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from qiadapters import HammingAdapter
-from qiadapters.circuits import blockdiag, route_cost
+from qiadapters.circuits import operands, route_cost
 from qiadapters.circuits.blockdiag import BlockLayout, Operands, apply_blocks, assemble, dense
 from qiadapters.circuits.compound import compound_by_minors
 from qiadapters.testing import perturb, random_orthogonal
@@ -70,7 +70,7 @@ def test_route_rule_on_shapes():
 def test_layer_output_is_the_dense_map_on_either_route(monkeypatch, whole, side):
     """``(f(x) - b) D + b`` (output side, computed as ``f(x) D + (b - b D)``) and ``f(x D)``
     against the dense ``D``, with a bias far larger than the activations."""
-    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: whole)
+    monkeypatch.setattr(operands, "use_whole", lambda b, sizes: whole)
     torch.manual_seed(0)
     base = nn.Linear(30, 30).double()
     with torch.no_grad():
@@ -85,7 +85,7 @@ def test_layer_output_is_the_dense_map_on_either_route(monkeypatch, whole, side)
 
 @pytest.mark.parametrize("whole", [True, False])
 def test_identity_at_init_is_bit_exact_with_a_large_bias(monkeypatch, whole):
-    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: whole)
+    monkeypatch.setattr(operands, "use_whole", lambda b, sizes: whole)
     torch.manual_seed(0)
     base = nn.Linear(48, 40)
     with torch.no_grad():
@@ -97,7 +97,7 @@ def test_identity_at_init_is_bit_exact_with_a_large_bias(monkeypatch, whole):
 
 @pytest.mark.parametrize("side", ["output", "input"])
 def test_whole_route_compiles_fullgraph_forward_and_backward(monkeypatch, side):
-    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: True)
+    monkeypatch.setattr(operands, "use_whole", lambda b, sizes: True)
     torch.manual_seed(0)
     layer = perturb(HammingAdapter(nn.Linear(30, 30), orders=(1, 2), blocks=2, side=side))
     x = torch.randn(4, 30)
@@ -112,7 +112,7 @@ def test_whole_route_compiles_fullgraph_forward_and_backward(monkeypatch, side):
 
 
 def test_whole_route_on_the_meta_device(monkeypatch):
-    monkeypatch.setattr(blockdiag, "use_whole", lambda b, sizes: True)
+    monkeypatch.setattr(operands, "use_whole", lambda b, sizes: True)
     layer = HammingAdapter(nn.Linear(30, 30), orders=(1, 2), blocks=2).to("meta")
     y = layer(torch.randn(4, 30, device="meta"))
     y.sum().backward()

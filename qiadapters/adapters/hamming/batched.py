@@ -18,12 +18,11 @@ hooks open a scratch space per call, :func:`~qiadapters.model.context.current_ca
 first Hamming layer to run builds, group by group, the blocks of every Hamming layer of the
 model that may run in the same call: its active adapters that are not merged, with the layer
 not disabled.  A group is the layers with the same parametrization (``cayley``, ``expm``),
-``n``, orders, block size, device and compute dtype; within it the orders built are those the
-block route applies at the first layer's token count
-(:func:`~qiadapters.circuits.route_cost.use_modewise`: an order applied mode-wise is never
-built), and where every order is built and the whole-block route applies
-(:func:`~qiadapters.circuits.route_cost.use_whole`) the whole blocks are assembled for the
-group at once.  Later layers pick their share up.  A group of one layer builds as before.
+``n``, orders, block size, route, device and compute dtype, the route planned for the first
+layer's token count (:func:`~qiadapters.circuits.operands.plan_route`): the orders built are
+those applied by their block (an order applied mode-wise is never built), and where ``D`` is
+applied whole the whole blocks are assembled for the group at once.  Later layers pick their
+share up.  A group of one layer builds as before.
 
 Only where the result is the same as building layer by layer: in training mode, with
 gradients on and the adapter's parameters trainable, plain tensors (not sharded, not
@@ -42,9 +41,9 @@ from typing import Optional
 
 import torch
 
-from ...circuits.blockdiag import Operands, assemble
 from ...circuits.compound import compounds, held_compound_tables
-from ...circuits.route_cost import use_modewise, use_whole
+from ...circuits.operands import Operands, assemble, plan_route
+from ...circuits.route_cost import use_whole  # noqa: F401  (the route reads operands.use_whole)
 from ...model.context import current_call
 from .parametrizations import SkewParametrization
 
@@ -142,25 +141,25 @@ def _members(model: torch.nn.Module) -> list:
 
 def _build(model: torch.nn.Module, tokens: int) -> tuple[dict, set]:
     """The batched operands of ``model``'s Hamming adapters, ``{id(parametrization):
-    Compounds or Operands}`` (:class:`~qiadapters.circuits.blockdiag.Operands` with the whole
+    Compounds or Operands}`` (:class:`~qiadapters.circuits.operands.Operands` with the whole
     blocks where those are applied), and the set the layers that take theirs are recorded in."""
     groups = defaultdict(list)
     for param, dtype in _members(model):
         lay, device = param.block_layout, param.weight.device
-        build = tuple(k for k in lay.orders
-                      if not use_modewise(tokens, lay.n, k, device.type, False, lay.blocks))
-        key = (type(param), lay.n, lay.orders, lay.block_size, build, device, dtype)
+        route = plan_route(lay, tokens, device.type)
+        key = (type(param), lay.n, lay.orders, lay.block_size, route, device, dtype)
         groups[key].append(param)
     operands, taken = {}, set()
-    for (_, _, orders, _, build, _, dtype), members in groups.items():
+    for (_, _, orders, _, route, _, dtype), members in groups.items():
         if len(members) < 2:
             continue
+        build = tuple(k for k, mode in zip(orders, route.modewise) if not mode)
         lead, sizes = members[0], [p.copies for p in members]
         Q = lead.orthogonal(dtype, _Stack.apply(taken, tuple(members),
                                                 *(p.weight for p in members)))
         blocks = compounds(Q, build, held_compound_tables(lead.compound_tables)) if build else []
         whole = None
-        if build == orders and use_whole(lead.block_layout.block_size, lead.block_layout.sizes):
+        if route.whole:
             whole = assemble(blocks, lead.block_layout).split(sizes)
         per_order = {k: B.split(sizes) for k, B in zip(build, blocks)}
         for i, (p, Q_i) in enumerate(zip(members, Q.split(sizes))):

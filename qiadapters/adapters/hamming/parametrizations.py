@@ -1,13 +1,13 @@
 r"""Parametrizations of a Hamming adapter's blocks: parameters -> orthogonal Hamming blocks.
 
 Each parametrization is one small ``nn.Module`` holding the trainable parameters of the
-``r`` blocks of a :class:`~qiadapters.circuits.blockdiag.BlockLayout` and producing, in ONE
+``r`` blocks of a :class:`~qiadapters.circuits.block_layout.BlockLayout` and producing, in ONE
 method :meth:`Parametrization.blocks`, the list of weight-k blocks
 ``[(r, C(n,k), C(n,k)) for k in orders]``.  Merging and the dense ``D`` go through that
 method; the forward applies :meth:`Parametrization.operands`, which is the built blocks, or
 for the compound parametrizations (Cayley, expm) a
-:class:`~qiadapters.circuits.blockdiag.Compounds` of the weight-1 blocks ``Q``, so that
-:func:`~qiadapters.circuits.blockdiag.apply_blocks` can apply an order mode-wise without
+:class:`~qiadapters.circuits.operands.Compounds` of the weight-1 blocks ``Q``, so that
+:func:`~qiadapters.circuits.apply.apply_blocks` can apply an order mode-wise without
 building its block when that is cheaper.
 
 =============  ==========================================  ========================  ===========
@@ -33,12 +33,13 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ... import bounds
 from ...circuits import Circuit
 from ...circuits import cache
+from ...circuits.apply import apply_blocks, dense
+from ...circuits.block_layout import BlockLayout
 from ...circuits.layouts import gate_count
 from ...circuits.cache import TableBuffers
 from ...circuits.compound import held_compound_tables, hold_compound_tables
-from ...circuits.blockdiag import BlockLayout, Compounds, Operands, apply_blocks, dense, resolve
 from ...circuits.modewise import mode_tables
-from ...circuits.route_cost import use_whole
+from ...circuits.operands import Compounds, Operands, plan_route, resolve
 from ..layer import compute_dtype
 
 
@@ -108,9 +109,9 @@ class Parametrization(nn.Module):
         return t.expand(self.block_layout.blocks, *t.shape[1:]) if self.share_blocks else t
 
     def operands(self, dtype: torch.dtype | None = None):
-        """What the forward applies (:func:`~qiadapters.circuits.blockdiag.apply_blocks`):
+        """What the forward applies (:func:`~qiadapters.circuits.apply.apply_blocks`):
         by default the built :meth:`blocks`; a parametrization that knows its weight-1 blocks
-        returns :class:`~qiadapters.circuits.blockdiag.Compounds` instead."""
+        returns :class:`~qiadapters.circuits.operands.Compounds` instead."""
         return self.blocks(dtype)
 
     def forward(self, x: torch.Tensor, transpose: bool = False, operands=None) -> torch.Tensor:
@@ -122,7 +123,7 @@ class Parametrization(nn.Module):
         return apply_blocks(x, operands, self.block_layout, transpose=transpose)
 
     def resolve(self, x: torch.Tensor, operands=None) -> Operands:
-        """The routes that apply ``D`` to ``x`` (:func:`~qiadapters.circuits.blockdiag.resolve`),
+        """The routes that apply ``D`` to ``x`` (:func:`~qiadapters.circuits.operands.resolve`),
         to apply the same ``D`` to more inputs (``forward(y, operands=...)``)."""
         if operands is None:
             operands = self.cached_operands(x.dtype)
@@ -158,8 +159,8 @@ class Parametrization(nn.Module):
     def cached_operands(self, dtype: torch.dtype | None = None):
         """:meth:`operands`, kept between calls in inference (see :meth:`_cacheable`), with
         every block built (:meth:`Compounds.with_blocks
-        <qiadapters.circuits.blockdiag.Compounds.with_blocks>`) and, where ``D`` is applied
-        whole, assembled (:func:`~qiadapters.circuits.blockdiag.resolve`), until a parameter
+        <qiadapters.circuits.operands.Compounds.with_blocks>`) and, where ``D`` is applied
+        whole, assembled (:func:`~qiadapters.circuits.operands.resolve`), until a parameter
         changes.
 
         The key is the parameters themselves (``is``) and :meth:`_stamp`: an in-place write
@@ -177,11 +178,14 @@ class Parametrization(nn.Module):
         if hit is not None and hit[1] == stamp and all(a is b for a, b in zip(hit[0], params)):
             return hit[2]
         built = self.operands(dtype)
+        lay, device_type = self.block_layout, self._device_type()
         if isinstance(built, Compounds):
             built = built.with_blocks()
-        lay = self.block_layout
-        if use_whole(lay.block_size, lay.sizes):  # kept assembled: no per-call assembly
-            built = resolve(built, lay, 0, self._device_type())
+            route = plan_route(lay, 0, device_type, lay.orders)
+        else:
+            route = plan_route(lay, 0, device_type, modewise=[False] * len(lay.orders))
+        if route.whole:  # kept assembled: no per-call assembly
+            built = resolve(built, lay, 0, device_type, route)
         self.__dict__["_block_cache"] = (params, stamp, built)
         return built
 
@@ -254,7 +258,7 @@ class SkewParametrization(Parametrization):
 
     def operands(self, dtype: torch.dtype | None = None, Q: torch.Tensor | None = None,
                  built: tuple | None = None) -> Compounds:
-        """The blocks ``C_k(Q)`` as :class:`~qiadapters.circuits.blockdiag.Compounds` of
+        """The blocks ``C_k(Q)`` as :class:`~qiadapters.circuits.operands.Compounds` of
         ``Q: (copies, n, n)`` (built only for the orders the block route applies).  ``Q``
         and some orders' ``built`` blocks may come from a batched build."""
         lay, holder = self.block_layout, self.compound_tables

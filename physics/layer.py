@@ -32,8 +32,8 @@ from torch import nn
 from qiadapters.adapters.layer import AdapterLayer, AdapterParts, linear_widths, unwrap
 from qiadapters.adapters.mixed_batch import row_groups
 from qiadapters.adapters.registry import register
-from qiadapters.model.context import (attention_mask_context, current_attention_mask,
-                                      current_cache_length, current_model)
+from qiadapters.context import (attention_mask_context, current_attention_mask,
+                                current_cache_length, current_model)
 
 from .adapter import PhysicsAdapter
 from .config import PhysicsConfig

@@ -9,7 +9,7 @@
     >>> am2 = qiadapters.AdapterModel.from_pretrained(fresh_model, "out")
     >>> plain = am2.merge_and_unload()
 
-The per-thread context layers read while it works is :mod:`qiadapters.model.context`.
+The per-thread context layers read while it works is :mod:`qiadapters.context`.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from ..adapters.config import AdapterConfig, naming_file
 from ..adapters.layer import AdapterLayer
 from ..adapters.mixed_batch import rows_context
 from . import injection, io, mixed
-from .context import (attention_mask_context, current_attention_mask,  # noqa: F401 (re-exported)
-                      current_cache_length, current_model, model_context, publish_call,
-                      restore_call)
+from ..context import (attention_mask_context, current_attention_mask,  # noqa: F401 (re-exported)
+                       current_cache_length, current_model, model_context, publish_call,
+                       restore_call)
 from .modules_to_save import ModulesToSave
 # _rebuild stays importable here: pickles written by earlier versions name it in this module
 from .wrapped_class import _for_wrapped, _rebuild, _unspecialised  # noqa: F401

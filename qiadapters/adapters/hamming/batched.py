@@ -14,7 +14,7 @@ each layer exactly what its own build gives (``c_l`` = its parameter sets: ``r``
 ``share_blocks``), and the backward is as many ops again for the whole group.
 
 **When.**  Inside a call of a model wrapped by :class:`~qiadapters.AdapterModel` (its forward
-hooks open a scratch space per call, :func:`~qiadapters.model.context.current_call`), the
+hooks open a scratch space per call, :func:`~qiadapters.context.current_call`), the
 first Hamming layer to run builds, group by group, the blocks of every Hamming layer of the
 model that may run in the same call: its active adapters that are not merged, with the layer
 not disabled.  A group is the layers with the same parametrization (``cayley``, ``expm``),
@@ -44,7 +44,7 @@ import torch
 from ...circuits.compound import compounds, held_compound_tables
 from ...circuits.operands import Operands, assemble, plan_route
 from ...circuits.route_cost import use_whole  # noqa: F401  (the route reads operands.use_whole)
-from ...model.context import current_call
+from ...context import current_call
 from .parametrizations import SkewParametrization
 
 __all__ = ["batched_operands", "may_batch"]

@@ -42,7 +42,7 @@ def check_orders(orders) -> tuple[int, ...]:
 
 def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
                   layout="pyramid", gate="rbs", side="output", parametrization="cayley",
-                  share_blocks=False) -> dict[str, Any]:
+                  share_blocks=False, scale=False) -> dict[str, Any]:
     """The per-layer options of a Hamming adapter, validated and normalised: the one check
     shared by :class:`HammingConfig` and :meth:`HammingAdapter.build` (checks that need the
     layer's width live in :func:`~qiadapters.adapters.hamming.plan_blocks`)."""
@@ -60,6 +60,7 @@ def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
         "side": checks.choice("side", side, SIDES),
         "parametrization": checks.choice("parametrization", parametrization, PARAMETRIZATIONS),
         "share_blocks": checks.flag("share_blocks", share_blocks),
+        "scale": checks.flag("scale", scale),
     }
 
 
@@ -107,6 +108,12 @@ class HammingConfig(AdapterConfig):
         f"'circuit' uses a mirrored pair of circuits V(a) V(b)^T."))
     share_blocks: bool = option(False, (
         "Use one parameter set for all r blocks of a layer."))
+    scale: bool = option(False, (
+        "Learn a per-feature scale s (d values, initialised to 1) on the axis D acts on: "
+        "D is replaced by D diag(s), so the adapter rotates and rescales (output side: per "
+        "output channel, as RoAd's and DoRA's magnitudes).  Still the identity at "
+        "initialisation and still merged exactly (merged weight diag(s) D^T W0 on the output "
+        "side, W0 diag(s) D^T on the input side)."))
     layout_pattern: Optional[dict] = option(None, (
         "Per-layer layouts, as peft's rank_pattern: {module-name regex: {field: value}} with "
         "fields blocks / block_size / n_qubits / orders; a layer takes the first key that "
@@ -117,3 +124,11 @@ class HammingConfig(AdapterConfig):
 
     adapter_type: ClassVar[str] = "hamming"
     check_options: ClassVar = staticmethod(check_options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`AdapterConfig.to_dict`; ``scale`` is written only when on, so a file
+        without a scale is exactly what earlier versions wrote (and read)."""
+        out = super().to_dict()
+        if not out.get("scale"):
+            out.pop("scale", None)
+        return out

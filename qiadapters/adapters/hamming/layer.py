@@ -139,6 +139,9 @@ class HammingAdapter(AdapterLayer):
         side: ``"output"`` or ``"input"``.
         parametrization: ``"cayley"`` (default), ``"expm"`` or ``"circuit"``.
         share_blocks: one parameter set for all ``r`` blocks.
+        scale: learn a per-feature scale ``s`` (``d`` values, 1 at init) beside the
+            rotation: ``D`` becomes ``D diag(s)`` (output side ``y = (f(x) - b) D diag(s) + b``,
+            input side ``y = f(x D diag(s))``); ``s`` lives on the parametrization module.
         adapter_name: the name of this first adapter (more can be added with
             :meth:`add_adapter`; several active ones apply as a product).
         parts: parts built earlier by :meth:`build` (then the options are not used).
@@ -157,12 +160,14 @@ class HammingAdapter(AdapterLayer):
                  blocks: int | None = None, block_size: int | None = None,
                  n_qubits: int | None = None, layout: str = "pyramid", gate: str = "rbs",
                  side: str = "output", parametrization: str = "cayley",
-                 share_blocks: bool = False, *, adapter_name: Optional[str] = "default",
+                 share_blocks: bool = False, scale: bool = False, *,
+                 adapter_name: Optional[str] = "default",
                  parts: Optional[AdapterParts] = None):
         kind = base_kind(unwrap(linear))  # an unsupported module raises before any change
         super().__init__(linear, adapter_name, parts=parts, orders=orders, blocks=blocks,
                          block_size=block_size, n_qubits=n_qubits, layout=layout, gate=gate,
-                         side=side, parametrization=parametrization, share_blocks=share_blocks)
+                         side=side, parametrization=parametrization, share_blocks=share_blocks,
+                         scale=scale)
         #: how this base module is read, rotated and folded (:mod:`.kinds`)
         self.kind: BaseKind = kind
 
@@ -178,7 +183,8 @@ class HammingAdapter(AdapterLayer):
                              opts["block_size"], opts["n_qubits"],
                              power_of_two=parametrization == "circuit" and layout == "butterfly")
         module = PARAMETRIZATIONS[parametrization](block_layout, gate=opts["gate"], layout=layout,
-                                                   share_blocks=opts["share_blocks"])
+                                                   share_blocks=opts["share_blocks"],
+                                                   scale=opts["scale"])
         return AdapterParts(modules={"hamming": module}, settings={"side": side})
 
     # ------------------------------------------------------------ forward
@@ -247,12 +253,13 @@ class HammingAdapter(AdapterLayer):
             for a in adapter_names:
                 rot = self.hamming[a]
                 ops = rot.resolve(z, batched_operands(rot, z))
-                if keep_output and bz is bias and about_point.supports(ops):
+                if (keep_output and bz is bias and rot.scale is None
+                        and about_point.supports(ops)):
                     z = about_point.apply_about(z, bias, ops, rot.block_layout)
                     continue
-                z = rot(z, operands=ops)
+                z = _scaled(rot, rot(z, operands=ops))
                 if bias is not None:
-                    bz = rot(bz, operands=ops)
+                    bz = _scaled(rot, rot(bz, operands=ops))
             out = z if bias is None or bz is bias else z + (bias - bz)
         return self.kind.features_back(out.to(fx.dtype))
 
@@ -261,7 +268,7 @@ class HammingAdapter(AdapterLayer):
         there is one (:mod:`.batched`), else built here."""
         rot = self.hamming[adapter_name]
         with without_autocast(x):  # in the adapter's dtype under autocast too
-            return rot(x, operands=batched_operands(rot, x))
+            return _scaled(rot, rot(x, operands=batched_operands(rot, x)))
 
     # ------------------------------------------------------------ merge
     def merge_blocker(self, adapter_names: Optional[Sequence[str]] = None) -> Optional[str]:
@@ -275,7 +282,8 @@ class HammingAdapter(AdapterLayer):
         bias is untouched), along the weight's output / input axis (:attr:`BaseKind.weight_axes`:
         ``(out, in)`` for ``nn.Linear``, ``(in, out)`` for transformers' ``Conv1D``, the
         channel axes of a convolution); ``inverse`` multiplies by ``D`` instead (``D`` is
-        orthogonal).  The blocks are built (:meth:`Parametrization.apply_built`), whichever
+        orthogonal; with a scale ``D diag(s)`` is inverted as ``diag(1/s) D^T``).  The blocks
+        are built (:meth:`Parametrization.apply_built`), whichever
         route the forward takes.
 
         Output-side maps compose after the base in the order added; input-side ones before
@@ -289,17 +297,37 @@ class HammingAdapter(AdapterLayer):
         W = weights["weight"]
         for a in (reversed(sequence) if inverse else sequence):
             rot: Parametrization = self.hamming[a]
-            if self.side[a] == "output":  # D^T W = (W^T D)^T ; D W = (W^T D^T)^T
-                W = rot.apply_built(W.movedim(out_axis, -1), inverse).movedim(-1, out_axis)
-            else:                         # W D^T ; W D
-                W = rot.apply_built(W.movedim(in_axis, -1), not inverse).movedim(-1, in_axis)
+            if self.side[a] == "output":  # D^T W = (W^T D)^T ; D^-1 W = (W^T D^-1)^T
+                W = _fold_map(rot, W.movedim(out_axis, -1), False, inverse).movedim(-1, out_axis)
+            else:                         # W D^T ; W D^-T
+                W = _fold_map(rot, W.movedim(in_axis, -1), True, inverse).movedim(-1, in_axis)
         return {**weights, "weight": W}
 
     def delta_matrix(self, adapter_name: str) -> torch.Tensor:
-        """The dense ``D`` of one adapter (``d x d``; for inspection and tests)."""
-        return self.hamming[adapter_name].dense(self.adapter_dtype)
+        """The dense ``D`` of one adapter (``d x d``, ``D diag(s)`` with a scale; for
+        inspection and tests)."""
+        rot = self.hamming[adapter_name]
+        return _scaled(rot, rot.dense(self.adapter_dtype))
 
     def extra_repr(self) -> str:
         d_in, d_out = self.kind.widths(unwrap(self.base_layer))
         return (f"kind={self.kind.name!r}, in_features={d_in}, out_features={d_out}, "
                 f"side={self.side}, {super().extra_repr()}")
+
+
+def _scaled(rot: Parametrization, y: torch.Tensor) -> torch.Tensor:
+    """``y diag(s)`` for ``y: (..., d)`` when the adapter learns a scale ``s``, else ``y``."""
+    return y if rot.scale is None else y * rot.scale.to(y.dtype)
+
+
+def _fold_map(rot: Parametrization, x: torch.Tensor, transpose: bool,
+              inverse: bool) -> torch.Tensor:
+    """``x M`` for the adapter's map ``M = D diag(s)`` (``s = 1`` without a scale), with
+    ``x: (..., d)`` and every block built: ``M``, ``M^T = diag(s) D^T``, and for ``inverse``
+    ``M^{-1} = diag(1/s) D^T`` or ``M^{-T} = D diag(1/s)``."""
+    if rot.scale is None:
+        return rot.apply_built(x, transpose != inverse)
+    s = rot.scale.to(x.dtype)
+    if not inverse:
+        return rot.apply_built(x * s, True) if transpose else rot.apply_built(x, False) * s
+    return rot.apply_built(x, False) / s if transpose else rot.apply_built(x / s, True)

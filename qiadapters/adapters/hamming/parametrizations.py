@@ -66,7 +66,7 @@ class Parametrization(nn.Module):
     name: ClassVar[str] = ""
 
     def __init__(self, block_layout: BlockLayout, *, gate: str = "rbs", layout: str = "pyramid",
-                 share_blocks: bool = False):
+                 share_blocks: bool = False, scale: bool = False):
         super().__init__()
         n, ks = block_layout.n, block_layout.orders
         gates = 2 * gate_count(layout, n) if self.name == "circuit" else 0
@@ -80,6 +80,10 @@ class Parametrization(nn.Module):
         self.gate = gate
         self.layout = layout
         self.share_blocks = bool(share_blocks)
+        #: ``s: (d,)``, the learned per-feature scale beside the rotation (``D diag(s)``), or
+        #: None.  The blocks, :meth:`forward` and :meth:`dense` are the rotation ``D`` alone;
+        #: the adapter layer applies ``s`` (it is not part of any block).
+        self.scale = nn.Parameter(torch.ones(block_layout.dim)) if scale else None
 
     @property
     def copies(self) -> int:
@@ -93,7 +97,8 @@ class Parametrization(nn.Module):
     @classmethod
     def block_params(cls, n: int, layout: str = "pyramid") -> int:
         """Parameters of one block on ``n`` qubits, in closed form (the table above): a built
-        module's :attr:`n_params` is this times :attr:`copies`.  Builds nothing."""
+        module's :attr:`n_params` is this times :attr:`copies` (plus ``d`` with a scale).
+        Builds nothing."""
         raise NotImplementedError
 
     def blocks(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:

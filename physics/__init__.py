@@ -20,8 +20,12 @@ __all__ = ["PhysicsAdapter", "BOUNDARIES", "Boundary", "Neumann", "Dirichlet", "
            "basis", "eigenvalues", "transform", "inverse_transform", "infer_grid", "to_grid",
            "from_grid", "PRIORS", "Prior", "HeatPrior", "WavePrior", "PoissonPrior", "ROUTERS",
            "route_loss", "ZERO_MODES", "heat", "wave", "poisson"]
+from qiadapters.adapters.registry import register
+
 from .causal import causal_kernel, causal_solve
-from .layer import PhysicsConfig, PhysicsLayer, causal_reason, token_mask  # registers the family
+from .layer import PhysicsConfig, PhysicsLayer, causal_reason, token_mask
+
+register(PhysicsConfig, PhysicsLayer)
 __all__ += ["PhysicsConfig", "PhysicsLayer", "causal_reason", "token_mask", "causal_kernel",
             "causal_solve"]
 

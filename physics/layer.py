@@ -31,7 +31,6 @@ from torch import nn
 
 from qiadapters.adapters.layer import AdapterLayer, AdapterParts, linear_widths, unwrap
 from qiadapters.adapters.mixed_batch import row_groups
-from qiadapters.adapters.registry import register
 from qiadapters.context import (attention_mask_context, current_attention_mask,
                                 current_cache_length, current_model)
 
@@ -271,6 +270,3 @@ class PhysicsLayer(AdapterLayer):
 
     def extra_repr(self) -> str:
         return f"placement={self.placement}, {super().extra_repr()}"
-
-
-register(PhysicsConfig, PhysicsLayer)

@@ -148,10 +148,7 @@ class AdapterConfig:
         kind = data.pop("adapter_type", cls.adapter_type or None)
         target = cls
         if cls is AdapterConfig or kind != cls.adapter_type:
-            target = config_class(kind)
-            if not issubclass(target, cls):
-                raise ValueError(f"adapter_type={kind!r} is a {target.__name__}, not a "
-                                 f"{cls.__name__}")
+            target = config_class(kind, within=cls)
         known = {f.name: f for f in fields(target)}
         unknown = sorted(set(data) - set(known))
         if unknown:

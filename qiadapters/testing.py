@@ -9,7 +9,7 @@ family adds rows, not tests::
 
 * ``model_factory(seed) -> (model, inputs)`` builds the same base model for the same seed;
   ``model(**inputs)`` returns a tensor or a Hugging Face ``ModelOutput`` (``logits`` are used).
-* ``config`` is an :class:`~qiadapters.adapters.base.AdapterConfig`, or a list of them: a
+* ``config`` is an :class:`~qiadapters.adapters.config.AdapterConfig`, or a list of them: a
   stack, injected as ``"default"``, ``"adapter1"``, ... and all activated.
 * Capabilities come from the layers: a family whose layers refuse merging (``merge_blocker``) is
   checked to refuse merging instead of being checked to merge exactly.
@@ -18,20 +18,23 @@ Every family must: be the identity at init; (if mergeable) give the same output 
 unmerged and restore the base weights on unmerge; save/load to identical outputs; train only
 its own parameters (all of them); give back the base model when disabled; run with fp16 and
 bf16 base weights; pickle and ``state_dict`` round-trip; and (:func:`check_compile`) compile.
+
+The library's own test helpers (``HostSyncs``, ``HOST_SYNC_OPS``, ``exit_worker``,
+``random_orthogonal``) moved to its test suite; their names here still work in 0.4, with a
+``DeprecationWarning``.
 """
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import pickle
-import sys
 import tempfile
 import warnings
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from .adapters.config import AdapterConfig
 from .adapters.layer import AdapterLayer
@@ -51,16 +54,6 @@ def available_devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def exit_worker() -> None:
-    """End a ``torchrun`` worker script whose work is done, without the interpreter's
-    teardown: there a gloo or autograd thread still joinable at exit is sometimes destroyed
-    first (SIGABRT, "terminate called without an active exception"; seen under load with
-    torch 2.13), failing a run that succeeded.  Call it last, after every file is written."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
 def on_device(model_factory: ModelFactory, device: str | torch.device | None) -> ModelFactory:
     """``model_factory`` with its model and tensor inputs moved to ``device`` (``None``: as
     is), so every check runs there: ``check_merge(on_device(tiny_mlp, "cuda"), config)``."""
@@ -72,53 +65,6 @@ def on_device(model_factory: ModelFactory, device: str | torch.device | None) ->
         return model.to(device), {k: v.to(device) if torch.is_tensor(v) else v
                                   for k, v in inputs.items()}
     return factory
-
-
-#: ops that read a value back on the host (a device sync) or copy a host tensor made in the
-#: forward (``torch.tensor(...)``), and data-dependent shapes (``nonzero``: a sync on CUDA)
-HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::lift_fresh", "aten::nonzero",
-                 "aten::masked_select", "aten::unique", "aten::_unique2")
-
-
-class HostSyncs(TorchDispatchMode):
-    """Records :data:`HOST_SYNC_OPS` run inside the forward of any adapter layer of
-    ``model`` (the base model's own code, e.g. a Hugging Face mask check, is not counted)::
-
-        with HostSyncs(am) as found:
-            am(**inputs)
-        assert not found.ops
-
-    ``.tolist()`` does not dispatch: ``torch.compile(..., fullgraph=True)`` catches it."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.ops: list[str] = []
-        self._depth = 0
-        self._layers = [m for m in model.modules() if isinstance(m, AdapterLayer)]
-        self._handles = []
-
-    def __enter__(self):
-        for layer in self._layers:
-            self._handles.append(layer.register_forward_pre_hook(self._enter_layer))
-            self._handles.append(layer.register_forward_hook(self._leave_layer))
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        return super().__exit__(*exc)
-
-    def _enter_layer(self, module, args):
-        self._depth += 1
-
-    def _leave_layer(self, module, args, out):
-        self._depth -= 1
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if self._depth and func._schema.name in HOST_SYNC_OPS:
-            self.ops.append(func._schema.name)
-        return func(*args, **(kwargs or {}))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -163,14 +109,6 @@ def adapter_parameters(am: nn.Module) -> dict[str, nn.Parameter]:
 def base_parameters(am: AdapterModel) -> dict[str, nn.Parameter]:
     ids = adapter_parameter_ids(am)
     return {n: p for n, p in am.named_parameters() if id(p) not in ids}
-
-
-def random_orthogonal(r: int, n: int, seed: int = 0,
-                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``r`` random orthogonal ``n x n`` matrices (QR of Gaussian ones), reproducible by
-    ``seed``: ``(r, n, n)``."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.linalg.qr(torch.randn(r, n, n, dtype=dtype, generator=g))[0]
 
 
 @torch.no_grad()
@@ -419,3 +357,16 @@ def assert_valid_adapter(model_factory: ModelFactory, config, *,
                                                f"expected {mergeable}")
     for name in names:
         CHECKS[name](model_factory, config)
+
+
+#: Names that moved to the library's test suite: served for one version, with a warning.
+_MOVED = ("HostSyncs", "HOST_SYNC_OPS", "exit_worker", "random_orthogonal")
+
+
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"qiadapters.testing.{name} is deprecated and goes in qiadapters 0.5: it is a "
+                  f"helper of the library's own tests (tests/testing_utils.py in the source "
+                  f"tree); copy it into your tests", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module("qiadapters._testing_deprecated"), name)

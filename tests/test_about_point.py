@@ -3,6 +3,8 @@
 (``torch.block_diag`` of compounds by minors) and against autograd through ``apply_blocks``,
 over sizes, orders, pads, tails and both routes; higher-order gradients of a layer against the
 plain route; and what the backward keeps."""
+import os
+import sys
 from math import comb
 
 import pytest
@@ -15,7 +17,10 @@ from qiadapters.circuits.about_point import apply_about, supports
 from qiadapters.circuits.blockdiag import (BlockLayout, ModeWise, Operands, apply_blocks,
                                            assemble, dense)
 from qiadapters.circuits.compound import compound_by_minors
-from qiadapters.testing import perturb, random_orthogonal
+from qiadapters.testing import perturb
+
+sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
+from testing_utils import random_orthogonal  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

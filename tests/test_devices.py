@@ -3,6 +3,8 @@ present), no host sync or host-made tensor in any adapter forward (detected on C
 and backward on the ``meta`` device (a CPU tensor made in the forward, or a value read back,
 fails there as it would stall or fail on a GPU), and the device-aware order-2 route rule."""
 import importlib
+import os
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -15,8 +17,11 @@ from qiadapters.circuits import Circuit, cache
 from qiadapters.circuits.compound import (ROW_LOOP_MIN_ENTRIES, PairMinorsByRow, pair_minors,
                                           row_route, compound_det)
 from qiadapters.circuits.simulate import simulate_block
-from qiadapters.testing import (HostSyncs, available_devices, check_identity_at_init,
-                                check_merge, check_training, on_device, perturb, tiny_mlp)
+from qiadapters.testing import (available_devices, check_identity_at_init, check_merge,
+                                check_training, on_device, perturb, tiny_mlp)
+
+sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
+from testing_utils import HostSyncs  # noqa: E402
 
 DEVICES = available_devices()
 EXPERTS = [HammingConfig(target_modules=["fc1", "fc2"], orders=(1,)),

@@ -79,7 +79,7 @@ def _rank_main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    from qiadapters.testing import exit_worker
+    from testing_utils import exit_worker  # this folder is the script's: on sys.path
 
     _rank_main(sys.argv[1])
-    exit_worker()  # skips the interpreter's teardown (qiadapters.testing.exit_worker)
+    exit_worker()  # skips the interpreter's teardown (testing_utils.exit_worker)

@@ -181,7 +181,7 @@ def _ddp_worker(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    from qiadapters.testing import exit_worker
+    from testing_utils import exit_worker  # this folder is the script's: on sys.path
 
     _ddp_worker(Path(sys.argv[1]))
-    exit_worker()  # skips the interpreter's teardown (qiadapters.testing.exit_worker)
+    exit_worker()  # skips the interpreter's teardown (testing_utils.exit_worker)

@@ -1,6 +1,8 @@
 """The whole-block route of ``apply_blocks``: every order's block and the identity pad
 assembled into one ``b x b`` block, one product.  Against the dense ``D`` (``torch.block_diag``
 of the blocks) and the order-by-order route, over sizes, orders, pads, tails and directions."""
+import os
+import sys
 from math import comb
 
 import pytest
@@ -12,7 +14,10 @@ from qiadapters import HammingAdapter
 from qiadapters.circuits import operands, route_cost
 from qiadapters.circuits.blockdiag import BlockLayout, Operands, apply_blocks, assemble, dense
 from qiadapters.circuits.compound import compound_by_minors
-from qiadapters.testing import perturb, random_orthogonal
+from qiadapters.testing import perturb
+
+sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
+from testing_utils import random_orthogonal  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

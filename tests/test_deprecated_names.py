@@ -1,0 +1,46 @@
+"""Names that moved or were renamed keep working for one version, with a DeprecationWarning:
+the test-suite helpers that left ``qiadapters.testing``."""
+import os
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import qiadapters.testing as testing
+from qiadapters import HammingAdapter
+
+sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
+import testing_utils  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["HostSyncs", "HOST_SYNC_OPS", "exit_worker",
+                                  "random_orthogonal"])
+def test_moved_testing_helpers_warn_and_still_import(name):
+    with pytest.warns(DeprecationWarning, match=f"qiadapters.testing.{name} is deprecated"):
+        old = getattr(testing, name)
+    assert callable(old) or old == testing_utils.HOST_SYNC_OPS
+    with pytest.raises(AttributeError, match="no attribute 'no_such_helper'"):
+        testing.no_such_helper  # noqa: B018
+
+
+def test_deprecated_helpers_behave_as_the_suites():
+    with pytest.warns(DeprecationWarning):
+        old_orthogonal, OldHostSyncs = testing.random_orthogonal, testing.HostSyncs
+    assert torch.equal(old_orthogonal(3, 5, seed=2), testing_utils.random_orthogonal(3, 5, seed=2))
+
+    class Syncing(nn.Module):  # reads a value back on the host inside an adapter layer
+        def forward(self, x):
+            return x * float(x.detach().sum())
+
+    layer = HammingAdapter(nn.Linear(16, 16))
+    layer.base_layer.forward = Syncing().forward
+    model = nn.Sequential(layer, Syncing())
+    x = torch.randn(2, 16)
+    for counter in (OldHostSyncs, testing_utils.HostSyncs):
+        with counter(model) as found:
+            model(x)
+        assert found.ops == ["aten::_local_scalar_dense"]  # the base's, not the one outside
+        with counter(model) as found:  # hooks removed on exit: a fresh count
+            model[1](x)
+        assert found.ops == []

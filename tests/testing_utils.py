@@ -1,0 +1,84 @@
+"""Helpers of the test suite that are not part of the adapter contract.
+
+Tests import them as ``from testing_utils import ...`` (with this folder on ``sys.path``, as
+for the error catalogue); a ``torchrun`` worker script in this folder finds them there too.
+Until qiadapters 0.4 they lived in :mod:`qiadapters.testing`, which still serves their old
+names for one version, with a ``DeprecationWarning``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from qiadapters.adapters.layer import AdapterLayer
+
+__all__ = ["HOST_SYNC_OPS", "HostSyncs", "exit_worker", "random_orthogonal"]
+
+
+def exit_worker() -> None:
+    """End a ``torchrun`` worker script whose work is done, without the interpreter's
+    teardown: there a gloo or autograd thread still joinable at exit is sometimes destroyed
+    first (SIGABRT, "terminate called without an active exception"; seen under load with
+    torch 2.13), failing a run that succeeded.  Call it last, after every file is written."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def random_orthogonal(r: int, n: int, seed: int = 0,
+                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``r`` random orthogonal ``n x n`` matrices (QR of Gaussian ones), reproducible by
+    ``seed``: ``(r, n, n)``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(r, n, n, dtype=dtype, generator=g))[0]
+
+
+#: ops that read a value back on the host (a device sync) or copy a host tensor made in the
+#: forward (``torch.tensor(...)``), and data-dependent shapes (``nonzero``: a sync on CUDA)
+HOST_SYNC_OPS = ("aten::_local_scalar_dense", "aten::lift_fresh", "aten::nonzero",
+                 "aten::masked_select", "aten::unique", "aten::_unique2")
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records :data:`HOST_SYNC_OPS` run inside the forward of any adapter layer of
+    ``model`` (the base model's own code, e.g. a Hugging Face mask check, is not counted)::
+
+        with HostSyncs(am) as found:
+            am(**inputs)
+        assert not found.ops
+
+    ``.tolist()`` does not dispatch: ``torch.compile(..., fullgraph=True)`` catches it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.ops: list[str] = []
+        self._depth = 0
+        self._layers = [m for m in model.modules() if isinstance(m, AdapterLayer)]
+        self._handles = []
+
+    def __enter__(self):
+        for layer in self._layers:
+            self._handles.append(layer.register_forward_pre_hook(self._enter_layer))
+            self._handles.append(layer.register_forward_hook(self._leave_layer))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return super().__exit__(*exc)
+
+    def _enter_layer(self, module, args):
+        self._depth += 1
+
+    def _leave_layer(self, module, args, out):
+        self._depth -= 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self._depth and func._schema.name in HOST_SYNC_OPS:
+            self.ops.append(func._schema.name)
+        return func(*args, **(kwargs or {}))

@@ -45,6 +45,7 @@ from ...circuits.compound import compounds, held_compound_tables
 from ...circuits.operands import Operands, assemble, plan_route
 from ...circuits.route_cost import use_whole  # noqa: F401  (the route reads operands.use_whole)
 from ...context import current_call
+from ..layer import AdapterLayer
 from .parametrizations import SkewParametrization
 
 __all__ = ["batched_operands", "may_batch"]
@@ -94,16 +95,30 @@ def _eligible(param) -> bool:
 
 
 #: Module registrations anywhere in the process (``add_module``, ``setattr`` of a module,
-#: ``ModuleList.append``...): part of the key of :func:`_hamming_layers`' cache, so any change
-#: to a module tree refreshes it.
+#: ``ModuleList.append``...) since the first list of layers was kept: part of the key of
+#: :func:`_hamming_layers`' cache, so any change to a module tree refreshes it.  The counting
+#: hook is installed by the first call of :func:`_hamming_layers`, not on import (a change
+#: made before any list is kept cannot make one stale); torch's registration hooks are
+#: process-wide only.
 _REGISTRATIONS = [0]
+_REGISTRATION_HOOK: list = []
 
 
 def _count_registration(module, name, submodule):
     _REGISTRATIONS[0] += 1
 
 
-torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
+def _count_registrations() -> None:
+    """Install the registration counter (once)."""
+    if not _REGISTRATION_HOOK:
+        _REGISTRATION_HOOK.append(
+            torch.nn.modules.module.register_module_module_registration_hook(_count_registration))
+
+
+def _is_hamming_layer(module: torch.nn.Module) -> bool:
+    """A Hamming layer: an adapter layer whose adapters are held as ``hamming`` (the family's
+    one ``adapter_layer_names`` entry; this module is below the layer class)."""
+    return isinstance(module, AdapterLayer) and "hamming" in module.adapter_layer_names
 
 
 def _hamming_layers(model: torch.nn.Module) -> list:
@@ -112,15 +127,14 @@ def _hamming_layers(model: torch.nn.Module) -> list:
     millisecond per call).  Keyed by the model's identity too, so a copy (``deepcopy``,
     pickle) walks its own tree.  A layer removed with ``del`` stays listed until the next
     registration: it builds blocks that nothing takes (no gradient reaches it)."""
-    from .layer import HammingAdapter  # the layer uses this module
-
+    _count_registrations()
     key = (_REGISTRATIONS[0], id(model))
     hit = model.__dict__.get("_hamming_layers_cache")
     if hit is not None and hit[0] == key:
         layers = [ref() for ref in hit[1]]
         if all(layer is not None for layer in layers):
             return layers
-    layers = [m for m in model.modules() if isinstance(m, HammingAdapter)]
+    layers = [m for m in model.modules() if _is_hamming_layer(m)]
     model.__dict__["_hamming_layers_cache"] = (key, [weakref.ref(m) for m in layers])
     return layers
 

@@ -43,17 +43,25 @@ from ...circuits.operands import Compounds, Operands, plan_route, resolve
 from ..layer import compute_dtype
 
 
-#: Optimizer steps taken in this process (any ``torch.optim.Optimizer``), part of the key of
-#: :meth:`Parametrization.cached_operands`: fused optimizers (``Adam(fused=True)``) write the
-#: parameters without bumping their version counters.
+#: Optimizer steps taken in this process (any ``torch.optim.Optimizer``) since the first
+#: block cache was filled: part of the key of :meth:`Parametrization.cached_operands`, as
+#: fused optimizers (``Adam(fused=True)``) write the parameters without bumping their version
+#: counters.  The counting hook is installed by the first cache fill, not on import (steps
+#: taken before any block is kept cannot make a kept block stale); torch has step hooks per
+#: optimizer or for all of them, and which optimizers hold an adapter's parameters is not
+#: known here.
 _OPTIMIZER_STEPS = [0]
+_STEP_HOOK: list = []
 
 
 def _count_step(optimizer, args, kwargs) -> None:
     _OPTIMIZER_STEPS[0] += 1
 
 
-register_optimizer_step_post_hook(_count_step)
+def _count_optimizer_steps() -> None:
+    """Install the step counter (once)."""
+    if not _STEP_HOOK:
+        _STEP_HOOK.append(register_optimizer_step_post_hook(_count_step))
 
 
 class Parametrization(nn.Module):
@@ -171,13 +179,15 @@ class Parametrization(nn.Module):
         The key is the parameters themselves (``is``) and :meth:`_stamp`: an in-place write
         (``p.add_`` under ``no_grad``, ``load_state_dict``'s ``copy_``) bumps ``p._version``;
         any ``torch.optim`` step bumps a process-wide step count (fused optimizers write
-        without bumping versions); ``.to()`` / ``.half()`` / ``.double()`` give new storage
-        and dtype; ``functional_call`` / ``load_state_dict(assign=True)`` new parameters.
-        Writes through ``p.data`` bypass the version counter: call :meth:`clear_block_cache`
-        after them.  The cache is a plain attribute: never saved, pickled or deep-copied.
+        without bumping versions; counted from the first cache fill on); ``.to()`` /
+        ``.half()`` / ``.double()`` give new storage and dtype; ``functional_call`` /
+        ``load_state_dict(assign=True)`` new parameters.  Writes through ``p.data`` bypass
+        the version counter: call :meth:`clear_block_cache` after them.  The cache is a plain
+        attribute: never saved, pickled or deep-copied.
         """
         if not self._cacheable():
             return self.operands(dtype)
+        _count_optimizer_steps()
         params, stamp = tuple(self.parameters()), self._stamp(dtype)
         hit = self.__dict__.get("_block_cache")
         if hit is not None and hit[1] == stamp and all(a is b for a, b in zip(hit[0], params)):

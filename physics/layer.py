@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from qiadapters.adapters.base_modules import input_width
 from qiadapters.adapters.layer import AdapterLayer, AdapterParts, linear_widths, unwrap
 from qiadapters.adapters.mixed_batch import row_groups
 from qiadapters.context import (attention_mask_context, current_attention_mask,
@@ -50,13 +51,11 @@ def feature_width(module: nn.Module) -> int:
     """Width ``d`` of the hidden states a module takes first: an ``nn.Linear``'s (or
     ``Conv1D``'s) input width, a ``LayerNorm``'s last normalised size, else the input width of
     the first such projection inside it (BERT's ``query``, ViT's ``q_proj``, GPT-2's
-    ``c_attn``).  Raises TypeError naming the class and ``dim=`` when there is none."""
-    if isinstance(module, nn.LayerNorm):
-        return int(module.normalized_shape[-1])
-    for sub in module.modules():
-        widths = linear_widths(sub)
-        if widths is not None:
-            return widths[0]
+    ``c_attn``): :func:`~qiadapters.adapters.base_modules.input_width`.  Raises TypeError
+    naming the class and ``dim=`` when there is none."""
+    width = input_width(module)
+    if width is not None:
+        return width
     raise TypeError(f"cannot tell the hidden width of a {type(module).__name__} (it is not and "
                     f"holds no nn.Linear, transformers Conv1D or nn.LayerNorm); set "
                     f"PhysicsConfig(dim=...) to the width d of the hidden states (batch, tokens, "

@@ -1,8 +1,8 @@
 """What an adapter layer needs to know about the base modules it wraps, without importing
-their packages: a module's class path, whether it is a linear map of the last axis and its
-widths, the tensor that fixes where its adapters live, the dtype adapter math runs in, and
-:class:`SharedBase`, a stand-in for a base module owned elsewhere, and how a module call
-passes its first input (:func:`split_input`).
+their packages: a module's class path, whether it is a linear map of the last axis, its
+widths (:func:`base_widths`, the one place they are read), the tensor that fixes where its
+adapters live, the dtype adapter math runs in, :class:`SharedBase`, a stand-in for a base
+module owned elsewhere, and how a module call passes its first input (:func:`split_input`).
 
 Re-exported by :mod:`qiadapters.adapters.layer`, where they were first defined.
 """
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 __all__ = ["SharedBase", "compute_dtype", "reference_tensor", "unwrap", "class_path",
-           "inherits", "is_linear", "TRANSFORMERS_CONV1D", "linear_widths", "split_input",
-           "INPUT_KEYWORDS"]
+           "inherits", "is_linear", "TRANSFORMERS_CONV1D", "base_widths", "linear_widths",
+           "input_width", "split_input", "INPUT_KEYWORDS"]
 
 
 #: transformers' ``Conv1D`` (GPT-2 family): a linear map with its weight stored ``(in, out)``.
@@ -54,13 +54,37 @@ def is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or inherits(module, TRANSFORMERS_CONV1D)
 
 
-def linear_widths(module: nn.Module) -> Optional[tuple[int, int]]:
-    """``(in, out)`` of a linear map of the last axis (:func:`is_linear`), else None: an
-    ``nn.Linear``'s ``in_features`` / ``out_features``, a ``Conv1D``'s ``weight: (in, out)``."""
+def base_widths(module: nn.Module) -> Optional[tuple[int, int]]:
+    """``(in, out)``: the widths of the features a base module maps, else None.  An
+    ``nn.Linear``'s (or subclass's) ``in_features`` / ``out_features``, a transformers
+    ``Conv1D``'s ``weight: (in, out)``, a convolution's ``in_channels`` / ``out_channels``.
+    The one place a base module's widths are read: adapter layers, base kinds, saved shape
+    records and the physics and mixture layers all ask here."""
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     if inherits(module, TRANSFORMERS_CONV1D):
         return int(module.weight.shape[0]), int(module.weight.shape[1])
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.in_channels, module.out_channels
+    return None
+
+
+def linear_widths(module: nn.Module) -> Optional[tuple[int, int]]:
+    """:func:`base_widths` of a linear map of the last axis (:func:`is_linear`), else None."""
+    return base_widths(module) if is_linear(module) else None
+
+
+def input_width(module: nn.Module, inside: bool = True) -> Optional[int]:
+    """Width ``d`` of the hidden states ``(..., d)`` a module takes first, else None: a
+    linear map's input width (:func:`linear_widths`), a ``LayerNorm``'s last normalised size,
+    else (``inside``) the input width of the first linear map inside it (BERT's ``query``,
+    ViT's ``q_proj``, GPT-2's ``c_attn``)."""
+    if isinstance(module, nn.LayerNorm):
+        return int(module.normalized_shape[-1])
+    for sub in module.modules() if inside else (module,):
+        widths = linear_widths(sub)
+        if widths is not None:
+            return widths[0]
     return None
 
 

@@ -66,7 +66,8 @@ from ..adapters.formats import LAYERS_KEY
 from ..adapters.selection import LAYOUT_KEYS
 from ..adapters.formats import check_layers as _check_record
 from ..adapters.formats import check_regular, read_json
-from ..adapters.layer import AdapterLayer, linear_widths, unwrap
+from ..adapters.base_modules import base_widths, input_width
+from ..adapters.layer import AdapterLayer, unwrap
 from .injection import adapter_layers
 from .modules_to_save import ModulesToSave
 from .selection import layout_record
@@ -398,16 +399,16 @@ def layer_shape(module: nn.Module) -> dict[str, int | list[int]]:
     (the hidden states it takes: what a physics adapter placed at its input maps).  A
     mixture's experts wrap the mixture's base, so its record covers them."""
     module = unwrap(module.base_layer if isinstance(module, AdapterLayer) else module)
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return {"in": module.in_channels, "out": module.out_channels,
-                "kernel": list(module.kernel_size)}
-    widths = linear_widths(module)
+    widths = base_widths(module)
     if widths is not None:
-        return {"in": widths[0], "out": widths[1]}
+        shape = {"in": widths[0], "out": widths[1]}
+        if isinstance(module, nn.modules.conv._ConvNd):
+            shape["kernel"] = list(module.kernel_size)
+        return shape
     if isinstance(module, nn.LayerNorm):
         return {"normalized": list(module.normalized_shape)}
-    inner = next((w for w in map(linear_widths, module.modules()) if w is not None), None)
-    return {} if inner is None else {"in": inner[0]}
+    inner = input_width(module)
+    return {} if inner is None else {"in": inner}
 
 
 def layer_shapes(model: nn.Module, adapter_name: str) -> dict[str, dict]:

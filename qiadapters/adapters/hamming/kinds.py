@@ -27,7 +27,7 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
-from ..layer import TRANSFORMERS_CONV1D, class_path, inherits
+from ..base_modules import TRANSFORMERS_CONV1D, base_widths, class_path, inherits
 
 __all__ = ["BaseKind", "LinearKind", "TransposedConv1DKind", "ConvKind", "BASE_KINDS",
            "base_kind", "plain_weight"]
@@ -58,8 +58,14 @@ class BaseKind:
         raise NotImplementedError
 
     def widths(self, module: nn.Module) -> tuple[int, int]:
-        """``(d_in, d_out)``: the widths ``D`` acts on for the input and the output side."""
-        raise NotImplementedError
+        """``(d_in, d_out)``: the widths ``D`` acts on for the input and the output side, the
+        module's :func:`~qiadapters.adapters.base_modules.base_widths` (a kind for modules
+        whose widths are read elsewhere overrides this)."""
+        widths = base_widths(module)
+        if widths is None:
+            raise TypeError(f"the widths of a {class_path(module)} are unknown to the "
+                            f"{self.name!r} base kind")
+        return widths
 
     def check(self, module: nn.Module, side: str) -> None:
         """Raise (naming the module's class and the value) if the module cannot take an
@@ -106,9 +112,6 @@ class LinearKind(BaseKind):
     def matches(self, module):
         return isinstance(module, nn.Linear)
 
-    def widths(self, module):
-        return module.in_features, module.out_features
-
 
 class TransposedConv1DKind(BaseKind):
     """transformers' ``Conv1D`` (GPT-2 family): ``y = x W + b`` with the weight stored
@@ -126,9 +129,6 @@ class TransposedConv1DKind(BaseKind):
 
     def matches(self, module):
         return inherits(module, TRANSFORMERS_CONV1D)
-
-    def widths(self, module):
-        return module.weight.shape[0], module.nf
 
 
 class ConvKind(BaseKind):
@@ -150,9 +150,6 @@ class ConvKind(BaseKind):
 
     def matches(self, module):
         return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
-
-    def widths(self, module):
-        return module.in_channels, module.out_channels
 
     def check(self, module, side):
         if module.groups != 1:

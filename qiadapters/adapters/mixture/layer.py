@@ -49,9 +49,10 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
+from ...deprecation import renamed_keyword
+from ..base_modules import input_width
 from ..config import AdapterConfig
-from ..layer import (AdapterLayer, AdapterParts, SharedBase, compute_dtype, is_linear,
-                     linear_widths)
+from ..layer import AdapterLayer, AdapterParts, SharedBase, compute_dtype, is_linear
 from ..mixed_batch import row_groups
 from ..registry import layer_class
 from .config import MixtureConfig, check_options
@@ -77,10 +78,11 @@ def _signature(module: nn.Module):
 
 
 def _input_width(base: nn.Module, router: str) -> int:
-    widths = linear_widths(base)
-    width = widths[0] if widths is not None else getattr(base, "in_features", None)
-    if width is None and isinstance(base, nn.LayerNorm):
-        width = base.normalized_shape[-1]
+    """The width of the input a router reads: :func:`input_width` of the module itself (not
+    of a module inside it), else its ``in_features``; TypeError if there is none."""
+    width = input_width(base, inside=False)
+    if width is None:
+        width = getattr(base, "in_features", None)
     if not isinstance(width, int):
         raise TypeError(f"router={router!r} reads the input of the wrapped module, but the "
                         f"input width of a {type(base).__name__} is unknown (no in_features); "
@@ -131,10 +133,11 @@ class Mixture(AdapterLayer):
     .. math:: y = f(x) + \sum_e \alpha_e(x) (E_e(x) - f(x))
 
     Args:
-        base: the module every expert adapts (frozen).
+        base_layer: the module every expert adapts (frozen); ``base=`` is its deprecated
+            name (until qiadapters 0.5).
         experts: a non-empty list of adapter configs (``HammingConfig(...)``,
-            ``physics.PhysicsConfig(...)``: built on ``base``), adapter layers wrapping
-            ``base`` (or a module of the same type and shapes; their one active adapter's
+            ``physics.PhysicsConfig(...)``: built on ``base_layer``), adapter layers wrapping
+            ``base_layer`` (or a module of the same type and shapes; their one active adapter's
             modules are used, not copied), or plain modules ``m`` adding ``m(x)``.
         router: ``"global"`` (a learned vector; mergeable), ``"sample"`` or ``"token"``
             (a linear gate on the input; see :mod:`~qiadapters.adapters.mixture.routers`).
@@ -162,14 +165,15 @@ class Mixture(AdapterLayer):
     other_param_names = ("mixture_options",)
     fold_invertible = False  # sum_e alpha_e D_e is not orthogonal: merge keeps the original
 
-    def __init__(self, base: nn.Module, experts: Optional[Sequence[Any]] = None,
+    @renamed_keyword("base", "base_layer")
+    def __init__(self, base_layer: nn.Module, experts: Optional[Sequence[Any]] = None,
                  router: str = "global", top_k: Optional[int] = None, temperature: float = 1.0,
                  balance: float = 0.01, z_loss: float = 0.0, *,
                  adapter_name: Optional[str] = "default", parts: Optional[AdapterParts] = None):
         options = {} if parts is not None or adapter_name is None else dict(
             experts=experts, router=router, top_k=top_k, temperature=temperature,
             balance=balance, z_loss=z_loss)
-        super().__init__(base, adapter_name, parts=parts, **options)
+        super().__init__(base_layer, adapter_name, parts=parts, **options)
         #: per mixture adapter that ran in the latest forward: its routing
         self._ran: dict[str, Routing] = {}
 

@@ -27,7 +27,7 @@ from typing import Iterable, Iterator, Optional
 from ..adapters.hamming import PARAMETRIZATIONS
 from ..adapters.hamming.config import check_orders
 from ..circuits import LAYOUTS, max_qubits
-from ..circuits.blockdiag import BlockLayout
+from ..circuits.block_layout import BlockLayout
 from ..circuits.route_cost import apply_macs
 from .. import checks
 

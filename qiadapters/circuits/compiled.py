@@ -19,7 +19,7 @@ prove every one equal to :meth:`Circuit.hamming_block`):
 The op holds every index table it reads (from :mod:`~qiadapters.circuits.cache`) as a
 non-persistent buffer: it follows ``.to(device)``, adds nothing to ``state_dict``, and its
 ``forward`` looks nothing up, so it traces under ``torch.compile(fullgraph=True)``.  Applying
-the blocks to activations is :func:`~qiadapters.circuits.blockdiag.apply_blocks`.
+the blocks to activations is :func:`~qiadapters.circuits.apply.apply_blocks`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 r"""Which route applies a weight-k compound block: built (``x B``) or mode-wise (``x C_k(U)``
 without ``B``, :mod:`.modewise`); and whether built blocks are applied whole (:func:`use_whole`).
-A choice on shapes and the device type only (no data, no sync), made by
-:func:`~qiadapters.circuits.blockdiag.apply_blocks`.
+A choice on shapes and the device type only (no data, no sync), made in one place,
+:func:`~qiadapters.circuits.operands.plan_route`.
 
 Estimated time of a training step's share (forward + backward) for ``T`` tokens, ``r``
 blocks, ``m = C(n,k)``:

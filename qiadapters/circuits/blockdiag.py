@@ -9,7 +9,10 @@ The path from the blocks to the output runs one way through them:
 * :mod:`~qiadapters.circuits.apply` -- :func:`apply_blocks` (the one way ``D`` is applied),
   its kernels, and :func:`dense`.
 
-Every name this module held is importable from here.
+Every name this module held is importable from here.  The names are the implementation's:
+to switch a route (a test, an ablation), patch the cost model where :func:`plan_route` reads
+it, ``qiadapters.circuits.operands.use_modewise`` / ``use_whole``; rebinding a name here
+changes nothing else.
 """
 from .apply import (_width, apply_block, apply_blocks, apply_head, apply_whole, dense,
                     per_block_product)
@@ -19,7 +22,7 @@ from .compound import compounds
 from .modewise import apply_compound, mode_tables
 from .operands import (AssembleBlocks, Compounds, ModeWise, Operands, Route, assemble,
                        plan_route, resolve)
-from .route_cost import use_modewise, use_whole  # the cost model: read by operands.plan_route
+from .route_cost import use_modewise, use_whole
 
 __all__ = ["BlockLayout", "Compounds", "ModeWise", "Operands", "Route", "plan_route",
            "resolve", "assemble", "AssembleBlocks", "apply_blocks", "apply_head",

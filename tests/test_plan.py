@@ -4,6 +4,7 @@ are exactly what the adapter's own planner and built modules give, and a wide la
 planned without building anything."""
 from __future__ import annotations
 
+import itertools
 import time
 from math import comb
 
@@ -50,7 +51,7 @@ def test_block_params_times_copies_is_the_built_modules(name, layout, n, blocks,
     assert module.n_params == sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def built_rows(dim: int, budget: int, orders) -> list[tuple]:
+def built_rows(dim: int, budget: int, orders, scales=(False,)) -> list[tuple]:
     """The reference: every configuration laid out by the adapter's planner
     (:func:`plan_blocks`) and counted on built modules, as comparable tuples."""
     out = []
@@ -63,22 +64,24 @@ def built_rows(dim: int, budget: int, orders) -> list[tuple]:
                                           power_of_two=layout == "butterfly")
                     except ValueError:  # these blocks are too small for the orders
                         continue
-                    for shared in (False, True) if blocks > 1 else (False,):
-                        params = PARAMETRIZATIONS[name](lay, layout=layout,
-                                                        share_blocks=shared).n_params
+                    for shared, scale in itertools.product(
+                            (False, True) if blocks > 1 else (False,), scales):
+                        params = PARAMETRIZATIONS[name](lay, layout=layout, share_blocks=shared,
+                                                        scale=scale).n_params
                         if params <= budget:
                             out.append((params, ks, blocks, lay.n, lay.pad, lay.tail, name,
-                                        layout if name == "circuit" else "-", shared))
+                                        layout if name == "circuit" else "-", shared, scale))
     return sorted(out)
 
 
 @settings(max_examples=12, deadline=None)
-@given(dim=st.integers(3, 40), budget=st.integers(1, 400))
-def test_rows_are_the_built_configurations(dim, budget):
-    rows = plans(dim, budget)
+@given(dim=st.integers(3, 40), budget=st.integers(1, 400),
+       scales=st.sampled_from([(False,), (False, True)]))
+def test_rows_are_the_built_configurations(dim, budget, scales):
+    rows = plans(dim, budget, scales=scales)
     got = sorted((r["params"], r["orders"], r["blocks"], r["n"], r["pad"], r["tail"],
-                  r["parametrization"], r["layout"], r["shared"]) for r in rows)
-    assert got == built_rows(dim, budget, DEFAULT_ORDERS)
+                  r["parametrization"], r["layout"], r["shared"], r["scale"]) for r in rows)
+    assert got == built_rows(dim, budget, DEFAULT_ORDERS, scales)
     for r in rows:
         assert r["hamming_dims"] == sum(comb(r["n"], k) for k in r["orders"])
         assert r["block_size"] == r["hamming_dims"] + r["pad"]

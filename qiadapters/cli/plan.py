@@ -1,7 +1,8 @@
 """Every Hamming adapter configuration that fits a trainable-parameter budget for one layer.
 
 For a layer width ``d`` (the side ``D`` acts on) and a budget of ``N`` parameters per layer,
-lists each (orders, blocks, parametrization, layout, shared) whose adapter has at most ``N``
+lists each (orders, blocks, parametrization, layout, shared; with ``--scale`` also with and
+without a learned per-feature scale, ``d`` parameters more) whose adapter has at most ``N``
 parameters, with its block layout: ``n`` qubits per block, the Hamming dimensions
 ``sum_k C(n,k)`` each block covers, the identity padding per block and the untouched tail,
 the fraction of the ``d`` features the orthogonal map reaches, and what applying ``D`` costs:
@@ -16,6 +17,7 @@ keeps only the rows it prints.
 
     qiadapters plan --dim 384 --budget 2000
     qiadapters plan --dim 1536 --budget 10000 --orders 1,2 --orders 1,2,3 --top 5
+    qiadapters plan --dim 384 --budget 700 --orders 1,2 --scale
 """
 from __future__ import annotations
 
@@ -67,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parametrization", choices=list(PARAMETRIZATIONS), action="append",
                    help="repeatable; default all")
     p.add_argument("--top", type=_top, default=20, help="rows to print (default 20; 0: all)")
+    p.add_argument("--scale", action="store_true",
+                   help="also list every configuration with a learned per-feature scale "
+                        "(HammingConfig(scale=True): d parameters more)")
 
 
 def _layouts(name: str) -> tuple[Optional[str], ...]:
@@ -75,9 +80,11 @@ def _layouts(name: str) -> tuple[Optional[str], ...]:
 
 
 def plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_ORDERS,
-          parametrizations: Iterable[str] = tuple(PARAMETRIZATIONS)) -> list[dict]:
-    """Every configuration within ``budget`` for width ``dim`` (rows as dicts, sorted)."""
-    return sorted(iter_plans(dim, budget, orders, parametrizations), key=_rank)
+          parametrizations: Iterable[str] = tuple(PARAMETRIZATIONS),
+          scales: Iterable[bool] = (False,)) -> list[dict]:
+    """Every configuration within ``budget`` for width ``dim`` (rows as dicts, sorted);
+    ``scales=(False, True)`` lists each with and without a learned scale."""
+    return sorted(iter_plans(dim, budget, orders, parametrizations, scales), key=_rank)
 
 
 def _rank(row: dict) -> tuple:
@@ -86,7 +93,8 @@ def _rank(row: dict) -> tuple:
 
 
 def iter_plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_ORDERS,
-               parametrizations: Iterable[str] = tuple(PARAMETRIZATIONS)) -> Iterator[dict]:
+               parametrizations: Iterable[str] = tuple(PARAMETRIZATIONS),
+               scales: Iterable[bool] = (False,)) -> Iterator[dict]:
     """The rows of :func:`plans`, unsorted, one at a time (the arguments are checked first).
 
     Counted in closed form (:meth:`Parametrization.block_params
@@ -97,10 +105,11 @@ def iter_plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_
     order_sets = [check_orders(ks) for ks in orders]
     kinds = [(checks.choice("parametrization", name, PARAMETRIZATIONS), layout)
              for name in parametrizations for layout in _layouts(name)]
-    return _rows(dim, budget, order_sets, kinds)
+    scales = sorted({checks.flag("scale", s) for s in scales})
+    return _rows(dim, budget, order_sets, kinds, scales)
 
 
-def _rows(dim, budget, order_sets, kinds) -> Iterator[dict]:
+def _rows(dim, budget, order_sets, kinds, scales=(False,)) -> Iterator[dict]:
     counts = {}  # (parametrization, layout, n) -> parameters per block: few distinct n
     for ks in order_sets:
         n_min = max(2, ks[-1])
@@ -117,15 +126,16 @@ def _rows(dim, budget, order_sets, kinds) -> Iterator[dict]:
                         n, layout or "pyramid")
                 per_block = counts[name, layout, n]
                 for shared in (False, True) if blocks > 1 else (False,):
-                    params = per_block * (1 if shared else blocks)
-                    if params > budget:
-                        continue
-                    if n not in layouts:
-                        layouts[n] = _layout_columns(BlockLayout(
-                            n=n, orders=ks, blocks=blocks, pad=b - sum(comb(n, k) for k in ks),
-                            dim=dim))
-                    yield dict(params=params, **layouts[n], parametrization=name,
-                               layout=layout or "-", shared=shared)
+                    for scale in scales:
+                        params = per_block * (1 if shared else blocks) + (dim if scale else 0)
+                        if params > budget:
+                            continue
+                        if n not in layouts:
+                            layouts[n] = _layout_columns(BlockLayout(
+                                n=n, orders=ks, blocks=blocks,
+                                pad=b - sum(comb(n, k) for k in ks), dim=dim))
+                        yield dict(params=params, **layouts[n], parametrization=name,
+                                   layout=layout or "-", shared=shared, scale=scale)
 
 
 def _layout_columns(lay: BlockLayout) -> dict:
@@ -138,7 +148,8 @@ def _layout_columns(lay: BlockLayout) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     rows = iter_plans(args.dim, args.budget, args.orders or DEFAULT_ORDERS,
-                      args.parametrization or tuple(PARAMETRIZATIONS))
+                      args.parametrization or tuple(PARAMETRIZATIONS),
+                      (False, True) if args.scale else (False,))
     total = 0
 
     def counted(rows):
@@ -157,12 +168,13 @@ def main(args: argparse.Namespace) -> int:
           f"{'' if len(shown) == total else f'; the {len(shown)} largest'}:")
     head = (f"{'params':>8} {'orders':<9} {'blocks':>6} {'n':>3} {'block':>6} {'hamming':>8} "
             f"{'pad':>5} {'tail':>5} {'cover':>6} {'MACs/f':>6}  {'parametrization':<15} "
-            f"{'layout':<9} shared")
+            f"{'layout':<9} shared{' scale' if args.scale else ''}")
     print(head)
     for r in shown:
         orders = ",".join(map(str, r["orders"]))
         print(f"{r['params']:>8,} {orders:<9} {r['blocks']:>6} {r['n']:>3} {r['block_size']:>6} "
               f"{r['hamming_dims']:>8} {r['pad']:>5} {r['tail']:>5} {r['coverage']:>6.1%} "
               f"{r['macs']:>6.1f}  "
-              f"{r['parametrization']:<15} {r['layout']:<9} {'yes' if r['shared'] else 'no'}")
+              f"{r['parametrization']:<15} {r['layout']:<9} {'yes' if r['shared'] else 'no':<6}"
+              f"{(' yes' if r['scale'] else ' no') if args.scale else ''}".rstrip())
     return 0

@@ -83,11 +83,18 @@ def lora_config(r: int, lora_alpha: Optional[int] = None, target_modules=TARGETS
                       modules_to_save=None if modules_to_save is None else list(modules_to_save))
 
 
-_PEFT_CLASSES = {"oft": "OFTConfig", "boft": "BOFTConfig", "hra": "HRAConfig"}
+#: The peft families other than LoRA, by their config class (peft 0.21).  RoAd, FourierFT,
+#: VeRA and IA3 are peft's methods built for tiny budgets.
+_PEFT_CLASSES = {"oft": "OFTConfig", "boft": "BOFTConfig", "hra": "HRAConfig",
+                 "road": "RoadConfig", "fourierft": "FourierFTConfig", "vera": "VeraConfig",
+                 "ia3": "IA3Config"}
 _PEFT_RECORD_KEYS = {"peft_type", "r", "lora_alpha", "lora_dropout", "target_modules",
                      "oft_block_size", "use_cayley_neumann", "coft", "block_share",
                      "boft_block_size", "boft_block_num", "boft_n_butterfly_factor",
-                     "boft_dropout", "module_dropout", "modules_to_save"}
+                     "boft_dropout", "module_dropout", "modules_to_save", "variant",
+                     "group_size", "n_frequency", "scaling", "random_loc_seed",
+                     "vera_dropout", "d_initial", "projection_prng_key",
+                     "feedforward_modules"}
 
 
 def peft_config(entry: Entry, target_modules=None, modules_to_save=(HEAD,)):
@@ -136,7 +143,7 @@ def _build_peft(model, entry):
 
 # ---------------------------------------------------------------------- qiadapters / physics
 
-_HAMMING_RECORD_KEYS = {"orders", "blocks", "parametrization", "side", "layout", "gate",
+_HAMMING_RECORD_KEYS = {"orders", "blocks", "parametrization", "side", "layout", "gate", "scale",
                         "target_modules", "n_qubits"}
 
 
@@ -214,12 +221,14 @@ def _build_paper_dense(model, entry):
 #: family -> builder ``(model, entry) -> (model, aux_loss_fn or None, record)``.
 FAMILIES: dict[str, Callable] = {
     "lora": _build_peft, "oft": _build_peft, "boft": _build_peft, "hra": _build_peft,
+    "road": _build_peft, "fourierft": _build_peft, "vera": _build_peft, "ia3": _build_peft,
     "hamming": _build_adapter, "physics": _build_adapter, "mixture": _build_adapter,
     "head": _build_head, "full": _build_full, "paper_dense": _build_paper_dense,
     "bottleneck": _build_bottleneck,
 }
 #: family -> where it comes from.
-GROUPS = {"lora": "peft", "oft": "peft", "boft": "peft", "hra": "peft",
+GROUPS = {"lora": "peft", "oft": "peft", "boft": "peft", "hra": "peft", "road": "peft",
+          "fourierft": "peft", "vera": "peft", "ia3": "peft",
           "hamming": "qiadapters", "physics": "physics", "mixture": "mixture",
           "head": "head", "full": "full", "paper_dense": "paper", "bottleneck": "bottleneck"}
 

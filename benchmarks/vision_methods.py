@@ -26,8 +26,11 @@ HEAD_LRS = (1e-2, 3e-2, 1e-1)
 #: Every weight of the backbone.
 FULL_LRS = (1e-4, 3e-4, 1e-3)
 
+#: FourierFT scales its spectral coefficients by 150 (peft's default): one step lower.
+FOURIERFT_LRS = (1e-3, 3e-3, 1e-2)
+
 _GRIDS = {"head": HEAD_LRS, "full": FULL_LRS, "hamming": ORTHOGONAL_LRS,
-          "boft": ORTHOGONAL_LRS}
+          "boft": ORTHOGONAL_LRS, "fourierft": FOURIERFT_LRS}
 
 #: Registry names in training order: the references first, then the families.
 ROWS = (
@@ -38,6 +41,11 @@ ROWS = (
     "vision-physics-heat-input", "vision-physics-wave-input", "vision-physics-poisson-input",
     "vision-physics-heat-qv", "vision-physics-wave-qv", "vision-physics-poisson-qv",
     "vision-physics-moppa-qv", "vision-mixture",
+    # peft's methods built for tiny budgets, and the design study's Hamming variants.
+    "vision-road-1", "vision-road-2", "vision-road-4", "vision-fourierft-n100",
+    "vision-fourierft-n250", "vision-fourierft-n500", "vision-vera-r256", "vision-ia3",
+    "vision-hamming-123-bs32", "vision-hamming-123-bs32-scale", "vision-hamming-12-bs32-scale",
+    "vision-hamming-12-bs32-all-linear", "vision-hamming-12-bs32-all-linear-scale",
 )
 
 

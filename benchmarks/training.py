@@ -23,6 +23,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .constants import HEAD
+
 
 def maybe_init_distributed(backend: str = "gloo") -> bool:
     """Join the process group described by torchrun's environment, if any.
@@ -147,13 +149,25 @@ def evaluate(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int = 
     return correct.item() / n
 
 
+def _lr_groups(model: nn.Module, lr: float, adapter_lr_scale: float) -> list:
+    """AdamW parameter groups: the head at ``lr``, the other trainable parameters at
+    ``lr * adapter_lr_scale`` (one group when the scale is 1)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if adapter_lr_scale == 1:
+        return [{"params": [p for _, p in named]}]
+    head = [p for n, p in named if f".{HEAD}." in f".{n}"]
+    rest = [p for n, p in named if f".{HEAD}." not in f".{n}"]
+    return [g for g in ({"params": head, "lr": lr},
+                        {"params": rest, "lr": lr * adapter_lr_scale}) if g["params"]]
+
+
 def train(model: nn.Module, train_data: dict[str, torch.Tensor],
           val_data: dict[str, torch.Tensor] | None = None, steps: int = 300,
           batch_size: int = 32, lr: float = 1e-3, warmup_frac: float = 0.1, seed: int = 0,
           aux_loss_fn=None, progress: bool = True, weight_decay: float = 0.0,
           max_grad_norm: float | None = None, eval_batch_size: int = 256,
           eval_every: int | None = None, find_unused_parameters: bool = False,
-          desc: str = "train") -> dict:
+          desc: str = "train", adapter_lr_scale: float = 1.0) -> dict:
     """Train ``model`` in place for ``steps`` optimiser steps; return metrics.
 
     AdamW over the parameters with ``requires_grad`` (``weight_decay`` 0 by default), linear
@@ -162,7 +176,9 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     DDP each rank adds its own and the gradients are averaged. ``max_grad_norm`` clips the
     (averaged) gradient norm. ``eval_every`` records validation accuracy during training.
     ``progress``: a tqdm bar on rank 0 when stderr is a terminal, otherwise a printed line
-    every tenth of the run; False for silence.
+    every tenth of the run; False for silence.  ``adapter_lr_scale``: every trainable
+    parameter outside the classification head (:data:`~benchmarks.constants.HEAD`) trains at
+    ``lr * adapter_lr_scale``, the head at ``lr`` (one lr for all when 1).
 
     Runs under ``torchrun`` with DDP on gloo: the process group is joined from the
     environment, ``batch_size`` is the global batch and must divide by the world size.
@@ -196,7 +212,8 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     if world > 1:
         runner = nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=find_unused_parameters)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(_lr_groups(model, lr, adapter_lr_scale), lr=lr,
+                                  weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup_frac))
 
     from tqdm.auto import tqdm

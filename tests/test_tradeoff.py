@@ -197,3 +197,23 @@ def test_resumable_run_and_report(tmp_path, base):
     assert table[1]["adapter_params"] == str(rows[1]["adapter_params"])
     assert outputs[1].stat().st_size > 0
     assert "incomplete or missing rows: none" in outputs[2].read_text()
+
+
+def test_the_angles_can_train_at_a_fraction_of_the_head_lr():
+    from benchmarks.training import _lr_groups
+    from torch import nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Linear(4, 4)
+            self.classifier = nn.Linear(4, 2)
+            self.frozen = nn.Linear(4, 4).requires_grad_(False)
+
+    model = Model()
+    one = _lr_groups(model, 0.1, 1.0)
+    assert len(one) == 1 and len(one[0]["params"]) == 4
+    head, rest = _lr_groups(model, 0.1, 0.25)
+    assert head["lr"] == 0.1 and rest["lr"] == 0.025
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.classifier.parameters()}
+    assert {id(p) for p in rest["params"]} == {id(p) for p in model.encoder.parameters()}

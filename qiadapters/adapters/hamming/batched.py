@@ -144,7 +144,8 @@ def _members(model: torch.nn.Module) -> list:
     of ``model``: active, not merged, layer not disabled, eligible for a batched build."""
     out = []
     for layer in _hamming_layers(model):
-        if layer.disable_adapters:
+        # a fold-route layer builds its blocks with its weight's fold (fold_route.py)
+        if layer.disable_adapters or getattr(layer, "route", "activation") == "fold":
             continue
         for name in layer.active_adapters:
             param = layer.hamming[name] if name in layer.hamming else None

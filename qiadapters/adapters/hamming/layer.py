@@ -33,6 +33,7 @@ from ...circuits.precision import without_autocast
 from ..layer import AdapterLayer, AdapterParts, unwrap
 from ..mixed_batch import row_groups
 from .batched import batched_operands
+from .fold_route import fold_forward
 from .config import DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS, check_options
 from .kinds import BaseKind, base_kind
 from .parametrizations import PARAMETRIZATIONS, Parametrization
@@ -155,6 +156,9 @@ class HammingAdapter(AdapterLayer):
 
     adapter_layer_names = ("hamming",)
     other_param_names = ("side",)
+    #: ``"activation"`` (``D`` applied to the activations) or ``"fold"`` (the base run with
+    #: the adapted weight, :mod:`.fold_route`); set with :func:`.fold_route.set_route`
+    route: str = "activation"
 
     def __init__(self, linear: nn.Module, orders: Sequence[int] = (1, 2),
                  blocks: int | None = None, block_size: int | None = None,
@@ -189,6 +193,8 @@ class HammingAdapter(AdapterLayer):
 
     # ------------------------------------------------------------ forward
     def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
+        if self.route == "fold":
+            return fold_forward(self, x, adapter_names, *args, **kwargs)
         before = [a for a in adapter_names if self.side[a] == "input"]
         after = [a for a in adapter_names if self.side[a] == "output"]
         h = x
@@ -311,8 +317,9 @@ class HammingAdapter(AdapterLayer):
 
     def extra_repr(self) -> str:
         d_in, d_out = self.kind.widths(unwrap(self.base_layer))
+        route = ", route='fold'" if self.route == "fold" else ""
         return (f"kind={self.kind.name!r}, in_features={d_in}, out_features={d_out}, "
-                f"side={self.side}, {super().extra_repr()}")
+                f"side={self.side}{route}, {super().extra_repr()}")
 
 
 def _scaled(rot: Parametrization, y: torch.Tensor) -> torch.Tensor:

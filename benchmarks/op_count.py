@@ -14,7 +14,9 @@ below the head (peft's ``"all-linear"``: the encoder's 36 and the pooler's) and 
 ``query``/``value``; the head (``classifier``) is trained by every method, and ``head``
 trains it alone. The Hamming adapters choose their routes as on CUDA (:func:`routes_as`).
 The second step is counted (the first creates the optimizer's state). What to read is the
-ops each method adds over the head-only step.
+ops each method adds over the head-only step. Rows named ``...+fold`` run the Hamming layers
+by the fold route (:mod:`qiadapters.adapters.hamming.fold_route`: each layer's adapted
+weight folded for all layers of a shape at once, then one linear per layer).
 
     python -m benchmarks.op_count                          # results/op_count.csv, .json, .png
     python -m benchmarks.op_count --layers 2 --out /tmp/ops  # the counts tests/test_op_count.py pins
@@ -42,6 +44,16 @@ from .speed_minilm import attach, minilm_batch, trainable_count
 METHODS = [("head", None), ("lora-r8", None), ("oft", None), ("hamming-12-bs128", None),
            ("hamming-12-b3", None), ("hamming-12-bs32", None), ("hamming-12-bs64", None),
            ("physics-qv-r4", ("query", "value"))]
+#: The Hamming rows again with the fold route (``name + FOLD``: the registry method, then
+#: :func:`qiadapters.adapters.hamming.set_route` ``(model, "fold")``): the default layout
+#: and blocks of 32.
+FOLD = "+fold"
+FOLD_METHODS = [("hamming-12-bs128" + FOLD, None), ("hamming-12-bs32" + FOLD, None)]
+#: Not a method: the targets' own weights trained (full fine-tuning of those layers, biases
+#: frozen), the least any method that gives each adapted layer a weight-sized gradient can
+#: dispatch: the backward through the encoder from the first target on and one ``mm`` per
+#: target (every row pays the first part; the head-only step runs no backward below the head).
+FULL = "targets-full-ft"
 TARGET_SETS = {"all-linear": "all-linear", "query,value": ("query", "value")}
 REFERENCE = "lora-r8"
 NUM_LABELS, TOKENS = 26, 32
@@ -86,9 +98,24 @@ def count_method(name: str, targets, layers: int = 6, tokens: int = TOKENS,
     """One row: the counted ops of a step of registry method ``name`` on ``targets``, the
     adapters' routes chosen as on ``routes`` (:func:`routes_as`)."""
     base = minilm_architecture(num_labels=NUM_LABELS, layers=layers, dropout=DROPOUT)
-    model, record = attach(name, base, None if name == "head" else targets)
+    entry = name[: -len(FOLD)] if name.endswith(FOLD) else name
+    if name == FULL:
+        model, record = attach("head", base, None)
+        for module_name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and _targeted(module_name, targets):
+                module.weight.requires_grad_(True)
+        adapted = sum(1 for n, m in model.named_modules()
+                      if isinstance(m, torch.nn.Linear) and _targeted(n, targets))
+    else:
+        model, record = attach(entry, base, None if name == "head" else targets)
+        adapted = None
+    if name.endswith(FOLD):
+        from qiadapters.adapters.hamming import set_route
+
+        set_route(model, "fold")
     model.train()
-    adapted = sum(1 for m in model.modules() if _is_adapted(m))
+    if adapted is None:
+        adapted = sum(1 for m in model.modules() if _is_adapted(m))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
                             foreach=True)
     with routes_as(routes):
@@ -100,6 +127,14 @@ def count_method(name: str, targets, layers: int = 6, tokens: int = TOKENS,
             "trainable": trainable_count(model), "config": record, "routes": routes,
             "host_ops": sum(counter.host.values()),
             "by_op": dict(sorted(counter.by_op().items()))}
+
+
+def _targeted(name: str, targets) -> bool:
+    """Whether the linear layer ``name`` is a target: ``"all-linear"`` is every one below the
+    head (peft's rule: not the classifier), else those whose last name is listed."""
+    if name.split(".")[-1] == "classifier" or "modules_to_save" in name:
+        return False
+    return targets == "all-linear" or name.split(".")[-1] in tuple(targets)
 
 
 def _is_adapted(module) -> bool:
@@ -116,7 +151,8 @@ def _is_adapted(module) -> bool:
     return isinstance(module, BaseTunerLayer)
 
 
-def count_all(layers: int = 6, tokens: int = TOKENS, methods=METHODS,
+def count_all(layers: int = 6, tokens: int = TOKENS,
+              methods=METHODS + FOLD_METHODS + [(FULL, None)],
               target_sets=TARGET_SETS, cpu_routes: bool = True) -> list[dict]:
     """Every method on every target set (head-only once, the baseline of both), with the ops
     added over head-only and the ratio of those to :data:`REFERENCE`'s; with ``cpu_routes``
@@ -183,10 +219,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(RESULTS), help="folder of the result files")
     args = parser.parse_args(argv)
     rows = count_all(layers=args.layers)
-    print(f"{'method':18s} {'targets':12s} {'ops':>6s} {'added':>6s} {'x LoRA':>7s} "
+    print(f"{'method':22s} {'targets':12s} {'ops':>6s} {'added':>6s} {'x LoRA':>7s} "
           f"{'fwd':>5s} {'bwd':>5s} {'opt':>4s}")
     for r in rows:
-        print(f"{r['method']:18s} {r['targets']:12s} {r['ops']:6d} {r['added']:6d} "
+        print(f"{r['method']:22s} {r['targets']:12s} {r['ops']:6d} {r['added']:6d} "
               f"{r['ratio_to_lora'] if r['ratio_to_lora'] is not None else '':>7} "
               f"{r['forward']:5d} {r['backward']:5d} {r['optimizer']:4d}")
     from pathlib import Path

@@ -28,7 +28,7 @@ from torch import nn
 
 from ... import checks
 from ...circuits import about_point, max_qubits
-from ...circuits.blockdiag import BlockLayout
+from ...circuits.block_layout import BlockLayout
 from ...circuits.precision import without_autocast
 from ..layer import AdapterLayer, AdapterParts, unwrap
 from ..mixed_batch import row_groups

@@ -57,7 +57,11 @@ def _physics(**base):
     return PhysicsLayer(**base)
 
 
-@pytest.mark.parametrize("make", [_mixture, _physics])
+def _hamming(**base):
+    return HammingAdapter(**base, blocks=2)
+
+
+@pytest.mark.parametrize("make", [_hamming, _mixture, _physics])
 def test_adapter_layers_take_base_layer_by_keyword(make):
     base = nn.Linear(16, 16)
     with warnings.catch_warnings():
@@ -68,7 +72,7 @@ def test_adapter_layers_take_base_layer_by_keyword(make):
     torch.testing.assert_close(layer(x), base(x))  # an adapter starts as the identity
 
 
-@pytest.mark.parametrize("make, old", [(_mixture, "base")])
+@pytest.mark.parametrize("make, old", [(_hamming, "linear"), (_mixture, "base")])
 def test_old_base_keyword_warns_and_still_builds_the_same_layer(make, old):
     torch.manual_seed(0)
     new = make(base_layer=nn.Linear(16, 16))

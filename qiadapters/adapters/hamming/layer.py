@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ... import checks
+from ...deprecation import renamed_keyword
 from ...circuits import about_point, max_qubits
 from ...circuits.block_layout import BlockLayout
 from ...circuits.precision import without_autocast
@@ -132,8 +133,9 @@ class HammingAdapter(AdapterLayer):
     below 512 features, blocks of about 128 above).
 
     Args:
-        linear: the module to adapt (its parameters are frozen); any supported base kind
-            (:data:`~qiadapters.adapters.hamming.kinds.BASE_KINDS`).
+        base_layer: the module to adapt (its parameters are frozen); any supported base kind
+            (:data:`~qiadapters.adapters.hamming.kinds.BASE_KINDS`); ``linear=`` is its
+            deprecated name (until qiadapters 0.5).
         orders: Hamming weights, distinct integers ``>= 1``.
         blocks, block_size, n_qubits: the block layout (see :func:`plan_blocks`).
         layout, gate: the circuit for ``parametrization="circuit"``.
@@ -160,15 +162,16 @@ class HammingAdapter(AdapterLayer):
     #: the adapted weight, :mod:`.fold_route`); set with :func:`.fold_route.set_route`
     route: str = "activation"
 
-    def __init__(self, linear: nn.Module, orders: Sequence[int] = (1, 2),
+    @renamed_keyword("linear", "base_layer")
+    def __init__(self, base_layer: nn.Module, orders: Sequence[int] = (1, 2),
                  blocks: int | None = None, block_size: int | None = None,
                  n_qubits: int | None = None, layout: str = "pyramid", gate: str = "rbs",
                  side: str = "output", parametrization: str = "cayley",
                  share_blocks: bool = False, scale: bool = False, *,
                  adapter_name: Optional[str] = "default",
                  parts: Optional[AdapterParts] = None):
-        kind = base_kind(unwrap(linear))  # an unsupported module raises before any change
-        super().__init__(linear, adapter_name, parts=parts, orders=orders, blocks=blocks,
+        kind = base_kind(unwrap(base_layer))  # an unsupported module raises before any change
+        super().__init__(base_layer, adapter_name, parts=parts, orders=orders, blocks=blocks,
                          block_size=block_size, n_qubits=n_qubits, layout=layout, gate=gate,
                          side=side, parametrization=parametrization, share_blocks=share_blocks,
                          scale=scale)

@@ -15,9 +15,9 @@ training with gradients on, the first fold-route layer to run folds the weights 
 fold-route layer of the model at once, group by group: layers whose weights have one shape,
 dtype and device and whose adapters (in folding order) have one side, parametrization, block
 layout, scale and sharing.  A group's weights are concatenated along the axis ``D`` acts on
-(one ``cat``), the blocks of all its layers are built by one stacked build (as
-:mod:`.batched` builds them) and applied as one block-diagonal product of ``L r`` blocks, and
-each layer takes its ``W'`` as a view.  Per layer that leaves the linear itself: one op
+(one ``cat``) and multiplied by its ``L r`` whole blocks (one ``bmm``); the blocks of every
+group with the same parametrization, ``n``, orders and block size come from one stacked
+build and assembly (as :mod:`.batched` builds them).  Each layer takes its ``W'`` as a view.  Per layer that leaves the linear itself: one op
 forward, two backward (the input's gradient, which the base pays too, and ``W'``'s).  Outside
 a model call, under ``torch.compile`` (which fuses the fold itself), under saved-tensor hooks
 or in a distributed run (:func:`.batched.may_batch`), a layer folds its own weight.  In
@@ -30,10 +30,13 @@ weight changes (the key of the block cache,
 with autocast off; ``W'`` is then cast to the base weight's dtype, and the linear runs as the
 base would (under autocast, in the autocast dtype).
 
-**What it costs.**  The backward keeps each layer's ``W'`` (the size of its weight, in the
-weight's dtype) and, per group, the concatenated weights in the adapter dtype: about two
-copies of the adapted weights more than the activation route, which keeps activations
-instead.
+**What it costs.**  Arithmetic: ``b d_in d_out`` multiply-adds per layer and step for the
+fold whatever the batch (the activation route: about ``b d`` per token).  Memory: the
+backward keeps each layer's ``W'`` (its weight's size and dtype) where the activation route
+keeps activations, and gathers the gradients of a group's ``W'`` before the blocks' gradient
+(one more weight-sized tensor per layer for a while); a group's weights laid side by side are
+not kept but laid out again in the backward (:class:`_FrozenProduct`).  In inference the kept
+``W'`` is one more copy of each adapted weight: merge for serving.
 
 **Where.**  Only a plain ``nn.Linear`` or transformers' ``Conv1D`` whose weight is a real
 floating tensor (:func:`fold_blocker`); :func:`set_route` refuses anything else by name.
@@ -271,6 +274,11 @@ def _build(model: nn.Module) -> tuple[dict, set]:
             X, axis = None, None
             for j, (side, _, lay, has_scale, _, _) in enumerate(specs):
                 want = out_axis if side == "output" else in_axis
+                if X is None and not has_scale and not any(w.requires_grad for w in weights):
+                    spec = (want, L, lay.blocks, lay.block_size, lay.tail, side == "input",
+                            dtype)
+                    X, axis = _FrozenProduct.apply(spec, whole[where[g, j]], *weights), want
+                    continue
                 if want != axis:
                     if X is not None:
                         weights = X.unbind(axis)
@@ -298,18 +306,64 @@ def _apply(X: torch.Tensor, axis: int, rots: list, whole: torch.Tensor, lay: Blo
         scale = scale[:, :, None] if axis == 0 else scale
         if transpose:  # x M^T = (x diag(s)) D^T
             X = X * scale
-    B = whole.to(dtype)
-    if axis == 0:  # features in rows: (x M)^T = M^T x^T, block by block B^T W_blk
-        e = X.shape[-1]
-        head = torch.bmm(B if transpose else B.transpose(-1, -2),
-                         X[:, : r * b].reshape(L * r, b, e)).view(L, r * b, e)
-        out = torch.cat([head, X[:, r * b:]], 1) if lay.tail else head
-    else:          # features in columns: W_blk B (B^T), the blocks along the batch
-        e = X.shape[0]
-        head = X[..., : r * b].reshape(e, L * r, b).transpose(0, 1)
-        head = torch.bmm(head, B.transpose(-1, -2) if transpose else B)
-        head = head.transpose(0, 1).reshape(e, L, r * b)
-        out = torch.cat([head, X[..., r * b:]], -1) if lay.tail else head
+    out = _product(X, whole, (axis, L, r, b, lay.tail, transpose, dtype))
     if has_scale and not transpose:  # x M = (x D) diag(s)
         out = out * scale
     return out
+
+
+def _laid_out(weights, spec) -> torch.Tensor:
+    """The weights side by side along the axis ``D`` acts on, in the adapter dtype:
+    ``(L, d, e)`` (axis 0) or ``(e, L, d)`` (axis 1)."""
+    axis, L, dtype = spec[0], spec[1], spec[-1]
+    return torch.cat(weights, axis).to(dtype).unflatten(axis, (L, -1))
+
+
+def _uses_transposed(spec) -> bool:
+    """Whether the product multiplies by ``B^T`` (else ``B``): ``M^T`` on the rows (axis 0)
+    or ``M^T`` on the columns (axis 1, ``transpose``)."""
+    return (spec[0] == 0) != spec[5]
+
+
+def _product(X: torch.Tensor, whole: torch.Tensor, spec) -> torch.Tensor:
+    """:func:`_apply` without the scale: ``spec = (axis, L, r, b, tail, transpose, dtype)``."""
+    axis, L, r, b, tail, _, dtype = spec
+    B = whole.to(dtype)
+    A = B.transpose(-1, -2) if _uses_transposed(spec) else B
+    if axis == 0:  # features in rows: (x M)^T = M^T x^T, block by block A W_blk
+        e = X.shape[-1]
+        head = torch.bmm(A, X[:, : r * b].reshape(L * r, b, e)).view(L, r * b, e)
+        return torch.cat([head, X[:, r * b:]], 1) if tail else head
+    e = X.shape[0]  # features in columns: W_blk A, the blocks along the batch
+    head = torch.bmm(X[..., : r * b].reshape(e, L * r, b).transpose(0, 1), A)
+    head = head.transpose(0, 1).reshape(e, L, r * b)
+    return torch.cat([head, X[..., r * b:]], -1) if tail else head
+
+
+class _FrozenProduct(torch.autograd.Function):
+    """:func:`_product` of frozen weights laid side by side (:func:`_laid_out`), keeping the
+    weights themselves for the backward, not their copy in the adapter dtype (which the
+    backward lays out again: one ``cat`` per group instead of a copy of the group's weights
+    held from the forward to the backward)."""
+
+    @staticmethod
+    def forward(ctx, spec, whole, *weights):
+        ctx.spec = spec
+        ctx.save_for_backward(whole, *weights)
+        return _product(_laid_out(weights, spec), whole, spec)
+
+    @staticmethod
+    def backward(ctx, grad):
+        whole, *weights = ctx.saved_tensors
+        axis, L, r, b, _, _, dtype = spec = ctx.spec
+        X = _laid_out(weights, spec)
+        if axis == 0:  # out = A X_blk: dA = g X_blk^T
+            e = X.shape[-1]
+            dA = torch.bmm(grad[:, : r * b].reshape(L * r, b, e),
+                           X[:, : r * b].reshape(L * r, b, e).transpose(-1, -2))
+        else:          # out = X_blk A: dA = X_blk^T g
+            e = X.shape[0]
+            dA = torch.bmm(X[..., : r * b].reshape(e, L * r, b).permute(1, 2, 0),
+                           grad[..., : r * b].reshape(e, L * r, b).transpose(0, 1))
+        dB = dA.transpose(-1, -2) if _uses_transposed(spec) else dA
+        return (None, dB.to(whole.dtype), *(None for _ in weights))

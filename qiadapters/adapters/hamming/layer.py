@@ -312,6 +312,11 @@ class HammingAdapter(AdapterLayer):
                 W = _fold_map(rot, W.movedim(in_axis, -1), True, inverse).movedim(-1, in_axis)
         return {**weights, "weight": W}
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_fold_cache", None)  # the fold route's inference W' (fold_route.py)
+        return state
+
     def delta_matrix(self, adapter_name: str) -> torch.Tensor:
         """The dense ``D`` of one adapter (``d x d``, ``D diag(s)`` with a scale; for
         inspection and tests)."""

@@ -8,9 +8,11 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # pdoc warnings that are understood and harmless: string annotations naming a type the module
-# imports only for type checking; the deprecated aliases of qiadapters.adapters.base.
+# imports only for type checking; the deprecated aliases of qiadapters.adapters.base and
+# qiadapters.model.context.
 KNOWN = re.compile(r"^Error parsing type annotation .* Import of \w+ failed|"
-                   r"^qiadapters\.adapters\.base\.\w+ moved to qiadapters\.adapters\.\w+\.")
+                   r"^qiadapters\.adapters\.base\.\w+ moved to qiadapters\.adapters\.\w+\.|"
+                   r"^qiadapters\.model\.context\.\w+ moved to qiadapters\.context\.")
 
 PAGES = {  # page -> names it must document
     "qiadapters.html": ["HammingAdapter", "HammingConfig", "Circuit", "get_adapter_model",

@@ -10,18 +10,15 @@ import warnings
 
 from .. import context as _context
 
-__all__ = list(_context.__all__)
-
 
 def __getattr__(name: str):
-    try:
-        value = getattr(_context, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    if name.startswith("__") or not hasattr(_context, name):  # dunders are this module's own
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_context, name)
     warnings.warn(f"qiadapters.model.context.{name} moved to qiadapters.context.{name}; import "
                   f"it from there", DeprecationWarning, stacklevel=2)
     return value
 
 
 def __dir__():
-    return sorted(__all__)
+    return sorted(_context.__all__)

@@ -42,7 +42,9 @@ CAPS = {"text": (1_600, 4_700, 10_000), "vision": (1_600, 3_100, 10_000)}
 TEXT_ROWS = ("hamming-123-b3", "hamming-123-b8", "hamming-123-bs32", "hamming-12-bs32",
              "hamming-12-b3", "hamming-12-b8", "hamming-12-bs64", "hamming-12-b3-input-side",
              "hamming-12-bs32-value-scale", "hamming-123-bs32-scale", "hamming-12-bs32-scale",
-             "hamming-123-bs32-all-linear", "road-1", "road-2", "fourierft-n100",
+             "hamming-123-bs32-all-linear", "hamming-12-bs32-angle-lr",
+             "hamming-12-bs32-scale-angle-lr", "road-1", "road-1-adapter-lr", "road-2",
+             "fourierft-n100",
              "fourierft-n300", "ia3", "vera-r256", "lora-r1", "lora-r2", "oft", "boft")
 VISION_ROWS = tuple(name for name in VISION_METHODS
                     if registry.get(name).family in COLOURS)
@@ -53,11 +55,16 @@ def _family(name: str) -> str:
 
 
 def text_rows(folder: Path = RESULTS, seeds=(0, 1, 2)) -> list[dict]:
+    """The trade-off rows of :data:`TEXT_ROWS`, with the forgetting probe of the chosen lr's
+    runs: recorded with them, or for rows trained before the probe existed, by a rerun of
+    the chosen lr into ``forgetting/`` (``python -m benchmarks.tradeoff --methods NAME --lrs
+    LR --extend 0 --seeds 0 1 --results benchmarks/results/forgetting``)."""
     runs = load_runs(folder / "tradeoff_runs.jsonl")
+    probed = runs + load_runs(folder / "forgetting" / "tradeoff_runs.jsonl")
     methods = [TEXT_METHODS[n] for n in TEXT_ROWS if n in TEXT_METHODS]
     rows = summarize(runs, methods, seeds, 100, 32, extend=MAX_EXTEND)
     for row in rows:
-        chosen = [r for r in runs if r["method"] == row["method"]
+        chosen = [r for r in probed if r["method"] == row["method"]
                   and r["lr"] == row["chosen_lr"] and r["steps"] == 100
                   and "probe_recall1" in r]
         row["probe_recall1"] = _mean([r["probe_recall1"] for r in chosen])

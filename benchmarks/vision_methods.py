@@ -46,14 +46,21 @@ ROWS = (
     "vision-fourierft-n250", "vision-fourierft-n500", "vision-vera-r256", "vision-ia3",
     "vision-hamming-123-bs32", "vision-hamming-123-bs32-scale", "vision-hamming-12-bs32-scale",
     "vision-hamming-12-bs32-all-linear", "vision-hamming-12-bs32-all-linear-scale",
+    "vision-hamming-12-bs32-angle-lr", "vision-road-1-adapter-lr",
 )
+
+
+#: Rows whose adapter trains at a fraction of the head's lr (the head at lr), with their grid:
+#: the text trade-off's lr rule (:data:`benchmarks.tradeoff_methods.ROWS`) on the ViT.
+ADAPTER_LR_SCALES = {"vision-hamming-12-bs32-angle-lr": (0.25, (3e-2, 1e-1, 3e-1)),
+                     "vision-road-1-adapter-lr": (0.4, (3e-2, 1e-1, 3e-1))}
 
 
 def _method(name: str) -> Method:
     entry = registry.get(name)
-    lrs = _GRIDS.get(entry.family, ADAPTER_LRS)
+    scale, lrs = ADAPTER_LR_SCALES.get(name, (1.0, _GRIDS.get(entry.family, ADAPTER_LRS)))
     return Method(name, entry.group, entry.label, entry.build, lrs,
-                  tuple(e for e in entry.experts if e in ROWS))
+                  tuple(e for e in entry.experts if e in ROWS), scale)
 
 
 #: name -> Method, in :data:`ROWS` order.

@@ -57,7 +57,9 @@ SIZES = {
 TARGETS = {"all-linear": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                           "down_proj"],
            "q,v": ["q_proj", "v_proj"]}
-METHODS = ["lora-r16", "oft-b32", "hamming-bs32", "hamming-bs32-fold"]
+#: in the order they run (a short budget keeps the first): the reference, the fold route
+#: (the launch-light one), the activation route, OFT
+METHODS = ["lora-r16", "hamming-bs32-fold", "hamming-bs32", "oft-b32"]
 REFERENCE = "lora-r16"
 MODES = ["eager", "compile"]
 COLUMNS = ["device", "size", "params", "batch", "seq", "dtype", "targets", "method", "mode",
@@ -185,7 +187,9 @@ def run(size: str = "llm", device: str | None = None, methods=METHODS, targets=t
         modes=MODES, warmup: int = 3, steps: int = 10, budget: float = 390.0,
         out: Path | None = None, backend: str = "inductor") -> list[dict]:
     """Every row (eager rows first, so a short budget keeps them), written to
-    ``out/gpu_step.csv``; returns the rows."""
+    ``out/gpu_step.csv``; returns the rows.  Compiling takes most of the time (on two CPU
+    cores inductor took 90-160 s per row of the tiny model; a GPU host compiles one decoder
+    layer's graphs, forward and backward, per row)."""
     import peft
     import transformers
 

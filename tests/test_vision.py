@@ -138,8 +138,10 @@ def test_vision_entry_builds_with_the_parameters_it_claims(one_layer_vit, name):
     x = torch.randn(2, 1, 28, 28)
     out = model(pixel_values=x).logits
     assert out.shape == (2, 4)
-    if entry.family not in {"full", "head"}:
-        # every adapter starts as the identity: the pretrained model's logits
+    if entry.family not in {"full", "head", "fourierft"}:
+        # every adapter starts as the identity: the pretrained model's logits (peft's
+        # FourierFT does not: its default init_weights=False draws the spectral
+        # coefficients at random, as its paper does; the benchmarks keep peft's default)
         torch.testing.assert_close(out, one_layer_vit(pixel_values=x).logits)
 
 

@@ -1,7 +1,7 @@
 """A training step at a shape people train on GPUs: a Llama-like decoder of about 0.5B parameters.
 
-    python -m benchmarks.gpu_step                     # one GPU: results/gpu_step.csv (< 8 min on an H100)
-    python -m benchmarks.gpu_step --tiny --out /tmp/g # the same rows on a tiny model, on the CPU (seconds)
+    python -m benchmarks.gpu_step                      # one GPU: results/gpu_step.csv (< 8 min)
+    python -m benchmarks.gpu_step --tiny --out /tmp/g  # a tiny model on the CPU (seconds)
     python -m benchmarks.gpu_step --modes eager --targets q,v --methods lora-r16,hamming-bs32-fold
 
 **Model.**  ``transformers.LlamaConfig``, random init (speed does not depend on the weights):
@@ -11,11 +11,12 @@ SDPA attention, batch 2 x 1024 tokens of random ids, the causal-LM loss on them.
 
 **Rows.**  Targets ``all-linear`` (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``,
 ``gate_proj``, ``up_proj``, ``down_proj``: 168 layers) and ``q,v`` (48), each with peft LoRA
-r=16 (alpha 32), peft OFT (blocks of 32, peft's defaults otherwise), and Hamming blocks of 32
-(orders (1, 2), Cayley) by the activation route and by the fold route
-(:mod:`qiadapters.adapters.hamming.fold_route`); ``eager`` and ``compile`` (regional: each
-decoder layer ``.compile()``-d, the inductor backend, as transformers and accelerate compile
-decoders: one graph reused by the 24 layers, compile time a fraction of the whole model's).
+r=16 (the benchmarks' ``lora_alpha = r``, no dropout), peft OFT (blocks of 32, peft's
+defaults otherwise), and Hamming blocks of 32 (orders (1, 2), Cayley) by the activation
+route and by the fold route (:mod:`qiadapters.adapters.hamming.fold_route`); ``eager`` and
+``compile`` (regional: each decoder layer ``.compile()``-d, the inductor backend, as
+transformers and accelerate compile decoders: one graph reused by the 24 layers, compile
+time a fraction of the whole model's).
 AdamW (``foreach``), no dropout.
 
 **Measured.**  After ``--warmup`` steps (the compilation happens there; its seconds are
@@ -64,8 +65,8 @@ REFERENCE = "lora-r16"
 MODES = ["eager", "compile"]
 COLUMNS = ["device", "size", "params", "batch", "seq", "dtype", "targets", "method", "mode",
            "status", "step_ms", "tokens_per_s", "step_vs_lora", "peak_mib", "growth_mib",
-           "peak_vs_lora", "warmup_s", "graphs", "trainable", "adapted_layers", "torch", "transformers",
-           "peft"]
+           "peak_vs_lora", "warmup_s", "graphs", "trainable", "adapted_layers", "torch",
+           "transformers", "peft"]
 
 
 def build_base(size: str, device: str, dtype: torch.dtype, seed: int = 0) -> nn.Module:
@@ -85,10 +86,12 @@ def build_base(size: str, device: str, dtype: torch.dtype, seed: int = 0) -> nn.
 def attach(method: str, model: nn.Module, targets: list[str]) -> nn.Module:
     """``method`` (one of :data:`METHODS`) on ``model``'s ``targets``."""
     if method == "lora-r16":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        return get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
-                                                target_modules=targets))
+        from .registry import lora_config  # the benchmarks' one LoRA definition
+
+        return get_peft_model(model, lora_config(16, target_modules=targets,
+                                                 modules_to_save=None))
     if method == "oft-b32":
         from peft import OFTConfig, get_peft_model
 
@@ -168,7 +171,8 @@ def run_row(base: nn.Module, method: str, targets: str, mode: str, device: str, 
         torch.cuda.synchronize()
         ms = begin.elapsed_time(end) / steps
         peak = torch.cuda.max_memory_allocated()
-        row.update(peak_mib=round(peak / 2 ** 20, 1), growth_mib=round((peak - baseline) / 2 ** 20, 1))
+        row.update(peak_mib=round(peak / 2 ** 20, 1),
+                   growth_mib=round((peak - baseline) / 2 ** 20, 1))
     else:
         start = time.perf_counter()
         for _ in range(steps):
@@ -251,7 +255,8 @@ def _names(text: str, valid, what: str) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny model, on the CPU")
-    parser.add_argument("--device", default=None, help="default: cuda if available (cpu with --tiny)")
+    parser.add_argument("--device", default=None,
+                        help="default: cuda if available (cpu with --tiny)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--targets", default=";".join(TARGETS),
                         help="target sets separated by ';' (all-linear;q,v)")

@@ -17,8 +17,9 @@ dtype and device and whose adapters (in folding order) have one side, parametriz
 layout, scale and sharing.  A group's weights are concatenated along the axis ``D`` acts on
 (one ``cat``) and multiplied by its ``L r`` whole blocks (one ``bmm``); the blocks of every
 group with the same parametrization, ``n``, orders and block size come from one stacked
-build and assembly (as :mod:`.batched` builds them).  Each layer takes its ``W'`` as a view.  Per layer that leaves the linear itself: one op
-forward, two backward (the input's gradient, which the base pays too, and ``W'``'s).  Outside
+build and assembly (as :mod:`.batched` builds them).  Each layer takes its ``W'`` as a view.
+Per layer that leaves the linear itself: one op forward, two backward (the input's gradient,
+which the base pays too, and ``W'``'s).  Outside
 a model call, under ``torch.compile`` (which fuses the fold itself), under saved-tensor hooks
 or in a distributed run (:func:`.batched.may_batch`), a layer folds its own weight.  In
 inference (no gradient wanted) each layer keeps its ``W'`` until a parameter or the base

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from qiadapters.adapters.hamming import batched
-from qiadapters.circuits import blockdiag
+from qiadapters.circuits import operands
 
 from .data import load_minilm
 from .speed_minilm import CASES, attach, case_name, minilm_batch, train_step_fn
@@ -47,15 +47,15 @@ VARIANTS = {"all": (True, True), "no batching": (False, True),
 @contextlib.contextmanager
 def switched(batching: bool, whole: bool):
     """Batched building and the whole-block route on or off, restored on exit."""
-    saved = batched.may_batch, blockdiag.use_whole, batched.use_whole
+    saved = batched.may_batch, operands.use_whole
     if not batching:
         batched.may_batch = lambda: False
-    if not whole:
-        blockdiag.use_whole = batched.use_whole = lambda block_size, sizes: False
+    if not whole:  # plan_route, the one place the route is chosen, reads operands.use_whole
+        operands.use_whole = lambda block_size, sizes: False
     try:
         yield
     finally:
-        batched.may_batch, blockdiag.use_whole, batched.use_whole = saved
+        batched.may_batch, operands.use_whole = saved
 
 
 def _variant(step, batching: bool, whole: bool):

@@ -45,19 +45,19 @@ def _ranged(owner, attr: str, label: str, stack: contextlib.ExitStack) -> None:
 def labelled():
     """The library's functions wrapped in the ranges the breakdown reads."""
     from qiadapters.adapters.hamming import batched, layer, parametrizations
-    from qiadapters.circuits import about_point, blockdiag
+    from qiadapters.circuits import about_point, apply, operands
 
     with contextlib.ExitStack() as stack:
         for cls in (parametrizations.Cayley, parametrizations.Expm):
             _ranged(cls, "orthogonal", "build Q", stack)
-        _ranged(blockdiag.Compounds, "build", "build blocks", stack)
+        _ranged(operands.Compounds, "build", "build blocks", stack)
         _ranged(batched, "_build", "build blocks", stack)  # batched: Q inside counts as build Q
         _ranged(parametrizations.CircuitPair, "blocks", "build blocks", stack)
-        _ranged(blockdiag, "apply_block", "apply", stack)
-        _ranged(blockdiag, "per_block_product", "apply", stack)  # whole blocks too
+        _ranged(apply, "apply_block", "apply", stack)
+        _ranged(apply, "per_block_product", "apply", stack)  # whole blocks too
         # the output side's one node (products, bias, and its backward by hand)
         _ranged(about_point, "apply_about", "apply", stack)
-        _ranged(blockdiag, "assemble", "build blocks", stack)
+        _ranged(operands, "assemble", "build blocks", stack)
         _ranged(layer.HammingAdapter, "_rotate_output", "adapter glue", stack)
         _ranged(parametrizations.Parametrization, "forward", "adapter glue", stack)
         yield

@@ -64,13 +64,16 @@ def test_ablation_switches_are_restored_and_change_the_route(monkeypatch):
     """The ablation's switches turn batching and whole blocks off inside, and back after."""
     from benchmarks.speed_ablation import switched
     from qiadapters.adapters.hamming import batched
-    from qiadapters.circuits import blockdiag
+    from qiadapters.circuits import operands
+    from qiadapters.circuits.block_layout import BlockLayout
 
-    before = (batched.may_batch, blockdiag.use_whole, batched.use_whole)
+    layout = BlockLayout(n=15, orders=(1, 2), blocks=3, pad=8, dim=384)
+    before = (batched.may_batch, operands.use_whole)
+    assert operands.plan_route(layout, 32, "cpu").whole
     with switched(batching=False, whole=False):
-        assert not batched.may_batch() and not blockdiag.use_whole(128, (15, 105))
-    assert (batched.may_batch, blockdiag.use_whole, batched.use_whole) == before
-    assert blockdiag.use_whole(128, (15, 105))
+        assert not batched.may_batch() and not operands.plan_route(layout, 32, "cpu").whole
+    assert (batched.may_batch, operands.use_whole) == before
+    assert operands.plan_route(layout, 32, "cpu").whole
 
 
 def test_fixed_cost_table_and_paired_difference():

@@ -43,7 +43,6 @@ import torch
 
 from ...circuits.compound import compounds, held_compound_tables
 from ...circuits.operands import Operands, assemble, plan_route
-from ...circuits.route_cost import use_whole  # noqa: F401  (the route reads operands.use_whole)
 from ...context import current_call
 from ..layer import AdapterLayer
 from .parametrizations import SkewParametrization

@@ -87,6 +87,7 @@ ROWS = (
     # best 0.25; Hamming: 0.02); these rows train the angles at lr / 4 and sweep lr upward.
     ("hamming-12-bs32-angle-lr", HIGH_LRS, 0.25),
     ("hamming-12-bs32-scale-angle-lr", HIGH_LRS, 0.25),
+    ("hamming-12-bs32-value-scale-angle-lr", HIGH_LRS, 0.25),
     # The same rule for RoAd (its parameters at lr x 0.4: its own best, 0.05, at lr = 0.125),
     # so that the rule is not a protocol advantage of one side.
     ("road-1-adapter-lr", HIGH_LRS, 0.4),

@@ -47,12 +47,14 @@ ROWS = (
     "vision-hamming-123-bs32", "vision-hamming-123-bs32-scale", "vision-hamming-12-bs32-scale",
     "vision-hamming-12-bs32-all-linear", "vision-hamming-12-bs32-all-linear-scale",
     "vision-hamming-12-bs32-angle-lr", "vision-road-1-adapter-lr",
+    "vision-hamming-12-bs32-scale-angle-lr",
 )
 
 
 #: Rows whose adapter trains at a fraction of the head's lr (the head at lr), with their grid:
 #: the text trade-off's lr rule (:data:`benchmarks.tradeoff_methods.ROWS`) on the ViT.
 ADAPTER_LR_SCALES = {"vision-hamming-12-bs32-angle-lr": (0.25, (3e-2, 1e-1, 3e-1)),
+                     "vision-hamming-12-bs32-scale-angle-lr": (0.25, (3e-2, 1e-1, 3e-1)),
                      "vision-road-1-adapter-lr": (0.4, (3e-2, 1e-1, 3e-1))}
 
 

@@ -35,12 +35,16 @@ SHARED_FIELDS = ("target_modules", "modules_to_save", *SELECTION_FIELDS, "layout
 ALL_LINEAR = "all-linear"
 
 
-def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MISSING):
+def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MISSING,
+           omit_default: bool = False):
     """A config field with its documentation: ``field(default=..., metadata={"help": ...})``
-    as peft writes them (the help text is what ``--help`` style tools and the docs show)."""
+    as peft writes them (the help text is what ``--help`` style tools and the docs show).
+    ``omit_default``: :meth:`AdapterConfig.to_dict` leaves the field out while it holds its
+    default, so a field added in a later version writes the files earlier versions wrote."""
+    metadata = {"help": help, "omit_default": omit_default}
     if default_factory is not MISSING:
-        return field(default_factory=default_factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -65,15 +69,16 @@ class AdapterConfig:
     exclude_modules: Optional[Union[list[str], str]] = option(None, (
         "Modules never adapted, as in peft: a list of name suffixes or a regex string that "
         "must match the full module name.  It must exclude at least one module that "
-        "target_modules selects."))
+        "target_modules selects."), omit_default=True)
     layers_to_transform: Optional[Union[list[int], int]] = option(None, (
         "Adapt only the targets in these layer indices (an int or a list of ints >= 0), as in "
         "peft: the index is the first number in the module name after 'layers_pattern.' "
         "(default: after any name), e.g. 1 in 'encoder.layer.1.attention.self.query'.  Needs "
-        "target_modules as a list; every index must exist in the model."))
+        "target_modules as a list; every index must exist in the model."), omit_default=True)
     layers_pattern: Optional[Union[list[str], str]] = option(None, (
         "Name (or names) of the module list that holds the layers, e.g. 'layer' (BERT), 'h' "
-        "(GPT-2), 'layers' (Llama); used with layers_to_transform only, as in peft."))
+        "(GPT-2), 'layers' (Llama); used with layers_to_transform only, as in peft."),
+        omit_default=True)
 
     adapter_type: ClassVar[str] = ""
     #: The family's one options check, shared with its layer's ``build``: keyword options ->
@@ -134,8 +139,8 @@ class AdapterConfig:
         out: dict[str, Any] = {"adapter_type": self.adapter_type}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in (*SELECTION_FIELDS, "layout_pattern"):
-                continue  # fields added in format 5: absent when unused, as before
+            if f.metadata.get("omit_default") and value == f.default:
+                continue  # a field added later: absent when unused, as before
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -113,22 +113,14 @@ class HammingConfig(AdapterConfig):
         "D is replaced by D diag(s), so the adapter rotates and rescales (output side: per "
         "output channel, as RoAd's and DoRA's magnitudes).  Still the identity at "
         "initialisation and still merged exactly (merged weight diag(s) D^T W0 on the output "
-        "side, W0 diag(s) D^T on the input side)."))
+        "side, W0 diag(s) D^T on the input side)."), omit_default=True)
     layout_pattern: Optional[dict] = option(None, (
         "Per-layer layouts, as peft's rank_pattern: {module-name regex: {field: value}} with "
         "fields blocks / block_size / n_qubits / orders; a layer takes the first key that "
         "matches the end of its name (re.match(rf'(.*\\.)?({key})$', name)) and that "
         "entry's fields replace the config's (blocks replaces block_size and vice versa).  "
         "Every key must match an adapted layer.  Each layer's resolved layout is recorded "
-        "in the saved file."))
+        "in the saved file."), omit_default=True)
 
     adapter_type: ClassVar[str] = "hamming"
     check_options: ClassVar = staticmethod(check_options)
-
-    def to_dict(self) -> dict[str, Any]:
-        """As :meth:`AdapterConfig.to_dict`; ``scale`` is written only when on, so a file
-        without a scale is exactly what earlier versions wrote (and read)."""
-        out = super().to_dict()
-        if not out.get("scale"):
-            out.pop("scale", None)
-        return out

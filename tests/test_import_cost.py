@@ -18,9 +18,10 @@ from qiadapters.circuits import cache
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Loaded only by the work that needs them: torch.compile, the optional backends, the
-#: integrations (transformers, peft), the reference solvers (scipy).
+#: integrations (transformers, peft), the reference solvers (scipy), the Triton kernels
+#: (tried on an adapter's first call on a CUDA tensor).
 HEAVY = ("torch._dynamo", "bitsandbytes", "torchao", "pennylane", "transformers", "peft",
-         "scipy", "accelerate")
+         "scipy", "accelerate", "triton")
 
 ADAPT_PLAIN_MODEL = """
 import torch

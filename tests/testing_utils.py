@@ -82,3 +82,11 @@ class HostSyncs(TorchDispatchMode):
         if self._depth and func._schema.name in HOST_SYNC_OPS:
             self.ops.append(func._schema.name)
         return func(*args, **(kwargs or {}))
+
+
+def triton_kernels_interpretable() -> bool:
+    """Whether the Triton kernels (``qiadapters.circuits.kernels``) can run in Triton's
+    interpreter in this process: not imported yet (Triton reads ``TRITON_INTERPRET`` when a
+    kernel is defined; set it first), or imported under it."""
+    module = sys.modules.get("qiadapters.circuits.kernels.pair_minors_triton")
+    return module is None or type(module._forward_kernel).__name__ == "InterpretedFunction"

@@ -18,6 +18,7 @@ from typing import Sequence, Union
 
 import torch
 
+from . import kernels
 from .basis import block_dim
 from .block_layout import BlockLayout
 from .modewise import apply_compound
@@ -43,6 +44,8 @@ def per_block_product(x: torch.Tensor, B: torch.Tensor, transpose: bool = False)
     its operands out again)."""
     lead = x.shape[:-2]
     B = B.to(x.dtype)
+    if kernels.use_kernels(x, B) and kernels.block_product_supported(x, B, transpose):
+        return kernels.block_product(x, B, transpose)  # Triton, on a GPU (kernels/__init__.py)
     y = torch.bmm(x.reshape(-1, *x.shape[-2:]).transpose(0, 1),
                   B.transpose(-1, -2) if transpose else B)
     return y.transpose(0, 1).reshape(*lead, *y.shape[::2])

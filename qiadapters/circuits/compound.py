@@ -33,7 +33,7 @@ from itertools import combinations
 import torch
 
 from .. import checks
-from . import cache
+from . import cache, kernels
 from .basis import basis_position, hamming_basis
 
 
@@ -245,6 +245,8 @@ def compound_pairs(U: torch.Tensor, tables=None) -> torch.Tensor:
 
     ``tables``: optional ``{2: pair tables}`` (default: from the cache)."""
     first, second = _route_tables(U, 2, tables)
+    if kernels.use_kernels(U, dtypes=kernels.PAIR_DTYPES) and kernels.pair_minors_supported(U):
+        return kernels.pair_minors(U, first, second)  # Triton, on a GPU (kernels/__init__.py)
     if row_route(U):
         return PairMinorsByRow.apply(U, first, second)
     return pair_minors(U, first, second)

@@ -1,0 +1,124 @@
+"""When the Triton kernels run (the package docstring), and the calls the eager modules make.
+
+Nothing here imports ``triton`` at module level: :func:`available` tries it once, on the first
+call that could use a kernel, and the kernels' modules are imported by :func:`pair_minors` /
+:func:`block_product` only when one runs.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+import torch
+
+#: The modes of :func:`set_mode` (and of the environment variable ``QIADAPTERS_TRITON``).
+MODES = ("auto", "on", "off")
+ENV = "QIADAPTERS_TRITON"
+#: The dtypes the compound kernel takes (the block product: float32 only).
+PAIR_DTYPES = (torch.float32, torch.float64)
+
+_state: dict = {"mode": None, "available": None}
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _checked(mode: str, source: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"{source}={mode!r} is not a Triton kernel mode; valid: "
+                         f"{', '.join(MODES)}")
+    return mode
+
+
+def get_mode() -> str:
+    """The current mode: the last :func:`set_mode`, else ``$QIADAPTERS_TRITON``, else ``"auto"``."""
+    if _state["mode"] is None:
+        _state["mode"] = _checked(os.environ.get(ENV, "auto").strip().lower() or "auto", ENV)
+    return _state["mode"]
+
+
+def set_mode(mode: str) -> str:
+    """Set the mode (``"auto"``, ``"on"``, ``"off"``; package docstring) for this process;
+    returns the previous one."""
+    previous = get_mode()
+    _state["mode"] = _checked(mode, "mode")
+    return previous
+
+
+@contextmanager
+def using(mode: str):
+    """``with using("off"): ...``: the mode inside the block, the previous one after it."""
+    previous = set_mode(mode)
+    try:
+        yield
+    finally:
+        _state["mode"] = previous
+
+
+def available() -> bool:
+    """Whether ``triton`` imports (tried once per process)."""
+    if _state["available"] is None:
+        try:
+            import triton  # noqa: F401
+            import triton.language  # noqa: F401
+            _state["available"] = True
+        except Exception:  # ImportError, or a broken install: the eager route then
+            _state["available"] = False
+    return _state["available"]
+
+
+def _runs_on(device: torch.device, mode: str) -> bool:
+    if device.type == "cuda":
+        return True
+    return mode == "on" and device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def use_kernels(*tensors: torch.Tensor, dtypes=(torch.float32,)) -> bool:
+    """Whether a kernel takes these tensors: the mode allows it on their device (all on one
+    device), every dtype in ``dtypes``, plain tensors (no tensor subclass: a trace's fake
+    tensors), not inside ``torch.compile``, and ``triton`` imports.  A choice on the device
+    type, dtypes and mode only (no data, no sync)."""
+    mode = get_mode()
+    if mode == "off":
+        return False
+    device = tensors[0].device
+    if not _runs_on(device, mode) or torch.compiler.is_compiling():
+        return False
+    if any(t.device != device or t.dtype not in dtypes or type(t) not in _PLAIN
+           for t in tensors):  # a subclass (a fake tensor of a trace, ...): the eager route
+        return False
+    return available()
+
+
+def pair_minors(U: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """:func:`~qiadapters.circuits.compound.pair_minors` by the Triton kernel:
+    ``U: (..., n, n)`` -> ``(..., C(n,2), C(n,2))``."""
+    from .pair_minors_triton import TritonPairMinors
+
+    return TritonPairMinors.apply(U, first, second)
+
+
+def block_product(x: torch.Tensor, B: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """:func:`~qiadapters.circuits.apply.per_block_product` by the Triton kernel:
+    ``x: (..., r, m)``, ``B: (r, m, p)`` -> ``(..., r, p)`` (``B: (r, p, m)`` with
+    ``transpose``)."""
+    from .block_product_triton import TritonBlockProduct
+
+    return TritonBlockProduct.apply(x, B, bool(transpose))
+
+
+def block_product_supported(x: torch.Tensor, B: torch.Tensor,
+                            transpose: bool = False) -> bool:
+    """Whether the shapes suit :func:`block_product`: ``x: (..., r, m)`` with at least one
+    row, ``B: (r, m, p)`` (``(r, p, m)`` with ``transpose``)."""
+    if x.dim() < 2 or B.dim() != 3 or x.numel() == 0 or B.numel() == 0:
+        return False
+    inner = B.shape[2] if transpose else B.shape[1]
+    return x.shape[-2] == B.shape[0] and x.shape[-1] == inner
+
+
+#: The largest ``n`` :func:`pair_minors` takes (its backward holds a row tile of ``dU``).
+PAIR_MAX_N = 64
+
+
+def pair_minors_supported(U: torch.Tensor) -> bool:
+    """Whether :func:`pair_minors` takes ``U: (..., n, n)``: ``2 <= n <= PAIR_MAX_N``, at
+    least one block."""
+    return 2 <= U.shape[-1] <= PAIR_MAX_N and U.numel() > 0

@@ -3,6 +3,7 @@
     python -m benchmarks.gpu_step                      # one GPU: results/gpu_step.csv (< 8 min)
     python -m benchmarks.gpu_step --tiny --out /tmp/g  # a tiny model on the CPU (seconds)
     python -m benchmarks.gpu_step --modes eager --targets q,v --methods lora-r16,hamming-bs32-fold
+    python -m benchmarks.gpu_step --methods hamming-bs32,hamming-bs32-triton  # Triton kernels
 
 **Model.**  ``transformers.LlamaConfig``, random init (speed does not depend on the weights):
 hidden 1024, FFN 4096, 24 layers, 16 heads, vocabulary 32,000 (0.47B parameters), bfloat16,
@@ -13,7 +14,10 @@ SDPA attention, batch 2 x 1024 tokens of random ids, the causal-LM loss on them.
 ``gate_proj``, ``up_proj``, ``down_proj``: 168 layers) and ``q,v`` (48), each with peft LoRA
 r=16 (the benchmarks' ``lora_alpha = r``, no dropout), peft OFT (blocks of 32, peft's
 defaults otherwise), and Hamming blocks of 32 (orders (1, 2), Cayley) by the activation
-route and by the fold route (:mod:`qiadapters.adapters.hamming.fold_route`); ``eager`` and
+route and by the fold route (:mod:`qiadapters.adapters.hamming.fold_route`), with the
+library's Triton kernels off (the eager route) and, where ``triton`` imports, on (the
+``-triton`` rows: :mod:`qiadapters.circuits.kernels`, the order-2 compounds and the per-block
+products; CUDA, or the CPU under ``TRITON_INTERPRET=1``); ``eager`` and
 ``compile`` (regional: each decoder layer ``.compile()``-d, the inductor backend, as
 transformers and accelerate compile decoders: one graph reused by the 24 layers, compile
 time a fraction of the whole model's).
@@ -61,6 +65,8 @@ TARGETS = {"all-linear": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "
 #: in the order they run (a short budget keeps the first): the reference, the fold route
 #: (the launch-light one), the activation route, OFT
 METHODS = ["lora-r16", "hamming-bs32-fold", "hamming-bs32", "oft-b32"]
+#: the Hamming rows again with the Triton kernels on (run where triton imports: methods_for)
+TRITON_METHODS = ["hamming-bs32-fold-triton", "hamming-bs32-triton"]
 REFERENCE = "lora-r16"
 MODES = ["eager", "compile"]
 COLUMNS = ["device", "size", "params", "batch", "seq", "dtype", "targets", "method", "mode",
@@ -83,8 +89,20 @@ def build_base(size: str, device: str, dtype: torch.dtype, seed: int = 0) -> nn.
     return model.to(dtype)
 
 
+def methods_for(device: str) -> list[str]:
+    """The default rows on ``device``: :data:`METHODS`, and :data:`TRITON_METHODS` where the
+    kernels can run there (``triton`` imports; CUDA, or the CPU under Triton's interpreter)."""
+    from qiadapters.circuits import kernels
+
+    with kernels.using("on"):
+        runs = kernels.use_kernels(torch.empty(0, device=device))
+    return METHODS + (TRITON_METHODS if runs else [])
+
+
 def attach(method: str, model: nn.Module, targets: list[str]) -> nn.Module:
-    """``method`` (one of :data:`METHODS`) on ``model``'s ``targets``."""
+    """``method`` (one of :data:`METHODS` or :data:`TRITON_METHODS`: the kernels are set
+    by :func:`run_row`) on ``model``'s ``targets``."""
+    method = method.removesuffix("-triton") if method in TRITON_METHODS else method
     if method == "lora-r16":
         from peft import get_peft_model
 
@@ -105,7 +123,8 @@ def attach(method: str, model: nn.Module, targets: list[str]) -> nn.Module:
         if method.endswith("-fold"):
             set_route(am, "fold")
         return am
-    raise ValueError(f"method={method!r} is not valid; valid: {', '.join(METHODS)}")
+    raise ValueError(f"method={method!r} is not valid; valid: "
+                     f"{', '.join(METHODS + TRITON_METHODS)}")
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -128,7 +147,15 @@ def _adapted(model: nn.Module) -> int:
 
 def run_row(base: nn.Module, method: str, targets: str, mode: str, device: str, batch: int,
             seq: int, warmup: int, steps: int, backend: str = "inductor") -> dict:
-    """One row: a copy of ``base`` with ``method``, ``warmup`` steps, then ``steps`` timed."""
+    """One row: a copy of ``base`` with ``method``, ``warmup`` steps, then ``steps`` timed;
+    the Triton kernels on for :data:`TRITON_METHODS`, off for every other row."""
+    from qiadapters.circuits import kernels
+
+    with kernels.using("on" if method in TRITON_METHODS else "off"):
+        return _run_row(base, method, targets, mode, device, batch, seq, warmup, steps, backend)
+
+
+def _run_row(base, method, targets, mode, device, batch, seq, warmup, steps, backend):
     model = attach(method, copy.deepcopy(base).to(device), TARGETS[targets])
     model.train()
     if mode == "compile":
@@ -187,17 +214,19 @@ def run_row(base: nn.Module, method: str, targets: str, mode: str, device: str, 
     return row
 
 
-def run(size: str = "llm", device: str | None = None, methods=METHODS, targets=tuple(TARGETS),
+def run(size: str = "llm", device: str | None = None, methods=None, targets=tuple(TARGETS),
         modes=MODES, warmup: int = 3, steps: int = 10, budget: float = 390.0,
         out: Path | None = None, backend: str = "inductor") -> list[dict]:
     """Every row (eager rows first, so a short budget keeps them), written to
-    ``out/gpu_step.csv``; returns the rows.  Compiling takes most of the time (on two CPU
-    cores inductor took 90-160 s per row of the tiny model; a GPU host compiles one decoder
-    layer's graphs, forward and backward, per row)."""
+    ``out/gpu_step.csv``; returns the rows (``methods`` by default: :func:`methods_for` the
+    device).  Compiling takes most of the time (on two CPU cores inductor took 90-160 s per
+    row of the tiny model; a GPU host compiles one decoder layer's graphs, forward and
+    backward, per row)."""
     import peft
     import transformers
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    methods = methods_for(device) if methods is None else methods
     cuda = torch.device(device).type == "cuda"
     dtype = torch.bfloat16
     began = time.perf_counter()
@@ -257,7 +286,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="the tiny model, on the CPU")
     parser.add_argument("--device", default=None,
                         help="default: cuda if available (cpu with --tiny)")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default="",
+                        help="default: every method (the -triton ones where triton runs)")
     parser.add_argument("--targets", default=";".join(TARGETS),
                         help="target sets separated by ';' (all-linear;q,v)")
     parser.add_argument("--modes", default=",".join(MODES))
@@ -269,9 +299,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     run("tiny" if args.tiny else "llm", args.device or ("cpu" if args.tiny else None),
-        _names(args.methods, METHODS, "methods"), _names(args.targets, TARGETS, "targets"),
-        _names(args.modes, MODES, "modes"), args.warmup, args.steps, args.budget,
-        Path(args.out), args.backend)
+        _names(args.methods, METHODS + TRITON_METHODS, "methods") or None,
+        _names(args.targets, TARGETS, "targets"), _names(args.modes, MODES, "modes"),
+        args.warmup, args.steps, args.budget, Path(args.out), args.backend)
     return 0
 
 

@@ -1,6 +1,10 @@
 """benchmarks/gpu_step.py, the GPU benchmark at a Llama-like shape, runs: its --tiny
-configuration on the CPU, every method eager and the fold route compiled, the CSV written."""
+configuration on the CPU, every method eager and the fold route compiled, the CSV written;
+the Triton rows where triton imports (in its interpreter)."""
 import csv
+import importlib.util
+import os
+import sys
 
 import pytest
 import torch
@@ -10,7 +14,7 @@ from benchmarks import gpu_step
 
 def test_tiny_rows(tmp_path):
     rows = gpu_step.run("tiny", "cpu", targets=["q,v"], modes=["eager"], warmup=1, steps=1,
-                        out=tmp_path)
+                        out=tmp_path, methods=gpu_step.METHODS)
     assert [(r["method"], r["mode"], r["status"]) for r in rows] == [
         (m, "eager", "ok") for m in gpu_step.METHODS]
     by = {r["method"]: r for r in rows}
@@ -50,3 +54,36 @@ def test_llm_shape():
 def test_bad_method():
     with pytest.raises(ValueError, match="method='x' is not valid"):
         gpu_step.attach("x", torch.nn.Linear(2, 2), ["q_proj"])
+
+
+def test_triton_rows_are_default_only_where_the_kernels_run(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert gpu_step.methods_for("cpu") == gpu_step.METHODS
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_tiny_triton_rows_in_the_interpreter(tmp_path, monkeypatch):
+    """The -triton rows on the tiny model, the kernels in Triton's interpreter on the CPU:
+    the step runs and the kernels are used; the other Hamming rows run with them off."""
+    sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers
+    from testing_utils import triton_kernels_interpretable
+
+    if not torch.cuda.is_available():
+        if not triton_kernels_interpretable():
+            pytest.skip("the kernels were imported outside Triton's interpreter")
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from qiadapters.circuits import kernels
+
+    assert gpu_step.methods_for("cpu") == gpu_step.METHODS + gpu_step.TRITON_METHODS
+    modes = []
+    real = kernels.pair_minors
+
+    def counted(*args):
+        modes.append(kernels.get_mode())
+        return real(*args)
+    monkeypatch.setattr(kernels, "pair_minors", counted)
+    rows = gpu_step.run("tiny", "cpu", methods=["hamming-bs32"] + gpu_step.TRITON_METHODS,
+                        targets=["q,v"], modes=["eager"], warmup=1, steps=1, out=tmp_path)
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert rows[1]["adapted_layers"] == rows[2]["adapted_layers"] == 4
+    assert modes and set(modes) == {"on"}

@@ -1,4 +1,4 @@
-"""Bad inputs of ``docs/errors.md`` for the learned scale and the fold route
+"""Bad inputs of ``docs/errors.md`` for the learned scale, ``recompute_base`` and the fold route
 (``error_cases.py`` imports this file, so these cases register in the same ``CASES`` table).
 """
 from __future__ import annotations
@@ -14,6 +14,17 @@ from qiadapters.adapters.hamming import set_route
 @case
 def case_hamming_scale_not_bool(tmp):
     return (lambda: HammingConfig(target_modules=["fc1"], scale="yes")), None
+
+
+@case
+def case_hamming_recompute_base_not_bool(tmp):
+    return (lambda: HammingConfig(target_modules=["fc1"], recompute_base="yes")), None
+
+
+@case
+def case_hamming_recompute_base_input_side(tmp):
+    return (lambda: HammingConfig(target_modules=["fc1"], side="input",
+                                  recompute_base=True)), None
 
 
 @case

@@ -42,13 +42,18 @@ def check_orders(orders) -> tuple[int, ...]:
 
 def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
                   layout="pyramid", gate="rbs", side="output", parametrization="cayley",
-                  share_blocks=False, scale=False) -> dict[str, Any]:
+                  share_blocks=False, scale=False, recompute_base=False) -> dict[str, Any]:
     """The per-layer options of a Hamming adapter, validated and normalised: the one check
     shared by :class:`HammingConfig` and :meth:`HammingAdapter.build` (checks that need the
     layer's width live in :func:`~qiadapters.adapters.hamming.plan_blocks`)."""
     if blocks is not None and block_size is not None:
         raise ValueError(f"give blocks or block_size, not both (got blocks={blocks}, "
                          f"block_size={block_size})")
+    side = checks.choice("side", side, SIDES)
+    if checks.flag("recompute_base", recompute_base) and side != "output":
+        raise ValueError(f"recompute_base=True is valid with side='output' only (got "
+                         f"side={side!r}): it recomputes the base output f(x) that the output "
+                         f"side keeps for the backward; the input side keeps no f(x)")
     return {
         "orders": check_orders(orders),
         "blocks": None if blocks is None else checks.integer("blocks", blocks, low=1),
@@ -57,10 +62,11 @@ def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
         "n_qubits": None if n_qubits is None else checks.integer("n_qubits", n_qubits, low=2),
         "layout": checks.choice("layout", layout, LAYOUTS),
         "gate": checks.choice("gate", gate, GATES),
-        "side": checks.choice("side", side, SIDES),
+        "side": side,
         "parametrization": checks.choice("parametrization", parametrization, PARAMETRIZATIONS),
         "share_blocks": checks.flag("share_blocks", share_blocks),
         "scale": checks.flag("scale", scale),
+        "recompute_base": recompute_base,
     }
 
 
@@ -114,6 +120,15 @@ class HammingConfig(AdapterConfig):
         "output channel, as RoAd's and DoRA's magnitudes).  Still the identity at "
         "initialisation and still merged exactly (merged weight diag(s) D^T W0 on the output "
         "side, W0 diag(s) D^T on the input side)."), omit_default=True)
+    recompute_base: bool = option(False, (
+        "Output side only: keep the layer's input x for the backward instead of its base "
+        "output f(x), and run the base forward again in the backward (torch.utils.checkpoint "
+        "around the base and D).  Layers that read the same x (query and value) keep it once, "
+        "as LoRA does: less training memory for one more base forward per adapted layer "
+        "(where nothing else keeps x, as on every linear layer of a transformer, it costs "
+        "memory).  Outputs and gradients are unchanged, and so are merged weights, saved "
+        "tensors and inference; the fold route, mixtures and mixed-adapter batches keep what "
+        "they kept."), omit_default=True)
     layout_pattern: Optional[dict] = option(None, (
         "Per-layer layouts, as peft's rank_pattern: {module-name regex: {field: value}} with "
         "fields blocks / block_size / n_qubits / orders; a layer takes the first key that "

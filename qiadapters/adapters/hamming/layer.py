@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ... import checks
 from ...deprecation import renamed_keyword
@@ -145,6 +146,9 @@ class HammingAdapter(AdapterLayer):
         scale: learn a per-feature scale ``s`` (``d`` values, 1 at init) beside the
             rotation: ``D`` becomes ``D diag(s)`` (output side ``y = (f(x) - b) D diag(s) + b``,
             input side ``y = f(x D diag(s))``); ``s`` lives on the parametrization module.
+        recompute_base: output side only: keep ``x`` for the backward instead of ``f(x)``
+            and run the base forward again there (:meth:`adapter_forward`); outputs and
+            gradients are unchanged.
         adapter_name: the name of this first adapter (more can be added with
             :meth:`add_adapter`; several active ones apply as a product).
         parts: parts built earlier by :meth:`build` (then the options are not used).
@@ -157,7 +161,7 @@ class HammingAdapter(AdapterLayer):
     """
 
     adapter_layer_names = ("hamming",)
-    other_param_names = ("side",)
+    other_param_names = ("side", "recompute_base")
     #: ``"activation"`` (``D`` applied to the activations) or ``"fold"`` (the base run with
     #: the adapted weight, :mod:`.fold_route`); set with :func:`.fold_route.set_route`
     route: str = "activation"
@@ -167,14 +171,15 @@ class HammingAdapter(AdapterLayer):
                  blocks: int | None = None, block_size: int | None = None,
                  n_qubits: int | None = None, layout: str = "pyramid", gate: str = "rbs",
                  side: str = "output", parametrization: str = "cayley",
-                 share_blocks: bool = False, scale: bool = False, *,
+                 share_blocks: bool = False, scale: bool = False,
+                 recompute_base: bool = False, *,
                  adapter_name: Optional[str] = "default",
                  parts: Optional[AdapterParts] = None):
         kind = base_kind(unwrap(base_layer))  # an unsupported module raises before any change
         super().__init__(base_layer, adapter_name, parts=parts, orders=orders, blocks=blocks,
                          block_size=block_size, n_qubits=n_qubits, layout=layout, gate=gate,
                          side=side, parametrization=parametrization, share_blocks=share_blocks,
-                         scale=scale)
+                         recompute_base=recompute_base, scale=scale)
         #: how this base module is read, rotated and folded (:mod:`.kinds`)
         self.kind: BaseKind = kind
 
@@ -192,10 +197,25 @@ class HammingAdapter(AdapterLayer):
         module = PARAMETRIZATIONS[parametrization](block_layout, gate=opts["gate"], layout=layout,
                                                    share_blocks=opts["share_blocks"],
                                                    scale=opts["scale"])
-        return AdapterParts(modules={"hamming": module}, settings={"side": side})
+        return AdapterParts(modules={"hamming": module},
+                            settings={"side": side, "recompute_base": opts["recompute_base"]})
 
     # ------------------------------------------------------------ forward
     def adapter_forward(self, x: torch.Tensor, adapter_names: list[str], *args, **kwargs):
+        """``f(x D_in) D_out`` for the active adapters (module docstring).
+
+        When an active output-side adapter has ``recompute_base`` and autograd records the
+        call, the base and the output-side maps run inside ``torch.utils.checkpoint``
+        (non-reentrant): nothing they would save is kept (``f(x)``, or the output the map
+        keeps instead, :mod:`~qiadapters.circuits.about_point`), only their inputs are
+        referenced -- ``x``, which the layers reading the same input share, and ``D``'s
+        blocks, built before the checkpoint (by the model call's batched build when there is
+        one) so the backward does not build them again -- and the backward runs the base and
+        the maps forward once more to get what they saved.  The same operations on the same
+        values: outputs and gradients are those of the default.  The fold route, merged and
+        disabled adapters do not run this path (the first keeps ``x`` and the adapted
+        weight, the others run the base alone).
+        """
         if self.route == "fold":
             return fold_forward(self, x, adapter_names, *args, **kwargs)
         before = [a for a in adapter_names if self.side[a] == "input"]
@@ -206,8 +226,27 @@ class HammingAdapter(AdapterLayer):
             for a in before:
                 h = self._rotate(a, h)
             h = self.kind.features_back(h).to(x.dtype)
+        if after and torch.is_grad_enabled() and any(self.recompute_base[a] for a in after):
+            hint = self.kind.features_last(h)  # the batched build reads its token count
+            operands = {a: self._operands(a, hint) for a in after}
+            return checkpoint(self._base_then_output, h, after, operands, *args,
+                              use_reentrant=False, **kwargs)
         fx = self.base_layer(h, *args, **kwargs)
         return self._rotate_output(fx, after) if after else fx
+
+    def _base_then_output(self, h: torch.Tensor, after: list[str], operands: dict,
+                          *args, **kwargs) -> torch.Tensor:
+        """``(f(h) - b) D + b`` with the given (unresolved) operands: the part of
+        :meth:`adapter_forward` that ``recompute_base`` runs twice."""
+        return self._rotate_output(self.base_layer(h, *args, **kwargs), after,
+                                   operands=operands)
+
+    def _operands(self, adapter_name: str, x: torch.Tensor):
+        """What :meth:`_rotate_output` resolves for one adapter: its share of the model
+        call's batched build (:mod:`.batched`), else its own blocks."""
+        rot = self.hamming[adapter_name]
+        found = batched_operands(rot, x)
+        return rot.cached_operands(self.adapter_dtype) if found is None else found
 
     def adapter_output(self, x: torch.Tensor, base_output: torch.Tensor,
                        adapter_names: list[str], *args, **kwargs):
@@ -237,7 +276,8 @@ class HammingAdapter(AdapterLayer):
         return out
 
     def _rotate_output(self, fx: torch.Tensor, adapter_names: list[str],
-                       keep_output: bool = True) -> torch.Tensor:
+                       keep_output: bool = True,
+                       operands: Optional[dict] = None) -> torch.Tensor:
         """``(f(x) - b) D + b`` for the output-side adapters, computed as ``f(x) D + (b - b D)``
         (``D`` the product of the adapters' maps): the same map with one product and one
         addition over the tokens (``b D`` is one row); at ``D = I`` both products are exact,
@@ -249,7 +289,8 @@ class HammingAdapter(AdapterLayer):
         autograd node that keeps its output for the backward instead of ``f(x)``
         (:func:`~qiadapters.circuits.about_point.apply_about`: the layer that follows usually
         keeps the output anyway, so ``f(x)`` is not held for this layer alone); a map with an
-        order applied mode-wise keeps ``f(x)``.
+        order applied mode-wise keeps ``f(x)``.  ``operands``: each adapter's operands
+        (:meth:`_operands`) when they were taken earlier, by name.
         """
         y = self.kind.features_last(fx).to(self.adapter_dtype)
         bias = getattr(self.base_layer, "bias", None)
@@ -261,7 +302,8 @@ class HammingAdapter(AdapterLayer):
         with without_autocast(y):  # in the adapter's dtype under autocast too
             for a in adapter_names:
                 rot = self.hamming[a]
-                ops = rot.resolve(z, batched_operands(rot, z))
+                found = operands[a] if operands else batched_operands(rot, z)
+                ops = rot.resolve(z, found)
                 if (keep_output and bz is bias and rot.scale is None
                         and about_point.supports(ops)):
                     z = about_point.apply_about(z, bias, ops, rot.block_layout)

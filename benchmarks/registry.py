@@ -144,7 +144,7 @@ def _build_peft(model, entry):
 # ---------------------------------------------------------------------- qiadapters / physics
 
 _HAMMING_RECORD_KEYS = {"orders", "blocks", "parametrization", "side", "layout", "gate", "scale",
-                        "target_modules", "n_qubits"}
+                        "target_modules", "n_qubits", "recompute_base"}
 
 
 def adapter_config(entry: Entry):

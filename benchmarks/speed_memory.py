@@ -1,9 +1,13 @@
 """Peak memory of one method's training step, measured in a fresh process.
 
     python -m benchmarks.speed_memory hamming-12-b3 [--steps 2] [--targets all-linear]
+    python -m benchmarks.speed_memory --recompute [--quick] [--threads 2]
 
-prints one JSON line (``python -m benchmarks.speed --only memory`` runs it once per method,
-``--only targets`` once per method and case).  On CUDA, :func:`measure_cuda` reads
+The first prints one JSON line (``python -m benchmarks.speed --only memory`` runs it once per
+method, ``--only targets`` once per method and case).  ``--recompute`` is the study of
+``HammingConfig(recompute_base=True)`` (:func:`run_recompute`): blocks of 32 with and without
+it against peft's LoRA r=8, peak memory growth and step time, on query/value and all-linear,
+written to ``speed_recompute.csv``.  On CUDA, :func:`measure_cuda` reads
 ``torch.cuda.max_memory_allocated`` in the calling process instead (the peak over the steps
 minus what is allocated before them).
 
@@ -28,6 +32,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+
+#: ``--recompute``: LoRA r=8 (the reference), blocks of 32, blocks of 32 keeping ``x``.
+RECOMPUTE_METHODS = ["lora-r8", "hamming-12-bs32", "hamming-12-bs32-recompute"]
+#: ``(targets, batch, seq)`` of ``--recompute`` (``--quick``: 8 x 32 instead).
+RECOMPUTE_CASES = [(("query", "value"), 32, 64), ("all-linear", 32, 64)]
 
 
 def _status_kib(key: str) -> int:
@@ -103,9 +112,56 @@ def measure_cuda(method: str, base, steps: int = 2, batch: int = 32, seq: int = 
             "steps": steps, "batch": batch, "seq": seq}
 
 
+def run_recompute(args) -> None:
+    """Each case of :data:`RECOMPUTE_CASES`: the steps of :data:`RECOMPUTE_METHODS`
+    interleaved (20 rounds after a warm-up; ``--quick`` 3) and each method's peak memory
+    growth (a fresh process per method on CPU, as ``benchmarks.speed``'s targets), with
+    ratios against LoRA r=8 and, for the recomputing row, against blocks of 32 without it.
+    Writes ``speed_recompute.csv`` (``results/quick/`` for ``--quick``, a ``cuda/`` folder
+    inside for ``--device cuda``)."""
+    import torch
+
+    from .constants import results_dir
+    from .data import load_minilm
+    from .speed import _contenders, _ms, _write_csv, case_memory
+    from .speed_minilm import case_name
+    from .timing import interleaved
+
+    torch.set_num_threads(args.threads)
+    lora, plain, recompute = RECOMPUTE_METHODS
+    cases = [(t, 8, 32) for t, _, _ in RECOMPUTE_CASES] if args.quick else RECOMPUTE_CASES
+    base, _ = load_minilm(num_labels=26)
+    rows = []
+    for targets, batch, seq in cases:
+        case = case_name(targets, batch, seq)
+        fns, infos, counts = _contenders(args, base, RECOMPUTE_METHODS, targets, batch, seq)
+        t = interleaved(fns, reps=3 if args.quick else 20, warmup=1, alternate=True, desc=case)
+        del fns
+        memory = case_memory(args, base, RECOMPUTE_METHODS, targets, batch, seq)
+        for name in RECOMPUTE_METHODS:
+            rows.append({"case": case, "method": name, "config": infos[name],
+                         "trainable": counts[name], "median_ms": _ms(t.median(name)),
+                         "ratio_vs_lora": round(t.paired_ratio(name, lora), 4),
+                         "ratio_vs_bs32": round(t.paired_ratio(name, plain), 4),
+                         "peak_growth_mib": round(memory[name], 1),
+                         "growth_vs_lora": round(memory[name] / memory[lora], 4),
+                         "growth_vs_bs32": round(memory[name] / memory[plain], 4),
+                         "rounds": t.rounds(name), "threads": t.threads,
+                         "device": args.device})
+    folder = results_dir(args.quick) / ("cuda" if args.device != "cpu" else "")
+    _write_csv(folder / "speed_recompute.csv", rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("method")
+    parser.add_argument("method", nargs="?", help="a registry method (not with --recompute)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="the recompute_base study (run_recompute) instead of one method")
+    parser.add_argument("--quick", action="store_true",
+                        help="--recompute: batch 8 x 32, 3 rounds, into results/quick/")
+    parser.add_argument("--threads", type=int, default=2, help="--recompute: torch threads")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="--recompute: where the steps run")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=64)
@@ -113,6 +169,11 @@ def main() -> None:
                         help="comma-separated module names or all-linear (default: the "
                              "method's own)")
     args = parser.parse_args()
+    if args.recompute == (args.method is not None):
+        parser.error("give one method, or --recompute")
+    if args.recompute:
+        run_recompute(args)
+        return
     targets = args.targets
     if targets is not None and targets != "all-linear":
         targets = targets.split(",")

@@ -56,10 +56,11 @@ def _perturb(model, scale: float = 0.05) -> None:
 def qiadapters_model():
     from qiadapters import HammingConfig, get_adapter_model
 
-    am = get_adapter_model(minilm_architecture(), HammingConfig(target_modules=TARGETS),
+    # the paper's layout (3 blocks of 128 on query/value), which the committed results used
+    am = get_adapter_model(minilm_architecture(), HammingConfig.paper(target_modules=TARGETS),
                            adapter_name=ADAPTERS[0])
     for name in ADAPTERS[1:]:
-        am.add_adapter(name, HammingConfig(target_modules=TARGETS))
+        am.add_adapter(name, HammingConfig.paper(target_modules=TARGETS))
     _perturb(am)
     return am.eval(), am.set_adapter
 

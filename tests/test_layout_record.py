@@ -52,7 +52,7 @@ def test_each_layers_resolved_layout_is_recorded_and_a_new_default_does_not_chan
         assert record[name]["layout"] == {"blocks": lay.blocks, "n": lay.n,
                                           "block_size": lay.block_size, "orders": [1, 2],
                                           "side": "output", "parametrization": "cayley"}
-    monkeypatch.setattr(hamming_layer, "default_blocks", lambda dim, smallest=1: 2)
+    monkeypatch.setattr(hamming_layer, "default_blocks", lambda dim, smallest=1, default_layout="compact": 2)
     fresh, _ = tiny_mlp(0)
     assert layouts(get_adapter_model(tiny_mlp(0)[0], HammingConfig(target_modules=["fc2"])))[
         "fc2"].blocks == 2  # the default did change
@@ -72,7 +72,7 @@ def test_a_mixture_records_and_reloads_its_hamming_experts_layouts(tmp_path, mon
     with torch.no_grad():
         expected = am.eval()(**inputs)
     am.save_pretrained(tmp_path)
-    monkeypatch.setattr(hamming_layer, "default_blocks", lambda dim, smallest=1: 2)
+    monkeypatch.setattr(hamming_layer, "default_blocks", lambda dim, smallest=1, default_layout="compact": 2)
     loaded = AdapterModel.from_pretrained(tiny_mlp(0)[0], tmp_path)
     assert [loaded.fc2.expert_layer("default", i).hamming["expert"].block_layout
             for i in (0, 1)] == experts
@@ -164,13 +164,25 @@ def test_layout_pattern_round_trips_through_the_saved_config(tmp_path):
     assert "layout_pattern" not in HammingConfig(target_modules=["fc1"]).to_dict()
 
 
-def test_the_default_layout_is_still_the_one_format_4_files_mean():
-    """Format-4 files (and none older, which mean blocks=3) carry no record: a config with
-    neither blocks nor block_size means max(3, d // 128) blocks there.  Whoever changes the
-    default must give such files that rule on load (qiadapters.adapters.formats), and bump
-    the format; this test says when that is due."""
+def test_formats_4_and_5_mean_the_paper_rule():
+    """Format-4 and 5 files were saved when a config with neither blocks nor block_size meant
+    max(3, d // 128) blocks (format 4 has no per-layer record): they load with
+    default_layout='paper', that rule; a format-6 file says which rule it means."""
     from math import comb
+
+    from qiadapters.adapters.formats import upgrade_config
     for d in range(16, 5000, 7):
         for orders in [(1,), (1, 2), (1, 2, 3)]:
             smallest = sum(comb(max(2, orders[-1]), k) for k in orders)
-            assert hamming_layer.default_blocks(d, smallest) == max(3, d // max(128, smallest))
+            assert hamming_layer.default_blocks(d, smallest, "paper") == \
+                max(3, d // max(128, smallest))
+    for fmt in (4, 5):
+        old = {"adapter_type": "hamming", "blocks": None, "block_size": None}
+        assert upgrade_config(fmt, old)["default_layout"] == "paper"
+        mixture = {"adapter_type": "mixture", "experts": [{"adapter_type": "hamming",
+                                                           "blocks": 4}]}
+        assert upgrade_config(fmt, mixture)["experts"][0]["default_layout"] == "paper"
+    new = {"adapter_type": "hamming", "blocks": None, "block_size": None,
+           "default_layout": "compact"}
+    assert upgrade_config(6, dict(new)) == new
+    assert upgrade_config(6, {"adapter_type": "hamming"}) == {"adapter_type": "hamming"}

@@ -219,14 +219,30 @@ def test_a_format_3_adapter_saved_again_keeps_its_layout(tmp_path):
         torch.testing.assert_close(again(**inputs), am.eval()(**inputs), rtol=0, atol=0)
 
 
-def test_format_4_default_blocks_stay_the_default(tmp_path):
+def test_the_default_rule_is_saved_and_formats_4_5_mean_the_papers(tmp_path):
+    """A config with neither blocks nor block_size saves its rule (default_layout); the same
+    file as format 4 or 5 wrote it (no such key, no per-layer record) means the paper's rule,
+    max(3, d // 128) blocks: 6 blocks of n = 15 on the 768-wide layer."""
     am, _ = build(wide_mlp, HammingConfig(target_modules=["fc2"]))
     am.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "adapter_config.json").read_text())["blocks"] is None
+    data = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert (data["blocks"], data["block_size"], data["default_layout"]) == (None, None,
+                                                                            "compact")
     config, _ = io.read_adapter(tmp_path)
-    assert (config.blocks, config.block_size) == (None, None)
+    assert (config.blocks, config.block_size, config.default_layout) == (None, None, "compact")
     assert _layouts(AdapterModel.from_pretrained(wide_mlp()[0], tmp_path)) == {
-        "fc2.hamming.default": (6, 15)}
+        "fc2.hamming.default": (24, 7)}
+    paper, _ = build(wide_mlp, HammingConfig.paper(target_modules=["fc2"]))
+    for fmt in (4, 5):
+        folder = tmp_path / f"format{fmt}"
+        paper.save_pretrained(folder)
+        data = json.loads((folder / "adapter_config.json").read_text())
+        del data["default_layout"], data["layers"]
+        data["format_version"] = fmt
+        (folder / "adapter_config.json").write_text(json.dumps(data))
+        assert io.read_adapter(folder)[0].default_layout == "paper"
+        assert _layouts(AdapterModel.from_pretrained(wide_mlp()[0], folder)) == {
+            "fc2.hamming.default": (6, 15)}
 
 
 def test_format_1_default_blocks_load_as_3_blocks():
@@ -298,7 +314,7 @@ def test_other_shapes_are_refused_before_modifying(saved):
     data["format_version"] = 4
     (path / "adapter_config.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"does not fit module 'fc1': tensor 'fc1.hamming.theta' "
-                                         r"has shape \(3, 10\) in the file but \(3, 15\)"):
+                                         r"has shape \(1, 36\) in the file but \(2, 21\)"):
         AdapterModel.from_pretrained(wider, path)
     assert _untouched(wider)
     bert, _ = tiny_bert()

@@ -103,7 +103,7 @@ def test_a_wide_layer_is_planned_without_building_anything(monkeypatch, capsys):
     assert time.perf_counter() - started < 20  # about 0.5 s; building took minutes
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("159516 configurations fit 20,000 parameters at width 16384")
-    assert len(out) == 5 and out[2].split()[:4] == ["20,000", "1,2", "1000", "5"]
+    assert len(out) == 6 and out[2].split()[:4] == ["20,000", "1,2", "1000", "5"]
 
 
 @pytest.mark.parametrize("top", ["0", "2", "50"])
@@ -113,7 +113,7 @@ def test_printed_rows_are_the_first_rows(top, capsys):
     out = capsys.readouterr().out.splitlines()
     shown = rows[:int(top)] if top != "0" else rows
     assert out[0].startswith(f"{len(rows)} configurations fit 300 parameters at width 96")
-    assert len(out) == 2 + len(shown)
+    assert len(out) == 3 + len(shown) and out[-1].startswith("recommended: the default")
     for line, r in zip(out[2:], shown):
         cols = line.split()
         assert [int(cols[0].replace(",", "")), cols[1], int(cols[2]), int(cols[3]),
@@ -133,3 +133,32 @@ def test_bad_flags_name_the_flag_the_value_and_what_is_valid(args, excerpt, caps
         main(["plan", "--dim", "64", "--budget", "100", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and excerpt in err[0], err
+
+
+@settings(max_examples=15, deadline=None)
+@given(dim=st.integers(3, 200), orders=st.sampled_from(DEFAULT_ORDERS))
+def test_the_marked_row_and_the_last_line_are_what_the_defaults_build(dim, orders):
+    """The row marked ``<- default`` is the layer ``HammingConfig`` builds from the orders
+    alone (blocks of about 32), and the last line's counts are the built default and paper
+    layouts' (orders (1, 2))."""
+    from qiadapters.cli.plan import _defaults_line
+    rows = [r for r in plans(dim, 10 ** 6, orders=[orders]) if r["default"]]
+    try:
+        built = HammingAdapter(nn.Linear(dim, dim), orders=orders).hamming["default"]
+    except ValueError:  # too narrow for these orders: nothing is marked
+        assert rows == []
+        return
+    assert [(r["blocks"], r["n"], r["params"], r["parametrization"]) for r in rows] == [
+        (built.block_layout.blocks, built.block_layout.n, built.n_params, "cayley")]
+    said = []
+    for rule in ("compact", "paper"):
+        try:
+            m = HammingAdapter(nn.Linear(dim, dim), default_layout=rule).hamming["default"]
+        except ValueError:
+            said.append("does not fit this width")
+            continue
+        lay = m.block_layout
+        said.append(f"{lay.blocks} blocks of {lay.block_size} (n = {lay.n}), {m.n_params:,} "
+                    f"parameters")
+    line = _defaults_line(dim, 10 ** 6)
+    assert said[0] in line.split("; the paper")[0] and said[1] in line.split("; the paper")[1]

@@ -29,15 +29,18 @@ PEFT_NOTE = ("a qiadapters adapter, not a peft one: load it with "
 #: Keys a saved config file holds besides the config's fields.
 FILE_KEYS = (FORMAT_KEY, VERSION_KEY, PEFT_KEY)
 #: The format this library writes; it reads every format from 1 up to this one.
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 #: The key of the per-layer record (format 5 on): module path -> the shape the adapter was
 #: saved for, e.g. ``{"fc1": {"in": 16, "out": 32}}`` (:mod:`qiadapters.model.io`), and a
 #: Hamming layer's resolved layout (``"layout"``; a mixture's ``"experts"``: see
 #: :data:`~qiadapters.adapters.selection.RECORD_FIELDS`).
 LAYERS_KEY = "layers"
 #: Blocks per layer of a Hamming config with neither ``blocks`` nor ``block_size`` in
-#: formats 1-3 (from format 4 on: ``max(3, d // 128)``).
+#: formats 1-3 (formats 4-5: ``max(3, d // 128)``, the ``"paper"`` rule).
 FORMAT_3_DEFAULT_BLOCKS = 3
+#: The ``default_layout`` of a Hamming config saved in formats 4-5, which had no such field
+#: (from format 6 on it is written: ``"compact"`` by default).
+FORMAT_5_DEFAULT_LAYOUT = "paper"
 
 
 def format_of(data: dict, where: str, unmarked: int | None = None) -> int:
@@ -79,11 +82,15 @@ def _hamming_fields(data: dict):
 
 def upgrade_config(fmt: int, data: dict) -> dict:
     """Config fields of format ``fmt`` with the meaning they had when saved, in the current
-    spelling; ``data`` is updated in place and returned."""
-    if fmt <= 3:
-        for hamming in _hamming_fields(data):
-            if hamming.get("blocks") is None and hamming.get("block_size") is None:
-                hamming["blocks"] = FORMAT_3_DEFAULT_BLOCKS
+    spelling; ``data`` is updated in place and returned.
+
+    A Hamming config with neither ``blocks`` nor ``block_size`` meant 3 blocks on every layer
+    in formats 1-3 and ``max(3, d // 128)`` in formats 4-5 (``default_layout="paper"``);
+    from format 6 on the file says which rule it means."""
+    for hamming in _hamming_fields(data) if fmt <= 5 else ():
+        if fmt <= 3 and hamming.get("blocks") is None and hamming.get("block_size") is None:
+            hamming["blocks"] = FORMAT_3_DEFAULT_BLOCKS
+        hamming.setdefault("default_layout", FORMAT_5_DEFAULT_LAYOUT)
     return data
 
 

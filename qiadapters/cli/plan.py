@@ -8,7 +8,10 @@ parameters, with its block layout: ``n`` qubits per block, the Hamming dimension
 the fraction of the ``d`` features the orthogonal map reaches, and what applying ``D`` costs:
 multiply-adds per feature and token (:func:`~qiadapters.circuits.route_cost.apply_macs` over
 ``d``; LoRA rank r costs ``2 r`` per feature of a square layer, peft OFT's blocks of 32 cost
-32).  Sorted by parameters (largest first), then by coverage, then by cost.
+32).  Sorted by parameters (largest first), then by coverage, then by cost.  The row that
+``HammingConfig`` builds when given only the orders (the default layout, blocks of about 32
+features) is marked ``<- default``, and a last line states the default (orders (1, 2)) and
+the paper's layout (``HammingConfig.paper()``) at this width, whether or not they fit.
 
 Every count is in closed form (:meth:`~qiadapters.adapters.hamming.Parametrization.block_params`
 and :func:`~qiadapters.circuits.layouts.gate_count`): no circuit or parameter is built, so a
@@ -26,7 +29,7 @@ import heapq
 from math import comb
 from typing import Iterable, Iterator, Optional
 
-from ..adapters.hamming import PARAMETRIZATIONS
+from ..adapters.hamming import PARAMETRIZATIONS, plan_blocks
 from ..adapters.hamming.config import check_orders
 from ..circuits import LAYOUTS, max_qubits
 from ..circuits.block_layout import BlockLayout
@@ -109,9 +112,19 @@ def iter_plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_
     return _rows(dim, budget, order_sets, kinds, scales)
 
 
+def default_layout(dim: int, orders=(1, 2), rule: str = "compact") -> Optional[BlockLayout]:
+    """The layout ``HammingConfig(orders=orders, default_layout=rule)`` gives a ``dim``-wide
+    layer (None where the layer is too narrow for the orders)."""
+    try:
+        return plan_blocks(dim, orders, default_layout=rule)
+    except ValueError:
+        return None
+
+
 def _rows(dim, budget, order_sets, kinds, scales=(False,)) -> Iterator[dict]:
     counts = {}  # (parametrization, layout, n) -> parameters per block: few distinct n
     for ks in order_sets:
+        default = default_layout(dim, ks)
         n_min = max(2, ks[-1])
         for blocks in range(1, dim // sum(comb(n_min, k) for k in ks) + 1):
             b, layouts = dim // blocks, {}
@@ -135,7 +148,9 @@ def _rows(dim, budget, order_sets, kinds, scales=(False,)) -> Iterator[dict]:
                                 n=n, orders=ks, blocks=blocks,
                                 pad=b - sum(comb(n, k) for k in ks), dim=dim))
                         yield dict(params=params, **layouts[n], parametrization=name,
-                                   layout=layout or "-", shared=shared, scale=scale)
+                                   layout=layout or "-", shared=shared, scale=scale,
+                                   default=default is not None and blocks == default.blocks
+                                   and name == "cayley" and not (shared or scale))
 
 
 def _layout_columns(lay: BlockLayout) -> dict:
@@ -176,5 +191,21 @@ def main(args: argparse.Namespace) -> int:
               f"{r['hamming_dims']:>8} {r['pad']:>5} {r['tail']:>5} {r['coverage']:>6.1%} "
               f"{r['macs']:>6.1f}  "
               f"{r['parametrization']:<15} {r['layout']:<9} {'yes' if r['shared'] else 'no':<6}"
-              f"{(' yes' if r['scale'] else ' no') if args.scale else ''}".rstrip())
+              f"{(' yes' if r['scale'] else ' no') if args.scale else ''}"
+              f"{'  <- default' if r['default'] else ''}".rstrip())
+    print(_defaults_line(args.dim, args.budget))
     return 0
+
+
+def _defaults_line(dim: int, budget: int) -> str:
+    """What the default layout and the paper's give a ``dim``-wide layer, orders (1, 2)."""
+    def said(lay: Optional[BlockLayout]) -> str:
+        if lay is None:
+            return "does not fit this width"
+        params = PARAMETRIZATIONS["cayley"].block_params(lay.n, "pyramid") * lay.blocks
+        over = "" if params <= budget else ", over the budget"
+        return (f"{lay.blocks} blocks of {lay.block_size} (n = {lay.n}), {params:,} "
+                f"parameters{over}")
+    return (f"recommended: the default, HammingConfig(orders=(1, 2)) with neither blocks nor "
+            f"block_size: {said(default_layout(dim))}; the paper's layout, "
+            f"HammingConfig.paper(): {said(default_layout(dim, rule='paper'))}")

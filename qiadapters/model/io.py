@@ -29,13 +29,18 @@ Format versions (a file of any listed version loads; a newer one is refused by n
                          (:func:`~qiadapters.adapters.hamming.default_blocks`); in older
                          files it meant 3 blocks on every layer, so such configs (a
                          mixture's experts included) load with ``blocks=3``
- 5   qiadapters 0.4.0    ``"layers"``: each adapted layer's shape, checked on load (an
+ 5   0.4.0 (pre-release) ``"layers"``: each adapted layer's shape, checked on load (an
                          adapter whose tensors fit another model, e.g. Hamming blocks of
                          the same layout on another width, is refused), and each Hamming
                          layer's resolved layout (blocks, n, block size, orders, side,
                          parametrization; a mixture's per expert), which loading builds
                          the layer with; formats 1-4 have no record and load unchecked
                          with the layout the config meant then, as before
+ 6   qiadapters 0.4.0    a Hamming config records ``"default_layout"``, the rule for layers
+                         with neither ``blocks`` nor ``block_size``: ``"compact"`` (the
+                         default from 0.4.0: blocks of about 32) or ``"paper"``
+                         (``max(3, d // 128)``); configs in formats 4-5 load with
+                         ``"paper"``, the rule they were saved under
 ===  ==================  ==================================================================
 
 Writing is atomic per file (a temporary file in the same directory, then ``os.replace``),

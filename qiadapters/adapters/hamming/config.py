@@ -9,12 +9,19 @@ from ...circuits import GATES, LAYOUTS
 from ..config import AdapterConfig, option
 from .parametrizations import PARAMETRIZATIONS
 
-#: Fewest blocks per layer when neither ``blocks`` nor ``block_size`` is given (the paper's GLUE
-#: setting); layers narrower than ``(DEFAULT_BLOCKS + 1) * DEFAULT_BLOCK_SIZE`` get exactly these.
-DEFAULT_BLOCKS = 3
-#: Block size the default layout keeps on wide layers (``r = d // DEFAULT_BLOCK_SIZE`` blocks), so
-#: the cost per feature does not grow with the width (peft's OFT also fixes its block size).
-DEFAULT_BLOCK_SIZE = 128
+#: The rules for a layer whose config gives neither ``blocks`` nor ``block_size``, by name:
+#: ``(fewest blocks, block size kept on wide layers)``; a ``d``-wide layer gets
+#: ``r = max(fewest, d // size)`` blocks of ``floor(d / r)`` features
+#: (:func:`~qiadapters.adapters.hamming.default_blocks`).  ``"compact"`` (the default since
+#: qiadapters 0.4.0): blocks of about 32 features, OFT's block size; ``"paper"``: 3 blocks
+#: below 512 features, blocks of about 128 above (the default of 0.3.x; 0.1-0.2 had 3 blocks
+#: on every layer).
+DEFAULT_LAYOUTS = {"compact": (1, 32), "paper": (3, 128)}
+#: The rule :class:`HammingConfig` and :class:`~qiadapters.HammingAdapter` use unless told.
+DEFAULT_LAYOUT = "compact"
+#: Fewest blocks and block size of :data:`DEFAULT_LAYOUT` (the paper's are
+#: ``DEFAULT_LAYOUTS["paper"]``).
+DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE = DEFAULT_LAYOUTS[DEFAULT_LAYOUT]
 #: Sides on which ``D`` can act: after the base layer (the paper) or before it (as OFT does).
 SIDES = ("output", "input")
 #: Upper bound for the weights named in ``orders`` before ``n`` is known.
@@ -40,9 +47,10 @@ def check_orders(orders) -> tuple[int, ...]:
     return checks.orders("orders", orders, _MAX_ORDER, low=1)
 
 
-def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
-                  layout="pyramid", gate="rbs", side="output", parametrization="cayley",
-                  share_blocks=False, scale=False, recompute_base=False) -> dict[str, Any]:
+def check_options(*, orders=(1, 2), blocks=None, block_size=None,
+                  default_layout=DEFAULT_LAYOUT, n_qubits=None, layout="pyramid", gate="rbs",
+                  side="output", parametrization="cayley", share_blocks=False,
+                  scale=False, recompute_base=False) -> dict[str, Any]:
     """The per-layer options of a Hamming adapter, validated and normalised: the one check
     shared by :class:`HammingConfig` and :meth:`HammingAdapter.build` (checks that need the
     layer's width live in :func:`~qiadapters.adapters.hamming.plan_blocks`)."""
@@ -59,6 +67,7 @@ def check_options(*, orders=(1, 2), blocks=None, block_size=None, n_qubits=None,
         "blocks": None if blocks is None else checks.integer("blocks", blocks, low=1),
         "block_size": None if block_size is None else checks.integer("block_size", block_size,
                                                                      low=1),
+        "default_layout": checks.choice("default_layout", default_layout, DEFAULT_LAYOUTS),
         "n_qubits": None if n_qubits is None else checks.integer("n_qubits", n_qubits, low=2),
         "layout": checks.choice("layout", layout, LAYOUTS),
         "gate": checks.choice("gate", gate, GATES),
@@ -85,15 +94,17 @@ class HammingConfig(AdapterConfig):
         "Hamming weights k of the blocks of D: each block holds C(n,k) x C(n,k) compound "
         "blocks for every k.  (1,) is OFT-like; (1, 2) is the paper's default."))
     blocks: Optional[int] = option(None, (
-        f"Number r of blocks per layer (block size floor(d / r)).  Give blocks or block_size, "
-        f"not both; when neither is given r = max({DEFAULT_BLOCKS}, d // {DEFAULT_BLOCK_SIZE}) "
-        f"(blocks of about {DEFAULT_BLOCK_SIZE} features; {DEFAULT_BLOCKS} blocks on layers "
-        f"narrower than {(DEFAULT_BLOCKS + 1) * DEFAULT_BLOCK_SIZE}), with fewer blocks if "
-        f"the orders or n_qubits need blocks larger than {DEFAULT_BLOCK_SIZE}.  (Before "
-        f"qiadapters 0.3.0 the default was 3 blocks on every layer; adapters saved then load "
-        f"with blocks=3.)"))
+        "Number r of blocks per layer (block size floor(d / r)).  Give blocks or block_size, "
+        "not both; with neither, default_layout decides."))
     block_size: Optional[int] = option(None, (
         "Dimension b of each block (r = floor(d / b) blocks).  Alternative to blocks."))
+    default_layout: str = option(DEFAULT_LAYOUT, (
+        f"The layout of a layer when neither blocks nor block_size is given (nor a "
+        f"layout_pattern entry): one of {list(DEFAULT_LAYOUTS)}.  'compact': blocks of about "
+        f"32 features (r = max(1, d // 32) blocks of floor(d / r); fewer, larger blocks when "
+        f"the orders or n_qubits need more); 'paper': r = max(3, d // 128) (the paper's 3 "
+        f"blocks below 512 features; HammingConfig.paper()).  Saved files record it; files "
+        f"saved before qiadapters 0.4.0 load with 'paper', or with blocks=3 before 0.3.0."))
     n_qubits: Optional[int] = option(None, (
         "Qubits n per block; default the largest n with sum_k C(n,k) <= b (for the butterfly "
         "circuit layout: the largest power of two).  The rest of each block is identity."))
@@ -139,3 +150,16 @@ class HammingConfig(AdapterConfig):
 
     adapter_type: ClassVar[str] = "hamming"
     check_options: ClassVar = staticmethod(check_options)
+
+    @classmethod
+    def paper(cls, **fields) -> "HammingConfig":
+        """The paper's adapter: orders ``(1, 2)``, Cayley blocks on the output side, in
+        ``max(3, d // 128)`` blocks per layer (``default_layout="paper"``), the default of
+        qiadapters 0.3.x.  ``fields`` set anything else (``target_modules``...) or override
+        these.
+
+        Example::
+
+            cfg = HammingConfig.paper(target_modules=["query", "value"])
+        """
+        return cls(**{"default_layout": "paper", **fields})

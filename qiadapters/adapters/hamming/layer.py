@@ -36,43 +36,47 @@ from ..layer import AdapterLayer, AdapterParts, unwrap
 from ..mixed_batch import row_groups
 from .batched import batched_operands
 from .fold_route import fold_forward
-from .config import DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS, check_options
+from .config import DEFAULT_LAYOUT, DEFAULT_LAYOUTS, check_options
 from .kinds import BaseKind, base_kind
 from .parametrizations import PARAMETRIZATIONS, Parametrization
 
 
 def plan_blocks(dim: int, orders, blocks: int | None = None, block_size: int | None = None,
-                n_qubits: int | None = None, power_of_two: bool = False) -> BlockLayout:
+                n_qubits: int | None = None, power_of_two: bool = False,
+                default_layout: str = DEFAULT_LAYOUT) -> BlockLayout:
     """The :class:`BlockLayout` of a Hamming adapter acting on ``dim`` features.
 
     ``r = blocks`` and ``b = floor(dim / r)``, or ``b = block_size`` and ``r = floor(dim / b)``;
-    with neither, ``r =`` :func:`default_blocks` (``max(3, dim // 128)``: 3 blocks below 512
-    features, blocks of about 128 above).  ``n`` defaults to the largest ``n`` with
+    with neither, ``r =`` :func:`default_blocks` under the rule ``default_layout`` names
+    (``"compact"``: ``max(1, dim // 32)``; ``"paper"``: ``max(3, dim // 128)``).  ``n`` defaults to the largest ``n`` with
     ``sum_k C(n,k) <= b`` (a power of two if ``power_of_two``); ``pad = b - sum_k C(n,k)``.
     """
     opts = check_options(orders=orders, blocks=blocks, block_size=block_size,
-                         n_qubits=n_qubits)
+                         n_qubits=n_qubits, default_layout=default_layout)
     return _plan(dim, opts["orders"], opts["blocks"], opts["block_size"], opts["n_qubits"],
-                 power_of_two)
+                 power_of_two, opts["default_layout"])
 
 
-def default_blocks(dim: int, smallest: int = 1) -> int:
+def default_blocks(dim: int, smallest: int = 1, default_layout: str = DEFAULT_LAYOUT) -> int:
     """Blocks per layer when neither ``blocks`` nor ``block_size`` is given:
-    ``max(DEFAULT_BLOCKS, dim // max(DEFAULT_BLOCK_SIZE, smallest))``.
+    ``max(fewest, dim // max(size, smallest))`` with ``(fewest, size) =``
+    :data:`DEFAULT_LAYOUTS[default_layout] <DEFAULT_LAYOUTS>` (``"compact"``: (1, 32);
+    ``"paper"``: (3, 128)).
 
-    Blocks of about :data:`DEFAULT_BLOCK_SIZE` (128) features, so applying ``D`` costs the same
-    per feature on any width (a fixed number of blocks would grow them with ``d``), and at
-    least :data:`DEFAULT_BLOCKS` (3) of them: layers narrower than 512 keep the paper's 3.
+    Blocks of about ``size`` features, so applying ``D`` costs the same per feature on any
+    width, and at least ``fewest`` of them (the paper's 3 on layers narrower than 512).
     ``smallest`` is the smallest block the orders (or ``n_qubits``, or a butterfly's power of
-    two) fit in; when it exceeds 128 the blocks are at least that large, so the default fits
-    every layer on which 3 blocks fit (with more than 3 blocks, ``floor(dim / r) >=
-    max(128, smallest)``).
+    two) fit in; when it exceeds ``size`` the blocks are at least that large, so the rule
+    fits every layer on which ``fewest`` blocks fit.
     """
-    return max(DEFAULT_BLOCKS, dim // max(DEFAULT_BLOCK_SIZE, smallest))
+    fewest, size = DEFAULT_LAYOUTS[checks.choice("default_layout", default_layout,
+                                                 DEFAULT_LAYOUTS)]
+    return max(fewest, dim // max(size, smallest))
 
 
 def _plan(dim: int, ks: tuple[int, ...], blocks: Optional[int], block_size: Optional[int],
-          n_qubits: Optional[int], power_of_two: bool) -> BlockLayout:
+          n_qubits: Optional[int], power_of_two: bool,
+          default_layout: str = DEFAULT_LAYOUT) -> BlockLayout:
     """:func:`plan_blocks` for options already checked by :func:`check_options`: only the
     checks that need ``dim`` are made here."""
     n_min = max(2, ks[-1])
@@ -80,8 +84,9 @@ def _plan(dim: int, ks: tuple[int, ...], blocks: Optional[int], block_size: Opti
     if block_size is None:
         if blocks is None:  # the smallest n this layout may use sets the smallest block
             least = n_qubits or (1 << (n_min - 1).bit_length() if power_of_two else n_min)
-            r = default_blocks(dim, sum(comb(least, k) for k in ks))
-            given = f"the default blocks={r} (neither blocks nor block_size given)"
+            r = default_blocks(dim, sum(comb(least, k) for k in ks), default_layout)
+            given = (f"default_layout={default_layout!r} (neither blocks nor block_size "
+                     f"given: blocks={r})")
         else:
             r, given = blocks, f"blocks={blocks}"
         b = dim // r
@@ -130,8 +135,9 @@ class HammingAdapter(AdapterLayer):
     convolution), each holding the weight-k Hamming blocks ``C(n,k) x C(n,k)`` for
     ``k in orders`` and an identity pad; the last ``d - r b`` features pass through.
     ``D = I`` at initialisation for every parametrization.  At most one of ``blocks`` /
-    ``block_size``; with neither, ``r = max(3, d // 128)`` (:func:`default_blocks`: 3 blocks
-    below 512 features, blocks of about 128 above).
+    ``block_size``; with neither, ``default_layout`` decides (:func:`default_blocks`:
+    ``"compact"``, the default, ``r = max(1, d // 32)``: blocks of about 32; ``"paper"``,
+    ``r = max(3, d // 128)``).
 
     Args:
         base_layer: the module to adapt (its parameters are frozen); any supported base kind
@@ -143,6 +149,8 @@ class HammingAdapter(AdapterLayer):
         side: ``"output"`` or ``"input"``.
         parametrization: ``"cayley"`` (default), ``"expm"`` or ``"circuit"``.
         share_blocks: one parameter set for all ``r`` blocks.
+        default_layout: the layout rule when neither ``blocks`` nor ``block_size`` is given,
+            ``"compact"`` or ``"paper"`` (:data:`~qiadapters.adapters.hamming.DEFAULT_LAYOUTS`).
         scale: learn a per-feature scale ``s`` (``d`` values, 1 at init) beside the
             rotation: ``D`` becomes ``D diag(s)`` (output side ``y = (f(x) - b) D diag(s) + b``,
             input side ``y = f(x D diag(s))``); ``s`` lives on the parametrization module.
@@ -173,13 +181,14 @@ class HammingAdapter(AdapterLayer):
                  side: str = "output", parametrization: str = "cayley",
                  share_blocks: bool = False, scale: bool = False,
                  recompute_base: bool = False, *,
+                 default_layout: str = DEFAULT_LAYOUT,
                  adapter_name: Optional[str] = "default",
                  parts: Optional[AdapterParts] = None):
         kind = base_kind(unwrap(base_layer))  # an unsupported module raises before any change
         super().__init__(base_layer, adapter_name, parts=parts, orders=orders, blocks=blocks,
                          block_size=block_size, n_qubits=n_qubits, layout=layout, gate=gate,
                          side=side, parametrization=parametrization, share_blocks=share_blocks,
-                         recompute_base=recompute_base, scale=scale)
+                         recompute_base=recompute_base, scale=scale, default_layout=default_layout)
         #: how this base module is read, rotated and folded (:mod:`.kinds`)
         self.kind: BaseKind = kind
 
@@ -193,7 +202,8 @@ class HammingAdapter(AdapterLayer):
         d_in, d_out = kind.widths(base)
         block_layout = _plan(d_out if side == "output" else d_in, opts["orders"], opts["blocks"],
                              opts["block_size"], opts["n_qubits"],
-                             power_of_two=parametrization == "circuit" and layout == "butterfly")
+                             power_of_two=parametrization == "circuit" and layout == "butterfly",
+                             default_layout=opts["default_layout"])
         module = PARAMETRIZATIONS[parametrization](block_layout, gate=opts["gate"], layout=layout,
                                                    share_blocks=opts["share_blocks"],
                                                    scale=opts["scale"])

@@ -169,8 +169,11 @@ def _build_adapter(model, entry):
     config.modules_to_save = [HEAD]
     adapted = qiadapters.get_adapter_model(model, config)
     if entry.family == "hamming":
+        # older records have no block_size; the layout rule matters only without either
+        no_layout = config.blocks is None and config.block_size is None
         record = {k: v for k, v in config.to_dict().items() if k in _HAMMING_RECORD_KEYS
-                  or (k == "block_size" and v is not None)}  # older records have no block_size
+                  or (k == "block_size" and v is not None)
+                  or (k == "default_layout" and no_layout)}
     else:
         record = json.loads(json.dumps(config.to_dict(), default=str))
     return adapted, adapted.aux_loss, record

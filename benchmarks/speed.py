@@ -64,7 +64,7 @@ from pathlib import Path
 import torch
 
 from .constants import results_dir
-from .speed_minilm import OURS, REFERENCE
+from .speed_minilm import DEFAULT, OURS, REFERENCE
 from .speed_report import plot_scaling, summarize
 from .timing import interleaved
 
@@ -145,7 +145,7 @@ def run_targets(args, out) -> None:
         fns, infos, counts = _contenders(args, base, names, targets, batch_size, seq)
         t = interleaved(fns, reps=3 if args.quick else 20, warmup=1, alternate=True, desc=case)
         del fns
-        measured = names if not args.quick else [OURS, REFERENCE]
+        measured = names if not args.quick else [DEFAULT, REFERENCE]
         memory = case_memory(args, base, measured, targets, batch_size, seq)
         for name in names:
             rows.append({"case": case, "method": name, "config": infos[name],

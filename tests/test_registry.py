@@ -177,3 +177,23 @@ def test_no_quick_outputs_are_committed_or_linked():
     for path in [*docs.glob("*.md"), *RESULTS.glob("*.md")]:
         # a markdown link or image into quick outputs, or an old *_quick file name
         assert not re.search(r"\]\([^)]*quick[^)]*\)|_quick\.", path.read_text()), path.name
+
+
+@pytest.mark.parametrize("name", ["hamming-default", speed_minilm.DEFAULT])
+def test_the_default_entries_are_the_librarys_default_layout(one_layer_minilm, name):
+    """``hamming-default`` (no layout in its config) and the speed targets' Hamming contender
+    build exactly the layouts ``HammingConfig`` gives by default, on every MiniLM layer
+    (query/value and all linear layers)."""
+    from qiadapters import HammingConfig, get_adapter_model
+
+    def layouts(model):
+        return {n: m.hamming["default"].block_layout for n, m in model.named_modules()
+                if hasattr(m, "hamming")}
+    for targets in (["query", "value"], "all-linear"):
+        entry = registry.get(name)
+        config = registry.adapter_config(entry)
+        config.target_modules = targets
+        built = layouts(get_adapter_model(copy.deepcopy(one_layer_minilm), config))
+        default = layouts(get_adapter_model(copy.deepcopy(one_layer_minilm),
+                                            HammingConfig(target_modules=targets)))
+        assert built == default and len(built) in (2, 7)  # q/v; 6 in the layer + pooler

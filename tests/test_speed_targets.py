@@ -30,7 +30,8 @@ def test_cases_cover_both_targets_and_batches():
                      ("all-linear", 32, 64)}
     every_case = speed_minilm.CASE_METHODS
     assert speed_minilm.case_methods("all-linear")[:len(every_case)] == every_case
-    assert set(speed_minilm.SMALL_BLOCK_METHODS) <= set(speed_minilm.case_methods("query,value"))
+    assert speed_minilm.DEFAULT in every_case
+    assert set(speed_minilm.OTHER_BLOCK_METHODS) <= set(speed_minilm.case_methods("query,value"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")

@@ -32,9 +32,10 @@ def _mlp():
 
 
 def _saved(tmp, **options):
-    """A folder holding a saved Hamming adapter on fc1/fc2 of a TinyMLP."""
+    """A folder holding a saved Hamming adapter on fc1/fc2 of a TinyMLP, in the paper's
+    layout (3 blocks per layer: the sizes the catalogue's messages quote)."""
     folder = os.path.join(tmp, "saved")
-    cfg = HammingConfig(target_modules=["fc1", "fc2"], **options)
+    cfg = HammingConfig.paper(target_modules=["fc1", "fc2"], **options)
     get_adapter_model(_mlp(), cfg).save_pretrained(folder)
     return folder
 
@@ -242,7 +243,7 @@ def case_save_unknown_adapter(tmp):
 @case
 def case_save_over_other_adapter(tmp):
     folder = _saved(tmp)
-    am = get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"]))
+    am = get_adapter_model(_mlp(), HammingConfig.paper(target_modules=["fc1"]))
     return (lambda: am.save_pretrained(folder)), am
 
 

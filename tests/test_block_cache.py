@@ -54,7 +54,8 @@ def _same(layer, options):
     rot = layer.hamming["default"]
     return (rot.name == options.get("parametrization", "cayley")
             and rot.share_blocks == options.get("share_blocks", False)
-            and rot.block_layout.blocks == options.get("blocks", 3))
+            and rot.block_layout == HammingAdapter(nn.Linear(24, 24), **options).hamming[
+                "default"].block_layout)
 
 
 def dense_reference(layer, x):

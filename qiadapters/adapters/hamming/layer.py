@@ -48,8 +48,9 @@ def plan_blocks(dim: int, orders, blocks: int | None = None, block_size: int | N
 
     ``r = blocks`` and ``b = floor(dim / r)``, or ``b = block_size`` and ``r = floor(dim / b)``;
     with neither, ``r =`` :func:`default_blocks` under the rule ``default_layout`` names
-    (``"compact"``: ``max(1, dim // 32)``; ``"paper"``: ``max(3, dim // 128)``).  ``n`` defaults to the largest ``n`` with
-    ``sum_k C(n,k) <= b`` (a power of two if ``power_of_two``); ``pad = b - sum_k C(n,k)``.
+    (``"compact"``: ``max(1, dim // 32)``; ``"paper"``: ``max(3, dim // 128)``).  ``n``
+    defaults to the largest ``n`` with ``sum_k C(n,k) <= b`` (a power of two if
+    ``power_of_two``); ``pad = b - sum_k C(n,k)``.
     """
     opts = check_options(orders=orders, blocks=blocks, block_size=block_size,
                          n_qubits=n_qubits, default_layout=default_layout)
@@ -188,7 +189,8 @@ class HammingAdapter(AdapterLayer):
         super().__init__(base_layer, adapter_name, parts=parts, orders=orders, blocks=blocks,
                          block_size=block_size, n_qubits=n_qubits, layout=layout, gate=gate,
                          side=side, parametrization=parametrization, share_blocks=share_blocks,
-                         recompute_base=recompute_base, scale=scale, default_layout=default_layout)
+                         recompute_base=recompute_base, scale=scale,
+                         default_layout=default_layout)
         #: how this base module is read, rotated and folded (:mod:`.kinds`)
         self.kind: BaseKind = kind
 

@@ -48,6 +48,9 @@ ROWS = (
     "vision-hamming-12-bs32-all-linear", "vision-hamming-12-bs32-all-linear-scale",
     "vision-hamming-12-bs32-angle-lr", "vision-road-1-adapter-lr",
     "vision-hamming-12-bs32-scale-angle-lr",
+    # The default layout's sweep: blocks of 16 / 32 / 64 x orders {1,2} / {1,2,3}.
+    "vision-hamming-12-bs16", "vision-hamming-12-bs64", "vision-hamming-123-bs16",
+    "vision-hamming-123-bs64",
 )
 
 

@@ -131,7 +131,7 @@ def test_plan_cost_is_what_the_products_count(dim, budget):
 def test_plan_prints_a_table(capsys):
     assert main(["plan", "--dim", "384", "--budget", "2000", "--top", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("the 3 largest:") and len(out) == 5
+    assert out[0].endswith("the 3 largest:") and len(out) == 6  # title, header, 3, default
     assert out[2].split()[:4] == ["1,980", "1", "30", "12"]  # 30 blocks of n=12, Cayley
     assert out[1].split()[9] == "MACs/f" and out[2].split()[9] == "11.2"  # 30 x 12^2 / 384
 

@@ -45,3 +45,20 @@ def test_the_report_names_each_cap_and_row():
     for r in ROWS:
         assert f"| {r['method']} |" in text
     assert "| 1,600 | h-small (1,000) | 61.0 ± 1.0 | road (1,400) | 63.0 ± 3.0 |" in text
+
+
+def test_the_default_sweep_table_gaps_are_validation_gaps():
+    """One line per layout found on both benchmarks; its gaps are validation accuracy minus
+    the best validation accuracy there (test accuracy, which disagrees here, is not used)."""
+    from benchmarks.design_study import default_sweep
+    text = [_row("hamming-12-bs32", "hamming", 3024, 0.70, 0.60),
+            _row("hamming-12-bs16", "hamming", 2880, 0.68, 0.75),
+            _row("hamming-123-bs16", "hamming", 1728, 0.65, 0.65)]      # no vision twin
+    vision = [_row("vision-hamming-12-bs32", "hamming", 1008, 0.50, 0.40),
+              _row("vision-hamming-12-bs16", "hamming", 960, 0.52, 0.52)]
+    lines = default_sweep(text, vision)
+    body = [line for line in lines if line.startswith("| {")]
+    assert [line.split(" | ")[1] for line in body] == ["16", "32"]
+    assert body[0].split(" | ")[4:6] == ["-2.0", "75.0 ± 1.0"]     # text: 0.68 - 0.70
+    assert body[0].split(" | ")[7] == "+0.0" and body[1].split(" | ")[7] == "-2.0"
+    assert default_sweep(text[2:], vision) == []

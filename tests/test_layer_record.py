@@ -44,7 +44,7 @@ def test_the_config_records_every_adapted_layer_by_module_path(tmp_path):
     cfg = HammingConfig(target_modules=["fc1", "fc2"], blocks=3, modules_to_save=["head"])
     saved(tmp_path, cfg)
     data = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert data["format_version"] == formats.FORMAT_VERSION == 5
+    assert data["format_version"] == formats.FORMAT_VERSION == 6
     # blocks=3 on 32 features: blocks of 10, n = 4 qubits (4 + 6 dims for orders 1, 2)
     layout = {"blocks": 3, "n": 4, "block_size": 10, "orders": [1, 2], "side": "output",
               "parametrization": "cayley"}
@@ -71,7 +71,7 @@ def test_an_adapter_whose_tensors_fit_another_width_is_refused_naming_the_layer(
 
 def test_convolutions_record_their_channels_and_kernel(tmp_path):
     model, inputs = tiny_cnn(0)
-    saved(tmp_path, HammingConfig(target_modules=["conv1"], orders=(1,)), model)
+    saved(tmp_path, HammingConfig.paper(target_modules=["conv1"], orders=(1,)), model)
     data = json.loads((tmp_path / "adapter_config.json").read_text())
     assert data["layers"] == {"conv1": {"in": 3, "out": 16, "kernel": [3, 3], "layout": {
         "blocks": 3, "n": 5, "block_size": 5, "orders": [1], "side": "output",
@@ -121,10 +121,10 @@ def test_saving_an_adapter_of_another_width_over_one_is_refused(tmp_path):
     wider.save_pretrained(tmp_path, overwrite=True)
 
 
-def test_a_reader_of_format_4_refuses_format_5_files(tmp_path, monkeypatch):
+def test_a_reader_of_format_4_refuses_newer_files(tmp_path, monkeypatch):
     saved(tmp_path)
     monkeypatch.setattr(formats, "FORMAT_VERSION", 4)
-    with pytest.raises(ValueError, match=r"is in adapter format 5 .*\(formats 1 to 4\)"):
+    with pytest.raises(ValueError, match=r"is in adapter format 6 .*\(formats 1 to 4\)"):
         io.read_adapter(tmp_path)
 
 

@@ -13,14 +13,15 @@ gates) ``block_k = C_k(block_1)``.
 Routes (all exact, all differentiable, batched over leading dims):
 
 * ``k = 2``: every 2x2 minor ``U[a,c] U[b,d] - U[a,d] U[b,c]`` of the row pairs: for small
-  problems from four gathers of the pairs' columns and rows (:class:`PairMinors`, saving only
-  ``U`` for the backward), for large ones (many blocks, or large ``n``) written row pair by row
-  pair straight into the output (:class:`PairMinorsByRow`, no intermediate of the output's
-  size); which one is chosen per device by :func:`row_route`.
+  problems from four gathers of the pairs' columns and rows (:class:`PairMinors`, keeping
+  the four for the backward while they are small), for large ones (many blocks, or large
+  ``n``) written row pair by row pair straight into the output (:class:`PairMinorsByRow`, no
+  intermediate of the output's size); which one is chosen per device by :func:`row_route`.
 * ``3 <= k < n``: Laplace expansion along the first row of each row subset
   ``I = (a, I')``: ``det U_{I,J} = sum_j (-1)^j U[a, J_j] det U_{I', J - J_j}``, i.e. ``k``
-  gathered products of ``U`` and the (k-1)-th compound (:func:`compound_laplace`): ``O(k)``
-  passes over the output, no ``n^k`` intermediate.
+  gathered products of ``U`` and the (k-1)-th compound, all ``k`` at once in one autograd
+  node (:class:`LaplaceStep`, :func:`compound_laplace`): ``O(k)`` passes over the output,
+  no ``n^k`` intermediate.
 * ``k = n``: ``det``.  :func:`compound_det` (batched ``torch.linalg.det`` of all gathered
   minors) is a second independent route for the tests.
 * :func:`compound_by_minors`: the slow, obviously correct reference (a Python loop over
@@ -64,30 +65,44 @@ class PairMinors(torch.autograd.Function):
     ``Y = U[:, d]`` (``(..., n, C(n,2))``), then ``X[a] * Y[b] - Y[a] * X[b]``, one row gather
     each (gathering columns first keeps every large gather a copy of whole rows).
 
-    Only ``U`` is saved: the backward gathers again, ``dX[a] += G * Y[b]``, ``dX[b] -= G * Y[a]``,
-    ``dY[b] += G * X[a]``, ``dY[a] -= G * X[b]`` (scatter-adds over the rows), then scatters
-    ``dX``, ``dY`` back to the columns of ``dU``; the four ``C(n,2) x C(n,2)`` gathers live only
-    inside each pass.  Chosen over reading the minors off each row pair's ``n x n`` outer
-    product, which was slower on CPU (``benchmarks/notes/speed.md``, "Measurements behind the
-    code's constants").
+    The backward scatter-adds over the rows ``dX[a] += G * Y[b]``, ``dX[b] -= G * Y[a]``,
+    ``dY[b] += G * X[a]``, ``dY[a] -= G * X[b]``, then scatters ``dX``, ``dY`` back to the
+    columns of ``dU``.  The four gathered operands ``X[a], Y[b], Y[a], X[b]`` are saved from the
+    forward while they take at most :data:`SAVED_OPERANDS_MAX_BYTES` (the backward then runs
+    no gather: 13 ops instead of 19); larger ones, and a backward that builds a graph
+    (``create_graph=True``: differentiable twice), gather them again from ``U``.  Chosen over
+    reading the minors off each row pair's ``n x n`` outer product, which was slower on CPU
+    (``benchmarks/notes/speed.md``, "Measurements behind the code's constants"), and over one
+    ``(2 C(n,2))^2`` gather of all four operands as quadrants, which launches fewer ops but
+    whose quadrant-strided products and scatters were slower on CPU.
     """
 
     @staticmethod
     def forward(ctx, U, first, second):
-        ctx.save_for_backward(U, first, second)
+        Xa, Yb, Ya, Xb = PairMinors.operands(U, first, second)
+        keep = 4 * Xa.numel() * Xa.element_size() <= SAVED_OPERANDS_MAX_BYTES
+        ctx.save_for_backward(U, first, second, *((Xa, Yb, Ya, Xb) if keep else ()))
+        return (Xa * Yb).sub_(Ya * Xb)
+
+    @staticmethod
+    def operands(U, first, second):
+        """``X[a], Y[b], Y[a], X[b]``: ``(..., C(n,2), C(n,2))`` each."""
         X, Y = take_columns(U, first), take_columns(U, second)
-        out = X.index_select(-2, first) * Y.index_select(-2, second)
-        return out.sub_(Y.index_select(-2, first) * X.index_select(-2, second))
+        return (X.index_select(-2, first), Y.index_select(-2, second),
+                Y.index_select(-2, first), X.index_select(-2, second))
 
     @staticmethod
     def backward(ctx, grad):
-        U, first, second = ctx.saved_tensors
-        X, Y = take_columns(U, first), take_columns(U, second)
-        dX, dY = torch.zeros_like(X), torch.zeros_like(Y)
-        dX.index_add_(-2, first, grad * Y.index_select(-2, second))
-        dX.index_add_(-2, second, grad * Y.index_select(-2, first), alpha=-1)
-        dY.index_add_(-2, second, grad * X.index_select(-2, first))
-        dY.index_add_(-2, first, grad * X.index_select(-2, second), alpha=-1)
+        U, first, second, *kept = ctx.saved_tensors
+        if not kept or torch.is_grad_enabled():  # differentiable twice: gathered from U
+            kept = PairMinors.operands(U, first, second)
+        Xa, Yb, Ya, Xb = kept
+        dX = U.new_zeros(*U.shape[:-1], first.shape[0])
+        dY = torch.zeros_like(dX)
+        dX.index_add_(-2, first, grad * Yb)
+        dX.index_add_(-2, second, grad * Ya, alpha=-1)
+        dY.index_add_(-2, second, grad * Xa)
+        dY.index_add_(-2, first, grad * Xb, alpha=-1)
         dU = torch.zeros_like(U)
         dU.index_add_(-1, first, dX)
         dU.index_add_(-1, second, dY)
@@ -146,6 +161,12 @@ class PairMinorsByRow(torch.autograd.Function):
         dU.index_add_(-1, second, dY)
         return dU, None, None
 
+
+#: :class:`PairMinors` keeps its four gathered operands for the backward up to this many
+#: bytes (all blocks together), and gathers them again in the backward above it: memory
+#: against six gathers (bounded so that the accelerator route, which gathers up to
+#: :data:`VECTORISED_MAX_BYTES`, does not keep a gigabyte between forward and backward).
+SAVED_OPERANDS_MAX_BYTES = 1 << 26
 
 #: On CPU, order-2 compounds of at least this many output entries (all blocks together) are
 #: written row pair by row pair (:class:`PairMinorsByRow`): the crossover of the two routes'
@@ -252,9 +273,71 @@ def compound_pairs(U: torch.Tensor, tables=None) -> torch.Tensor:
     return pair_minors(U, first, second)
 
 
+class LaplaceStep(torch.autograd.Function):
+    r"""``C_k(U)`` from ``U: (..., n, n)`` and ``L = C_{k-1}(U): (..., C(n,k-1), C(n,k-1))``
+    (``3 <= k < n``) by the Laplace expansion along the first row of each row subset
+    ``I = (a, I')``, all ``k`` terms in one node:
+
+    .. math:: C_k(U)_{I,J} = \sum_{j<k} A_{I,(j,J)} M_{I,(j,J)}, \qquad
+              A_{I,(j,J)} = U_{a, J_j}, \quad M_{I,(j,J)} = (-1)^j L_{I', J \setminus J_j}.
+
+    ``A`` and ``M`` (``(..., m, k m)``, ``m = C(n,k)``) are two gathers each from the tables
+    of :func:`laplace_tables` (``first``, ``rest``: ``(m,)``; ``cols``, ``minus``: ``(k, m)``,
+    read flattened as ``k m`` columns): the columns of the small ``U`` and ``L`` first, then
+    whole rows.  The output is one product and one sum over ``j``.
+
+    Backward, with ``G`` the output's gradient broadcast over ``j``: ``dA = G M``,
+    ``dM = G A``, each scattered back by rows then columns (``index_add_``), the sign of
+    ``M`` applied to ``dM``.  ``A`` and ``M`` are saved from the forward; a backward that
+    builds a graph (``create_graph=True``) gathers them again from ``U`` and ``L``, so the
+    step is differentiable twice.  About a third of the ops of ``k`` separate gathered
+    products (one product, one sum and four gathers each way instead of ``k`` of each).
+    """
+
+    @staticmethod
+    def forward(ctx, U, lower, first, rest, cols, minus):
+        A, M = LaplaceStep.operands(U, lower, first, rest, cols, minus)
+        ctx.save_for_backward(U, lower, first, rest, cols, minus, A, M)
+        return (A * M).unflatten(-1, cols.shape).sum(-2)
+
+    @staticmethod
+    def operands(U, lower, first, rest, cols, minus):
+        """``A``, ``M`` (class docstring): ``(..., C(n,k), k C(n,k))`` each."""
+        A = U.index_select(-1, cols.reshape(-1)).index_select(-2, first)
+        M = lower.index_select(-1, minus.reshape(-1)).index_select(-2, rest)
+        M.unflatten(-1, cols.shape)[..., 1::2, :].neg_()  # (-1)^j
+        return A, M
+
+    @staticmethod
+    def backward(ctx, grad):
+        U, lower, first, rest, cols, minus, A, M = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a graph of the backward: A, M as functions of U, L
+            A, M = LaplaceStep.operands(U, lower, first, rest, cols, minus)
+        g = grad.unsqueeze(-2)  # (..., m, 1, m): the same for every j
+        dU = dL = None
+        if ctx.needs_input_grad[0]:
+            dA = (M.unflatten(-1, cols.shape) * g).flatten(-2)
+            dU = scatter_rows_columns(U, dA, first, cols.reshape(-1))
+        if ctx.needs_input_grad[1]:
+            dM = A.unflatten(-1, cols.shape) * g
+            dM[..., 1::2, :].neg_()
+            dL = scatter_rows_columns(lower, dM.flatten(-2), rest, minus.reshape(-1))
+        return dU, dL, None, None, None, None
+
+
+def scatter_rows_columns(t: torch.Tensor, src: torch.Tensor, rows: torch.Tensor,
+                         cols: torch.Tensor) -> torch.Tensor:
+    """The adjoint of ``t.index_select(-1, cols).index_select(-2, rows)``: ``src: (...,
+    len(rows), len(cols))`` summed into zeros shaped like ``t: (..., p, q)`` at ``[rows[x],
+    cols[y]]`` (rows first, into a ``(..., p, len(cols))`` buffer, then columns)."""
+    by_rows = t.new_zeros(*src.shape[:-2], t.shape[-2], src.shape[-1]).index_add_(-2, rows, src)
+    return t.new_zeros(*src.shape[:-2], *t.shape[-2:]).index_add_(-1, cols, by_rows)
+
+
 def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None,
                      tables=None) -> torch.Tensor:
-    """k-th compound (k >= 3) by Laplace expansion along the first row of each row subset.
+    """k-th compound (k >= 3) by Laplace expansion along the first row of each row subset
+    (:class:`LaplaceStep`).
 
     ``lower`` may pass the (k-1)-th compound if already computed; ``tables`` the route tables
     ``{j: compound_tables(n, j)}`` for ``2 <= j <= k`` (default: from the cache).
@@ -262,13 +345,7 @@ def compound_laplace(U: torch.Tensor, k: int, lower: torch.Tensor | None = None,
     first, rest, cols, minus = _route_tables(U, k, tables)
     if lower is None:
         lower = compound(U, k - 1, tables)
-    minors = lower.index_select(-2, rest)           # (..., C(n,k), C(n,k-1)): rows I'
-    lead = U.index_select(-2, first)                # (..., C(n,k), n): rows a
-    out = take_columns(lead, cols[0]) * take_columns(minors, minus[0])
-    for j in range(1, k):
-        term = take_columns(lead, cols[j]) * take_columns(minors, minus[j])
-        out = out - term if j % 2 else out + term
-    return out
+    return LaplaceStep.apply(U, lower, first, rest, cols, minus)
 
 
 def compound_det(U: torch.Tensor, k: int) -> torch.Tensor:

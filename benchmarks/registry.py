@@ -176,6 +176,9 @@ def _build_adapter(model, entry):
                   or (k == "default_layout" and no_layout)}
     else:
         record = json.loads(json.dumps(config.to_dict(), default=str))
+        for expert in record.get("experts", []):  # as above: the rule only where it acts
+            if expert.get("blocks") is not None or expert.get("block_size") is not None:
+                expert.pop("default_layout", None)
     return adapted, adapted.aux_loss, record
 
 

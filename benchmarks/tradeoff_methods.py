@@ -89,6 +89,11 @@ ROWS = (
     # The same rule for RoAd (its parameters at lr x 0.4: its own best, 0.05, at lr = 0.125),
     # so that the rule is not a protocol advantage of one side.
     ("road-1-adapter-lr", HIGH_LRS, 0.4),
+    # The default layout's sweep: blocks of 16 / 32 / 64 x orders {1,2} / {1,2,3}, from the
+    # top of the adapter grid (the block-size rows above were best at 2e-2 and 5e-2; the
+    # grid grows while its top wins).
+    ("hamming-12-bs16", TINY_LRS), ("hamming-123-bs16", TINY_LRS),
+    ("hamming-123-bs32", TINY_LRS), ("hamming-123-bs64", TINY_LRS),
 )
 
 

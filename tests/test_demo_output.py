@@ -48,5 +48,5 @@ def test_demo_prints_progress_and_table_only(tmp_path):
     assert not [line for line in lines if NOISE.search(line)]
     assert lines[0].startswith("WordNet noun glosses, 26 classes: train 16")
     assert any(line.startswith("method ") and line.endswith("s/step") for line in lines)
-    assert {"Hamming {1,2}, 3 blocks", "peft LoRA r=8"} <= {
+    assert {"Hamming {1,2}, the default layout", "peft LoRA r=8"} <= {
         line.split("  ")[0] for line in lines}

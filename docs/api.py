@@ -10,6 +10,7 @@ modules are left out (importing them runs the command).  Returns the warnings pd
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pathlib
 import pkgutil
 import sys
@@ -20,13 +21,16 @@ PACKAGES = ("qiadapters", "physics")
 
 
 def modules(packages=PACKAGES) -> list[str]:
-    """The dotted names of every module in ``packages`` except ``__main__``."""
+    """The dotted names of every module in ``packages`` except ``__main__``, and except the
+    Triton kernels' modules where ``triton`` does not import (they import it at the top)."""
+    triton = importlib.util.find_spec("triton") is not None
     names = []
     for name in packages:
         package = importlib.import_module(name)
         names.append(name)
         for info in pkgutil.walk_packages(package.__path__, prefix=name + "."):
-            if not info.name.endswith(".__main__"):
+            if not info.name.endswith(".__main__") and (triton or not
+                                                        info.name.endswith("_triton")):
                 names.append(info.name)
     return names
 

@@ -1,9 +1,15 @@
 """Suite-wide settings.  CI runs `pytest -n 2` on 2 cores: one intra-op thread per worker,
 otherwise two multi-threaded workers oversubscribe the cores and tiny ops slow down 50x."""
+import os
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
+# Without a GPU, Triton kernels run in Triton's interpreter (tests/test_triton_kernels.py),
+# which must be on before anything imports triton.language (torch's compiler, transformers).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

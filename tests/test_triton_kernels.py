@@ -236,3 +236,16 @@ def test_bad_environment_mode_is_named(monkeypatch):
     with pytest.raises(ValueError, match="QIADAPTERS_TRITON='always' is not a Triton kernel "
                                          "mode; valid: auto, on, off"):
         kernels.get_mode()
+
+
+def test_the_kernels_are_off_unless_asked_for(monkeypatch):
+    """Until the kernels have run on a GPU, nothing turns them on but the user: the mode
+    with neither set_mode nor the environment is ``off``."""
+    from qiadapters.circuits.kernels import dispatch
+
+    monkeypatch.delenv("QIADAPTERS_TRITON", raising=False)
+    monkeypatch.setitem(dispatch._state, "mode", None)
+    assert kernels.get_mode() == dispatch.DEFAULT_MODE == "off"
+    monkeypatch.setenv("QIADAPTERS_TRITON", "auto")
+    monkeypatch.setitem(dispatch._state, "mode", None)
+    assert kernels.get_mode() == "auto"

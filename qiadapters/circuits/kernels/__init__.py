@@ -14,10 +14,11 @@ each of those modules.  :func:`use_kernels` decides, per call, from shapes, dtyp
 device type and the mode (:func:`set_mode`, :func:`using`, or the environment variable
 ``QIADAPTERS_TRITON``):
 
-* ``"auto"`` (the default): CUDA tensors, when ``triton`` imports;
+* ``"off"`` (the default): never.  The kernels are checked in Triton's interpreter on CPU
+  only; until they have been checked on a GPU they run only where asked for;
+* ``"auto"``: CUDA tensors, when ``triton`` imports;
 * ``"on"``: every tensor Triton can run on -- CUDA, and CPU under ``TRITON_INTERPRET=1``
-  (Triton's interpreter; how the tests check the kernels without a GPU);
-* ``"off"``: never.
+  (Triton's interpreter; how the tests check the kernels without a GPU).
 
 Never inside ``torch.compile`` (inductor writes its own kernels for the eager route's
 operations), never for double backward (the kernels' backward is not differentiable), only

@@ -13,6 +13,9 @@ import torch
 #: The modes of :func:`set_mode` (and of the environment variable ``QIADAPTERS_TRITON``).
 MODES = ("auto", "on", "off")
 ENV = "QIADAPTERS_TRITON"
+#: The mode when neither :func:`set_mode` nor the environment says: off until the kernels
+#: have been checked on a GPU (they are checked in Triton's interpreter on CPU).
+DEFAULT_MODE = "off"
 #: The dtypes the compound kernel takes (the block product: float32 only).
 PAIR_DTYPES = (torch.float32, torch.float64)
 
@@ -28,9 +31,11 @@ def _checked(mode: str, source: str) -> str:
 
 
 def get_mode() -> str:
-    """The current mode: the last :func:`set_mode`, else ``$QIADAPTERS_TRITON``, else ``"auto"``."""
+    """The current mode: the last :func:`set_mode`, else ``$QIADAPTERS_TRITON``, else
+    :data:`DEFAULT_MODE`."""
     if _state["mode"] is None:
-        _state["mode"] = _checked(os.environ.get(ENV, "auto").strip().lower() or "auto", ENV)
+        _state["mode"] = _checked(
+            os.environ.get(ENV, DEFAULT_MODE).strip().lower() or DEFAULT_MODE, ENV)
     return _state["mode"]
 
 

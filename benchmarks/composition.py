@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .constants import results_dir
+from .common.constants import results_dir
 from .data import (WORDNET_NOUN_PATH, load_minilm, load_wordnet_splits, stratified_split,
                    tokenize)
-from .training import global_batches, warmup_cosine
+from .common.training import global_batches, warmup_cosine
 
 VERB_PATH = WORDNET_NOUN_PATH.with_name("data.verb")
 FIRST_VERB_FILE, VERB_CLASSES, NOUN_CLASSES = 29, 15, 26
@@ -146,7 +146,7 @@ def run_hamming(tasks, steps, batch) -> list[dict]:
 def run_lora(tasks, steps, batch) -> list[dict]:
     from peft import get_peft_model
 
-    from .registry import lora_config
+    from .common.registry import lora_config
 
     model, _ = load_minilm(num_labels=NOUN_CLASSES + VERB_CLASSES, seed=0)
     cfg = lora_config(8, target_modules=["query", "value"], modules_to_save=None)

@@ -39,12 +39,12 @@ from pathlib import Path
 
 import torch
 
-from . import registry
-from .registry import head_parameters
-from .constants import REPO_ROOT
+from .common import registry
+from .common.registry import head_parameters
+from .common.constants import REPO_ROOT
 from .data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
                    load_minilm_tokenizer, load_wordnet_splits, tokenize_splits)
-from .training import count_trainable, evaluate, train
+from .common.training import count_trainable, evaluate, train
 
 #: Loggers of optional backends that warn at import about kernels the demo does not use.
 QUIET_LOGGERS = ("torchao", "bitsandbytes", "kernels", "torch.utils._pytree")

@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import registry
-from .constants import RESULTS
-from .tradeoff import summarize
-from .tradeoff_methods import METHODS as TEXT_METHODS
-from .tradeoff_sweep import MAX_EXTEND, load_runs
+from .common import registry
+from .common.constants import RESULTS
+from .common.summary import summarize
+from .tradeoff.methods import METHODS as TEXT_METHODS
+from .common.sweep import MAX_EXTEND, load_runs
 from .vision_methods import METHODS as VISION_METHODS
 from .vision_report import load_all_runs, over_tasks, per_task
 

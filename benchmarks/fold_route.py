@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .constants import RESULTS
+from .common.constants import RESULTS
 
 #: (registry method, route): the route is set with qiadapters.adapters.hamming.set_route
 ROWS = [("lora-r8", None), ("hamming-12-bs32", "activation"), ("hamming-12-bs32", "fold"),

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from .constants import TARGETS, results_dir
+from .common.constants import TARGETS, results_dir
 
 ADAPTERS = ("task1", "task2", "task3", "task4")
 
@@ -68,7 +68,7 @@ def qiadapters_model():
 def peft_model():
     from peft import get_peft_model
 
-    from .registry import lora_config
+    from .common.registry import lora_config
 
     config = lora_config(8, target_modules=TARGETS, modules_to_save=None)
     pm = get_peft_model(minilm_architecture(), config, adapter_name=ADAPTERS[0])

@@ -34,7 +34,7 @@ import torch
 
 from qiadapters.op_count import count_train_step
 
-from .constants import RESULTS
+from .common.constants import RESULTS
 from .mixed_batch import minilm_architecture
 from .speed_minilm import attach, minilm_batch, trainable_count
 

@@ -21,7 +21,7 @@ from qiadapters.circuits.compound import compound
 from qiadapters.circuits.modewise import apply_compound, mode_tables
 from qiadapters.circuits.route_cost import block_cost, mode_cost, use_modewise
 
-from .timing import interleaved
+from .common.timing import interleaved
 
 GRID = [(2, n) for n in (6, 10, 15, 22, 31, 44)] + [(3, n) for n in (6, 8, 10)]
 TOKENS = (16, 256, 2048)

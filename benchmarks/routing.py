@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .training import logits_of
+from .common.training import logits_of
 
 
 def _physics_adapters(model: nn.Module) -> dict[str, nn.Module]:

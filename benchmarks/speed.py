@@ -63,10 +63,10 @@ from pathlib import Path
 
 import torch
 
-from .constants import results_dir
+from .common.constants import results_dir
 from .speed_minilm import DEFAULT, OURS, REFERENCE
 from .speed_report import plot_scaling, summarize
-from .timing import interleaved
+from .common.timing import interleaved
 
 SECTIONS = ("step", "targets", "fixed", "inference", "scaling", "blocks", "memory")
 #: The sections that run on ``--device cuda``.

@@ -37,7 +37,7 @@ from qiadapters.circuits import operands
 
 from .data import load_minilm
 from .speed_minilm import CASES, attach, case_name, minilm_batch, train_step_fn
-from .timing import interleaved
+from .common.timing import interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {"all": (True, True), "no batching": (False, True),

@@ -121,11 +121,11 @@ def run_recompute(args) -> None:
     inside for ``--device cuda``)."""
     import torch
 
-    from .constants import results_dir
+    from .common.constants import results_dir
     from .data import load_minilm
     from .speed import _contenders, _ms, _write_csv, case_memory
     from .speed_minilm import case_name
-    from .timing import interleaved
+    from .common.timing import interleaved
 
     torch.set_num_threads(args.threads)
     lora, plain, recompute = RECOMPUTE_METHODS

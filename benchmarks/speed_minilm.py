@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import registry
+from .common import registry
 
 #: The Hamming setting of the step, inference and memory sections, and the reference every
 #: ratio is taken against: the paper's layout on query/value (3 blocks of 128), the library's

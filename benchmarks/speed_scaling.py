@@ -29,9 +29,9 @@ from torch import nn
 import qiadapters as qa
 from qiadapters.circuits.blockdiag import apply_blocks
 
-from . import registry
+from .common import registry
 from .paper import replace_linears
-from .timing import interleaved
+from .common.timing import interleaved
 
 LAYERS = 4
 

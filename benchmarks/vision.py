@@ -47,9 +47,9 @@ from pathlib import Path
 
 import torch
 
-from .constants import results_dir
-from .tradeoff import train_one
-from .tradeoff_sweep import MAX_EXTEND, append_run, plan
+from .common.constants import results_dir
+from .common.runs import train_one
+from .common.sweep import MAX_EXTEND, append_run, plan
 from .vision_data import TASKS, VisionDataMissingError, load_task
 from .vision_methods import METHODS, QUICK, Method, middle_lr
 from .vision_report import load_all_runs, report

@@ -8,8 +8,8 @@ grid is flagged in the table (``edge``), not extended.
 """
 from __future__ import annotations
 
-from . import registry
-from .tradeoff_methods import Method
+from .common import registry
+from .common.methods import Method
 
 # The grids are placed where a probe run (digits and rotation, 60 steps, seed 0) found the
 # optimum: with the grids one step lower, LoRA r=4 chose 1e-2 / 3e-3, physics MoPPA 2.5e-2,

@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from .training import evaluate, train
+from .common.training import evaluate, train
 from .vision_data import fashion_mnist, normalise
 from .vision_model import CHECKPOINT, CHECKPOINT_SHA256, VIT, build_vit, sha256
 

@@ -17,8 +17,9 @@ import math
 import statistics
 from pathlib import Path
 
-from .tradeoff import plot, summarize
-from .tradeoff_sweep import load_runs, record_key, run_key, sweep_grid
+from .common.plotting import plot
+from .common.summary import summarize
+from .common.sweep import load_runs, record_key, run_key, sweep_grid
 
 CSV_FIELDS = ("task", "method", "label", "family", "seed", "lr", "test_accuracy",
               "val_accuracy_at_lr", "lr_at_grid_edge", "val_acc_sweep", "adapter_params",

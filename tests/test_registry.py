@@ -21,7 +21,7 @@ from benchmarks import paper, registry, speed_minilm, timing, tradeoff_methods  
 from benchmarks.constants import RESULTS  # noqa: E402
 from benchmarks.demo import DEFAULT_LRS  # noqa: E402
 
-BENCHMARKS = Path(registry.__file__).resolve().parent
+BENCHMARKS = RESULTS.parent
 MINILM_LAYERS = 6
 CONFIG_FILES = sorted(registry.CONFIGS.glob("*.json"))
 

@@ -10,11 +10,17 @@ not import its own ``run`` twice.
 from __future__ import annotations
 
 import importlib
+import runpy
 import sys
 
 
 def alias(name: str, target: str):
-    """Make the module ``name`` the module ``target`` (imported); returns it."""
+    """Make the module ``name`` the module ``target`` (imported); returns it.  Run as a
+    script (``python -m <old path>``, ``name == "__main__"``), run ``target`` as
+    ``python -m <target>`` would instead."""
+    if name == "__main__":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+        return None
     module = importlib.import_module(target)
     sys.modules[name] = module
     return module

@@ -1,17 +1,17 @@
 """Vision benchmark: every adapter family on a small pretrained ViT, five 1,000-example tasks.
 
-Backbone: :mod:`benchmarks.vision_model` (ViT, 28x28 one-channel, 4-pixel patches = 7x7 grid
-+ CLS, width 128, depth 6), pretrained on Fashion-MNIST by :mod:`benchmarks.vision_pretrain`
+Backbone: :mod:`benchmarks.vision.model` (ViT, 28x28 one-channel, 4-pixel patches = 7x7 grid
++ CLS, width 128, depth 6), pretrained on Fashion-MNIST by :mod:`benchmarks.vision.pretrain`
 and loaded from the committed checkpoint with a fresh head per task and seed.  Tasks
-(:mod:`benchmarks.vision_data`): ``mnist``, ``digits``, ``rotation``, ``quadrant``,
+(:mod:`benchmarks.vision.data`): ``mnist``, ``digits``, ``rotation``, ``quadrant``,
 ``inverted``; each a fixed seeded split of 800 train / 200 validation / up to 1,000 test
-images.  Methods: :mod:`benchmarks.vision_methods` (registry names ``vision-*``).
+images.  Methods: :mod:`benchmarks.vision.methods` (registry names ``vision-*``).
 
-Protocol, per task and method (the text trade-off's, :mod:`benchmarks.tradeoff_sweep`):
+Protocol, per task and method (the text trade-off's, :mod:`benchmarks.common.sweep`):
 learning-rate sweep at seed 0 scored on VALIDATION (a grid whose best lr is its largest is
 extended x2.5, at most twice), then seeds 1 and 2 at the chosen lr; the table reports the
 mean / std of TEST accuracy over the three seeds.  Same steps, batch, AdamW and warm-up +
-cosine for every method (:func:`benchmarks.training.train`).
+cosine for every method (:func:`benchmarks.common.training.train`).
 
 Budget (the arithmetic behind the defaults, measured on the 2-core machine while other jobs
 shared it, load 2-3, one torch thread per worker): a training step of batch 32 costs 0.03 s of
@@ -47,12 +47,13 @@ from pathlib import Path
 
 import torch
 
-from .common.constants import results_dir
-from .common.runs import train_one
-from .common.sweep import MAX_EXTEND, append_run, plan
-from .vision_data import TASKS, VisionDataMissingError, load_task
-from .vision_methods import METHODS, QUICK, Method, middle_lr
-from .vision_report import load_all_runs, report
+from ..common import cli
+from ..common.constants import results_dir
+from ..common.runs import train_one
+from ..common.sweep import MAX_EXTEND, append_run, plan
+from .data import TASKS, VisionDataMissingError, load_task
+from .methods import METHODS, QUICK, Method, middle_lr
+from .tables import load_all_runs, report
 
 STEPS, BATCH_SIZE, WARMUP_FRAC, SEEDS = 60, 32, 0.1, (0, 1, 2)
 
@@ -77,8 +78,8 @@ def run_worker(tasks, methods, out: Path, seeds, steps: int, batch_size: int, n_
     """Train every missing run of this worker's pairs; one JSON line per run."""
     from tqdm.auto import tqdm
 
-    from .routing import router_weights
-    from .vision_model import load_backbone
+    from ..routing import router_weights
+    from .model import load_backbone
 
     runs_path = out / f"vision_runs.w{worker}.jsonl"
     mine = pairs(tasks, methods, worker, workers)
@@ -118,8 +119,7 @@ def run_worker(tasks, methods, out: Path, seeds, steps: int, batch_size: int, n_
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.vision", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__, prog="python -m benchmarks.vision")
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}, every method at "
                    f"the middle of its lr grid; writes to results/quick/")
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None)
@@ -161,7 +161,7 @@ def settings(args) -> dict:
 
 def _spawn(argv, workers: int) -> int:
     """Run ``workers`` copies of this command, worker ``i`` with ``--worker i/workers``."""
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.vision", *argv,
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.vision.run", *argv,
                                "--worker", f"{i}/{workers}"]) for i in range(workers)]
     return max(p.wait() for p in procs)
 

@@ -17,7 +17,6 @@ step whatever the batch, the activation route about ``b d`` per token.
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import json
 import os
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 from .common.constants import RESULTS
+from .common.reporting import write_csv
 
 #: (registry method, route): the route is set with qiadapters.adapters.hamming.set_route
 ROWS = [("lora-r8", None), ("hamming-12-bs32", "activation"), ("hamming-12-bs32", "fold"),
@@ -43,8 +43,8 @@ def worker(method: str, route: str | None, targets: str, batch: int, seq: int,
     import torch
 
     from .data import load_minilm
-    from .speed_memory import _status_kib, reset_peak
-    from .speed_minilm import attach, minilm_batch, train_step_fn, trainable_count
+    from .speed.memory import _status_kib, reset_peak
+    from .speed.minilm import attach, minilm_batch, train_step_fn, trainable_count
 
     torch.set_num_threads(threads)
     model, _ = load_minilm(num_labels=26)
@@ -108,10 +108,7 @@ def main(argv=None) -> int:
         rows += block
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "fold_route.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "fold_route.csv", rows, COLUMNS)
     return 0
 
 

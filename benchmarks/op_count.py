@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import importlib
 import json
 from types import SimpleNamespace
@@ -35,8 +34,9 @@ import torch
 from qiadapters.op_count import count_train_step
 
 from .common.constants import RESULTS
+from .common.reporting import write_csv
 from .mixed_batch import minilm_architecture
-from .speed_minilm import attach, minilm_batch, trainable_count
+from .speed.minilm import attach, minilm_batch, trainable_count
 
 #: (registry name, the targets it runs on: None = both target sets)
 #: ``hamming-12-bs128`` is the library's default layout on MiniLM (3 blocks of 128 on the
@@ -228,10 +228,7 @@ def main(argv=None) -> int:
     from pathlib import Path
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "op_count.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "op_count.csv", rows, COLUMNS, ignore_extra=True)
     meta = {"model": "all-MiniLM-L6-v2 architecture, random init, train mode, dropout off",
             "routes": "the Hamming adapters' device-type choices made as on CUDA "
                       "(benchmarks.op_count.routes_as); ops_cpu_routes: as on the CPU",

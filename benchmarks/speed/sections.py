@@ -1,72 +1,22 @@
-"""Training speed and memory of Hamming adapters against peft's methods and the paper's
-dense construction.
-
-    python -m benchmarks.speed --threads 1     # the committed files (~20 min on 2 cores; see
-                                               # docs/speed.md for why --threads 1)
-    python -m benchmarks.speed --quick         # smaller grid, fewer methods (< 5 min)
-    python -m benchmarks.speed --only step     # one section (step, targets, fixed, inference,
-                                               # scaling, blocks, memory)
-    python -m benchmarks.speed --device cuda   # step and targets on a GPU (CUDA memory stats)
-
-Methods are registry names (:mod:`benchmarks.registry`; the list is
-:data:`benchmarks.speed_minilm.METHODS`).  Sections (each writes its own CSV under
-``benchmarks/results/``, ``benchmarks/results/quick/`` for ``--quick``, a ``cuda/`` subfolder
-of either for ``--device cuda``; the summary and its
-PASS/FAIL lines (:mod:`benchmarks.speed_report`) are rebuilt from whatever CSVs exist, so a
-section can be re-run alone):
-
-* ``step``: forward + backward + AdamW + zero_grad of all-MiniLM-L6-v2 (batch 32, sequence
-  64, random token ids, 26-way head trainable for every method), one deepcopy of the base
-  per method, contenders interleaved; plus ``torch.profiler`` tables of our step and LoRA's
-  (``speed_profile.txt``).
-* ``targets``: the speed targets' cases (:data:`benchmarks.speed_minilm.CASES`: query/value
-  and all-linear targets, batch 8 x 32 and 32 x 64): Hamming vs peft LoRA r=8 vs peft OFT
-  (block 32) vs head only, interleaved per case, and each method's peak memory growth
-  (``speed_targets.csv``; PASS/FAIL per case: step <= 1.0x OFT and <= 1.05x LoRA, memory
-  growth <= 1.05x LoRA's).  ``--quick``: batch 8 x 32 only, 3 rounds, memory of Hamming and
-  LoRA only.
-* ``fixed``: the per-step overhead of each adapter: the targets' contenders at one sequence
-  of 32 tokens (:data:`benchmarks.speed_minilm.FIXED_CASES`), interleaved, and what each
-  adds to the head-only step (median of per-round differences, ms) next to LoRA's
-  (``speed_fixed.csv``; no target: it says how much of a small batch's ratio is overhead).
-* ``inference``: ``no_grad`` eval forward: merged Hamming (``merge_and_unload``) vs the base
-  model (and the base against a second copy of itself: the noise floor); unmerged Hamming vs
-  unmerged LoRA.
-* ``scaling``: a stack of 4 frozen ``nn.Linear(d, d)``: Hamming vs LoRA r=8 vs the dense
-  construction over ``d`` and tokens (log-log plot); always followed by ``blocks``:
-* ``blocks``: the cost of building the blocks alone vs block size, and split out of a real
-  step at each token count.
-* ``memory``: peak RSS growth of one training step, one fresh process per method
-  (:mod:`benchmarks.speed_memory` documents the method).
-
-``--device cuda`` runs ``step``, ``targets`` and ``fixed`` on the GPU (every step ends with a
-``torch.cuda.synchronize``, memory is ``torch.cuda.max_memory_allocated``); the other
-sections are CPU only.
-
-All timings: :func:`benchmarks.timing.interleaved` with ``--threads`` intra-op threads,
-contenders called round-robin after a warm-up, medians of wall and CPU time; ratios are
-medians of per-round (paired) ratios.  Only ratios from one run are meaningful on a shared
-machine, never absolute times.
-"""
+"""The sections of the speed benchmark (:mod:`benchmarks.speed.run` is the command and
+documents each): ``run_<section>(args, out)`` measures one and writes its CSV through
+``out(stem, ext) -> Path``."""
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
 import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from .common.constants import results_dir
-from .speed_minilm import DEFAULT, OURS, REFERENCE
-from .speed_report import plot_scaling, summarize
-from .common.timing import interleaved
+from ..common.reporting import write_csv
+from ..common.timing import interleaved
+from .minilm import DEFAULT, OURS, REFERENCE
+from .report import plot_scaling
 
 SECTIONS = ("step", "targets", "fixed", "inference", "scaling", "blocks", "memory")
 #: The sections that run on ``--device cuda``.
@@ -74,15 +24,7 @@ DEVICE_SECTIONS = ("step", "targets", "fixed")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {path}")
+    print(f"wrote {write_csv(path, rows)}")
 
 
 def _ms(seconds: float) -> float:
@@ -91,9 +33,9 @@ def _ms(seconds: float) -> float:
 
 def _contenders(args, base, names, targets, batch_size: int, seq: int):
     """Each method on its own copy of ``base`` (``targets`` as
-    :func:`~benchmarks.speed_minilm.attach` takes them): the step functions on one shared
+    :func:`~benchmarks.speed.minilm.attach` takes them): the step functions on one shared
     batch, the configurations that ran and the trainable counts, by name."""
-    from .speed_minilm import attach, minilm_batch, train_step_fn, trainable_count
+    from .minilm import attach, minilm_batch, train_step_fn, trainable_count
 
     batch = minilm_batch(batch_size, seq)
     fns, infos, counts = {}, {}, {}
@@ -106,8 +48,8 @@ def _contenders(args, base, names, targets, batch_size: int, seq: int):
 
 # ------------------------------------------------------------------------------- step
 def run_step(args, out) -> None:
-    from .data import load_minilm
-    from .speed_minilm import METHODS, QUICK_METHODS
+    from ..data import load_minilm
+    from .minilm import METHODS, QUICK_METHODS
 
     names = QUICK_METHODS if args.quick else METHODS
     base, _ = load_minilm(num_labels=26)
@@ -132,10 +74,10 @@ def run_step(args, out) -> None:
 
 # ------------------------------------------------------------------------------- targets
 def run_targets(args, out) -> None:
-    """Every case of :data:`~benchmarks.speed_minilm.CASES`: its contenders' steps
+    """Every case of :data:`~benchmarks.speed.minilm.CASES`: its contenders' steps
     interleaved, ratios vs LoRA and OFT, and peak memory growth per method."""
-    from .data import load_minilm
-    from .speed_minilm import CASES, OFT, case_methods, case_name
+    from ..data import load_minilm
+    from .minilm import CASES, OFT, case_methods, case_name
 
     base, _ = load_minilm(num_labels=26)
     rows = []
@@ -162,9 +104,9 @@ def run_targets(args, out) -> None:
 
 def run_fixed(args, out) -> None:
     """What each contender adds to the head-only step at one sequence of 32 tokens
-    (:data:`~benchmarks.speed_minilm.FIXED_CASES`): the adapters' per-step overhead."""
-    from .data import load_minilm
-    from .speed_minilm import FIXED_CASES, OFT, case_methods, case_name
+    (:data:`~benchmarks.speed.minilm.FIXED_CASES`): the adapters' per-step overhead."""
+    from ..data import load_minilm
+    from .minilm import FIXED_CASES, OFT, case_methods, case_name
 
     base, _ = load_minilm(num_labels=26)
     rows = []
@@ -188,9 +130,9 @@ def run_fixed(args, out) -> None:
 
 def case_memory(args, base, names, targets, batch, seq) -> dict[str, float]:
     """Peak memory growth (MiB) of each method's step in one case: a fresh process per
-    method on CPU (:mod:`benchmarks.speed_memory`), CUDA allocator statistics on a GPU."""
+    method on CPU (:mod:`benchmarks.speed.memory`), CUDA allocator statistics on a GPU."""
     if args.device != "cpu":
-        from .speed_memory import measure_cuda
+        from .memory import measure_cuda
         return {name: measure_cuda(name, base, batch=batch, seq=seq,
                                    targets=targets)["peak_growth_mib"] for name in names}
     extra = ["--targets", targets if isinstance(targets, str) else ",".join(targets)]
@@ -233,8 +175,8 @@ def profile_steps(fns, path: Path, steps: int) -> None:
 
 # ------------------------------------------------------------------------------- inference
 def run_inference(args, out) -> None:
-    from .data import load_minilm
-    from .speed_minilm import attach, minilm_batch
+    from ..data import load_minilm
+    from .minilm import attach, minilm_batch
 
     base, _ = load_minilm(num_labels=26)
     batch = minilm_batch(args.batch, args.seq)
@@ -296,7 +238,7 @@ def scaling_grid(quick: bool, big: bool) -> list[tuple[int, int]]:
 def run_scaling(args, out) -> None:
     from tqdm import tqdm
 
-    from . import speed_scaling as sc
+    from . import scaling as sc
 
     rows = []
     cells = scaling_grid(args.quick, args.big)
@@ -321,7 +263,7 @@ def run_blocks(args, out) -> None:
     """Block building alone vs block size, and split out of a step at each token count."""
     from tqdm import tqdm
 
-    from . import speed_scaling as sc
+    from . import scaling as sc
 
     block_rows = []
     dims = sorted({d for d, _ in scaling_grid(args.quick, args.big)})
@@ -344,11 +286,11 @@ def run_blocks(args, out) -> None:
 
 # ------------------------------------------------------------------------------- memory
 def memory_worker(args, name: str, batch: int, seq: int, extra=()) -> dict:
-    """:mod:`benchmarks.speed_memory` for one method in a fresh process: its JSON result."""
+    """:mod:`benchmarks.speed.memory` for one method in a fresh process: its JSON result."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(args.threads),
                PYTHONWARNINGS="ignore")
-    root = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "benchmarks.speed_memory", name, "--batch", str(batch),
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "benchmarks.speed.memory", name, "--batch", str(batch),
            "--seq", str(seq), *extra]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -360,7 +302,7 @@ def memory_worker(args, name: str, batch: int, seq: int, extra=()) -> dict:
 def run_memory(args, out) -> None:
     from tqdm import tqdm
 
-    from .speed_minilm import METHODS
+    from .minilm import METHODS
 
     names = [OURS, REFERENCE] if args.quick else METHODS
 
@@ -383,52 +325,3 @@ def run_memory(args, out) -> None:
     _write_csv(out("speed_memory", "csv"), rows)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer methods, smaller grid")
-    parser.add_argument("--only", choices=SECTIONS, action="append",
-                        help="run only this section (repeatable)")
-    parser.add_argument("--big", action="store_true",
-                        help="scaling: include the two largest cells (4096 tokens at d = 2048, 4096)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                        help=f"where the {' and '.join(DEVICE_SECTIONS)} sections run")
-    args = parser.parse_args(argv)
-    if args.device != "cpu":
-        if not torch.cuda.is_available():
-            parser.error(f"--device {args.device}: CUDA is not available on this machine")
-        bad = [s for s in (args.only or ()) if s not in DEVICE_SECTIONS]
-        if bad:
-            parser.error(f"--only {bad[0]} runs on CPU only; with --device {args.device} "
-                         f"valid sections are {', '.join(DEVICE_SECTIONS)}")
-    torch.set_num_threads(args.threads)
-    # GPU results go to a subfolder, so they never mix with the CPU run's CSVs
-    folder = results_dir(args.quick) / ("cuda" if args.device != "cpu" else "")
-
-    def out(stem: str, ext: str) -> Path:
-        return folder / f"{stem}.{ext}"
-
-    start = time.perf_counter()
-    runners = {"step": run_step, "targets": run_targets, "fixed": run_fixed,
-               "inference": run_inference,
-               "scaling": run_scaling, "blocks": run_blocks, "memory": run_memory}
-    sections = list(args.only or (SECTIONS if args.device == "cpu" else DEVICE_SECTIONS))
-    if "scaling" in sections and "blocks" not in sections:
-        sections.insert(sections.index("scaling") + 1, "blocks")  # scaling includes blocks
-    for section in sections:
-        t0 = time.perf_counter()
-        runners[section](args, out)
-        print(f"[{section}: {time.perf_counter() - t0:.0f} s]", flush=True)
-    text = summarize(folder)
-    flags = (" --quick" if args.quick else "") + (f" --device {args.device}"
-                                                 if args.device != "cpu" else "")
-    header = f"<!-- generated by `python -m benchmarks.speed{flags}`, {args.threads} thread(s) -->\n"
-    out("speed_summary", "md").write_text(header + text)
-    print(text)
-    print(f"[total {time.perf_counter() - start:.0f} s]")
-
-
-if __name__ == "__main__":
-    main()

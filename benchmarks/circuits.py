@@ -28,7 +28,6 @@ warm-up (:func:`benchmarks.timing.interleaved`):
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import qiadapters as qa
 
 from .common.constants import results_dir
 from .paper import minors_compound
+from .common.reporting import write_csv
 from .common.timing import interleaved
 
 SIZES = [(8, 2), (11, 3), (13, 2), (13, 3), (22, 2), (44, 2), (64, 2)]
@@ -149,14 +149,8 @@ def main(argv=None):
         row["largest_possible_speedup"] = row["minors_fb"] / row["autograd_floor_fb"]
     out = args.out or results_dir(args.quick)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "circuits.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    with open(out / "circuits_pennylane.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(pl_rows[0]))
-        w.writeheader()
-        w.writerows(pl_rows)
+    write_csv(out / "circuits.csv", rows)
+    write_csv(out / "circuits_pennylane.csv", pl_rows)
     plot(rows, out / "circuits.png")
     ms = lambda s: f"{s * 1e3:9.3f}"  # noqa: E731
     print(f"threads={args.threads}")

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import time
 from pathlib import Path
 
@@ -51,6 +50,7 @@ import torch
 from torch import nn
 
 from .common.constants import RESULTS
+from .common.reporting import write_csv
 
 SIZES = {
     "llm": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
@@ -266,10 +266,7 @@ def run(size: str = "llm", device: str | None = None, methods=None, targets=tupl
                 row["peak_vs_lora"] = round(row["peak_mib"] / ref["peak_mib"], 3)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / "gpu_step.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(out / "gpu_step.csv", rows, COLUMNS, ignore_extra=True)
     return rows
 
 

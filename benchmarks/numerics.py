@@ -16,13 +16,14 @@ for 300 steps.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 
 import torch
 from torch import nn
 
 from qiadapters.adapters.hamming import HammingAdapter
+
+from .common.reporting import write_csv
 
 PARAMETRIZATIONS = ("cayley", "expm", "circuit")
 LEARNING_RATES = (0.1, 1.0)
@@ -82,10 +83,7 @@ def main(argv=None) -> None:
         for p, lr in runs:
             rows += drift(p, lr, args.steps, args.every, progress=bar)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "numerics.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(os.path.join(args.out, "numerics.csv"), rows)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -36,7 +36,6 @@ Writes ``benchmarks/results/physics.json`` (everything), ``physics.csv`` (the ti
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -53,6 +52,7 @@ from tqdm import tqdm
 import physics
 
 from .common.constants import results_dir
+from .common.reporting import write_csv
 from .common.timing import Timings, interleaved
 DIM, RANK, BATCH, DEPTH = 384, 8, 32, 4
 LAYOUTS = {"vit-197-cls-14x14": dict(tokens=197, grid="auto", extra_tokens=1),
@@ -363,10 +363,7 @@ def main(argv=None) -> dict:
         accuracy=acc, transform_micro=micro, speed=rows, profile_physics_adapter_only=prof)
     stem = "physics" + (f"_{args.tag}" if args.tag else "")
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    with open(args.out / f"{stem}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out / f"{stem}.csv", rows)
     plot(acc, rows, args.out / f"{stem}.png")
     print(f"wrote {args.out / stem}.json, .csv, .png "
           f"in {result['seconds']} s (load average {load_before} -> "

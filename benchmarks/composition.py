@@ -17,7 +17,6 @@ scored on both test sets.  The question: does one combined adapter keep both tas
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .common.constants import results_dir
+from .common import cli
 from .data import (WORDNET_NOUN_PATH, load_minilm, load_wordnet_splits, stratified_split,
                    tokenize)
 from .common.training import global_batches, warmup_cosine
@@ -190,19 +189,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None)
+    parser = cli.quick_parser(__doc__, "5 steps, 300 test examples")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=600)
-    parser.add_argument("--quick", action="store_true", help="5 steps, 300 test examples")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.n_test = 5, 300
-    out = results_dir(quick=args.quick)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.start(args)
     _, tokenizer = load_minilm(num_labels=NOUN_CLASSES + VERB_CLASSES, seed=0)
     tasks = load_tasks(tokenizer, args.n_test)
     started = time.process_time()

@@ -17,15 +17,15 @@ batches the same way) run the same protocol.
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import statistics
 import time
 
 import torch
 
-from .common.constants import TARGETS, results_dir
+from .common import cli
+from .common.constants import TARGETS
+from .common.reporting import write_csv
 
 ADAPTERS = ("task1", "task2", "task3", "task4")
 
@@ -143,19 +143,14 @@ def plot(rows: list[dict], path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None)
+    parser = cli.quick_parser(__doc__, "1 and 2 rows, 3 repeats")
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="1 and 2 rows, 3 repeats")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.quick:
         args.rows, args.repeats, args.tokens = [1, 2], 3, 16
-    out = results_dir(quick=args.quick)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.start(args)
     results = []
     for library, build in (("qiadapters Hamming", qiadapters_model), ("peft LoRA r=8", peft_model)):
         model, set_adapter = build()
@@ -169,10 +164,7 @@ def main(argv=None) -> int:
             "adapters": len(ADAPTERS), "shared_machine": True,
             "note": "medians of interleaved timings on a CPU shared with other processes; "
                     "read the ratios"}
-    with open(out / "mixed_batch.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_csv(out / "mixed_batch.csv", results)
     (out / "mixed_batch.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
     plot(results, out / "mixed_batch.png")
     return 0

@@ -218,3 +218,31 @@ def test_the_angles_can_train_at_a_fraction_of_the_head_lr():
     assert head["lr"] == 0.1 and rest["lr"] == 0.025
     assert {id(p) for p in head["params"]} == {id(p) for p in model.classifier.parameters()}
     assert {id(p) for p in rest["params"]} == {id(p) for p in model.encoder.parameters()}
+
+
+def test_every_row_is_an_experiment_folder_and_every_folder_a_row():
+    """The inputs (benchmarks/tradeoff/experiments/<family>/<name>/training_params.json) and
+    the table's rows name the same methods, each under its registry family."""
+    from benchmarks.common import experiments
+    assert experiments.names(tradeoff_methods.EXPERIMENTS) == sorted(tradeoff_methods.ROWS)
+    for name in tradeoff_methods.ROWS:
+        params = experiments.training_params(tradeoff_methods.EXPERIMENTS, name)
+        assert tuple(params["lrs"]) == tradeoff_methods.METHODS[name].lrs
+        assert params["steps"] == tradeoff_methods.DEFAULTS["steps"]
+
+
+def test_training_params_reject_unknown_keys_and_per_row_protocol(tmp_path):
+    """A row's file may change its grid and adapter-lr scale, never the protocol (steps,
+    seeds, ...), and an unknown key is an error that names it."""
+    from benchmarks.common import experiments
+    (tmp_path / experiments.DEFAULTS).write_text(json.dumps({"lrs": [1e-3], "steps": 5}))
+    row = tmp_path / "lora" / "lora-r8"
+    row.mkdir(parents=True)
+    (row / experiments.PARAMS).write_text(json.dumps({"lrs": [2e-3], "adapter_lr_scale": 0.5}))
+    assert experiments.training_params(tmp_path, "lora-r8") == {
+        "lrs": [2e-3], "steps": 5, "adapter_lr_scale": 0.5}
+    (row / experiments.PARAMS).write_text(json.dumps({"steps": 7}))
+    with pytest.raises(ValueError, match="unknown keys \\['steps'\\]"):
+        experiments.training_params(tmp_path, "lora-r8")
+    with pytest.raises(FileNotFoundError, match="lora-r1"):
+        experiments.training_params(tmp_path, "lora-r1")

@@ -243,3 +243,10 @@ def test_a_run_of_some_methods_reports_every_recorded_one(tmp_path, monkeypatch)
     md = (tmp_path / "vision_table.md").read_text()
     labels = [vision_methods.METHODS[n].label for n in (first, second)]
     assert all(f"| {label} |" in md for label in labels), md
+
+
+def test_every_row_is_an_experiment_folder_and_every_folder_a_row():
+    """benchmarks/vision/experiments/<family>/<name>/ holds each row's training parameters."""
+    from benchmarks.common import experiments
+    assert experiments.names(vision_methods.EXPERIMENTS) == sorted(vision_methods.ROWS)
+    assert vision.STEPS == vision_methods.DEFAULTS["steps"] == 60

@@ -42,7 +42,7 @@ from ..common import cli
 from ..common.constants import RESULTS, results_dir
 from ..common.runs import run_all
 from ..common.sweep import EXTEND_FACTOR, MAX_EXTEND
-from .methods import METHODS, QUICK
+from .methods import DEFAULTS, METHODS, QUICK
 from .tables import report
 
 
@@ -57,12 +57,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help=f"rows to train (default all, in this order): {list(METHODS)}")
     p.add_argument("--seeds", nargs="+", type=int, default=None,
-                   help="the first is the sweep seed; default 0 1 2")
+                   help="the first is the sweep seed; default "
+                        f"{' '.join(map(str, DEFAULTS['seeds']))}")
     p.add_argument("--lrs", nargs="+", type=float, default=None,
                    help="override every method's lr grid")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 100)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--warmup-frac", type=float, default=0.1)
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"optimiser steps (default {DEFAULTS['steps']})")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--warmup-frac", type=float, default=DEFAULTS["warmup_frac"])
     p.add_argument("--extend", type=int, default=None,
                    help=f"extend a grid whose best lr is its largest by x{EXTEND_FACTOR:g}, at "
                         f"most this many times (default {MAX_EXTEND}; 0 in --quick)")
@@ -96,8 +98,8 @@ def main(argv=None) -> int:
         print(f"error: unknown methods {unknown}; valid: {list(METHODS)}", file=sys.stderr)
         return 2
     methods = [METHODS[n] for n in names]
-    seeds = tuple(args.seeds or (QUICK["seeds"] if args.quick else (0, 1, 2)))
-    steps = args.steps or (QUICK["steps"] if args.quick else 100)
+    seeds = tuple(args.seeds or (QUICK["seeds"] if args.quick else DEFAULTS["seeds"]))
+    steps = args.steps or (QUICK["steps"] if args.quick else DEFAULTS["steps"])
     lrs = args.lrs or (QUICK["lrs"] if args.quick else None)
     extend = args.extend if args.extend is not None else (0 if args.quick else MAX_EXTEND)
     runs_path = out / "tradeoff_runs.jsonl"

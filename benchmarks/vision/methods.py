@@ -1,36 +1,27 @@
-"""The rows of the vision benchmark (:mod:`benchmarks.vision`) and their lr grids.
+"""The rows of the vision benchmark (:mod:`benchmarks.vision`) and their training parameters.
 
-What each method is lives in the registry (``benchmarks/configs/vision/*.json``); this table
-says which the benchmark trains, in which order, with which learning-rate grid.  Grids have
-three points a factor ~3 apart; the sweep extends a grid upward (x2.5, at most twice) while
-its best value is its largest, as the text trade-off does; a best value at the bottom of a
-grid is flagged in the table (``edge``), not extended.
+What each method is lives in the registry (``benchmarks/configs/vision/*.json``); how the
+benchmark trains it lives in ``benchmarks/vision/experiments/``
+(:mod:`benchmarks.common.experiments`: ``default_training_params.json`` and, per row,
+``<family>/<name>/training_params.json`` with its lr grid where it differs, and why).  This
+table says which rows the benchmark trains, in which order.  Grids have three points a
+factor ~3 apart; the sweep extends a grid upward (x2.5, at most twice) while its best value
+is its largest, as the text trade-off does; a best value at the bottom of a grid is flagged
+in the table (``edge``), not extended.
 """
 from __future__ import annotations
 
-from ..common import registry
+from pathlib import Path
+
+from ..common import experiments
 from ..common.methods import Method, method
 
-# The grids are placed where a probe run (digits and rotation, 60 steps, seed 0) found the
-# optimum: with the grids one step lower, LoRA r=4 chose 1e-2 / 3e-3, physics MoPPA 2.5e-2,
-# Hamming {1,2} b3 3e-2 / 7.5e-2 and the head 7.5e-2 / 1e-2 (digits / rotation), mostly
-# after extensions.
-#: Adapters acting additively (LoRA, bottleneck, physics, mixture).
-ADAPTER_LRS = (3e-3, 1e-2, 3e-2)
-#: Orthogonal multiplicative adapters (Hamming, BOFT) start at the identity with small
-#: gradients: the same grid one step up.  peft's OFT is not among them: in ``--quick`` (20
-#: steps) it reached 66.6% at 1e-2 and collapsed to 38.9% at 3e-2, so it gets ADAPTER_LRS.
-ORTHOGONAL_LRS = (1e-2, 3e-2, 1e-1)
-#: A linear probe of frozen features.
-HEAD_LRS = (1e-2, 3e-2, 1e-1)
-#: Every weight of the backbone.
-FULL_LRS = (1e-4, 3e-4, 1e-3)
-
-#: FourierFT scales its spectral coefficients by 150 (peft's default): one step lower.
-FOURIERFT_LRS = (1e-3, 3e-3, 1e-2)
-
-_GRIDS = {"head": HEAD_LRS, "full": FULL_LRS, "hamming": ORTHOGONAL_LRS,
-          "boft": ORTHOGONAL_LRS, "fourierft": FOURIERFT_LRS}
+#: The inputs: default and per-row training parameters.
+EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
+#: What every row trains with (steps, batch size, warm-up, seeds, the additive adapters' grid).
+DEFAULTS = experiments.defaults(EXPERIMENTS)
+#: Adapters acting additively (LoRA, bottleneck, physics, mixture): the default grid.
+ADAPTER_LRS = tuple(DEFAULTS["lrs"])
 
 #: Registry names in training order: the references first, then the families.
 ROWS = (
@@ -54,17 +45,9 @@ ROWS = (
 )
 
 
-#: Rows whose adapter trains at a fraction of the head's lr (the head at lr), with their grid:
-#: the text trade-off's lr rule (:data:`benchmarks.tradeoff_methods.ROWS`) on the ViT.
-ADAPTER_LR_SCALES = {"vision-hamming-12-bs32-angle-lr": (0.25, (3e-2, 1e-1, 3e-1)),
-                     "vision-hamming-12-bs32-scale-angle-lr": (0.25, (3e-2, 1e-1, 3e-1)),
-                     "vision-road-1-adapter-lr": (0.4, (3e-2, 1e-1, 3e-1))}
-
-
 def _method(name: str) -> Method:
-    family = registry.get(name).family
-    scale, lrs = ADAPTER_LR_SCALES.get(name, (1.0, _GRIDS.get(family, ADAPTER_LRS)))
-    return method(name, lrs, scale, rows=ROWS)
+    params = experiments.training_params(EXPERIMENTS, name)
+    return method(name, params["lrs"], params.get("adapter_lr_scale", 1.0), rows=ROWS)
 
 
 #: name -> Method, in :data:`ROWS` order.

@@ -52,10 +52,12 @@ from ..common.constants import results_dir
 from ..common.runs import train_one
 from ..common.sweep import MAX_EXTEND, append_run, plan
 from .data import TASKS, VisionDataMissingError, load_task
-from .methods import METHODS, QUICK, Method, middle_lr
+from .methods import DEFAULTS, METHODS, QUICK, Method, middle_lr
 from .tables import load_all_runs, report
 
-STEPS, BATCH_SIZE, WARMUP_FRAC, SEEDS = 60, 32, 0.1, (0, 1, 2)
+#: The protocol of every row (``experiments/default_training_params.json``).
+STEPS, BATCH_SIZE = DEFAULTS["steps"], DEFAULTS["batch_size"]
+WARMUP_FRAC, SEEDS = DEFAULTS["warmup_frac"], tuple(DEFAULTS["seeds"])
 
 
 def _capture(method: Method, holder: dict) -> Method:

@@ -17,6 +17,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from benchmarks import registry, vision, vision_data, vision_methods, vision_report  # noqa: E402
+from benchmarks.constants import RESULTS  # noqa: E402
 from benchmarks.routing import router_weights  # noqa: E402
 from benchmarks.training import train  # noqa: E402
 from benchmarks.vision_model import VIT, build_vit  # noqa: E402
@@ -123,8 +124,17 @@ def test_every_vision_row_is_a_vision_registry_entry():
                for e in physics_rows)
 
 
+#: What the latest committed run of each vision method measured: method -> adapter
+#: parameters.  The latest, because the physics rows' ``rotation`` runs were recorded before
+#: the rest, by a version of the priors with 5 more parameters per adapted layer.
+MEASURED = {run["method"]: run["adapter_params"]
+            for run in sorted(vision_report.load_all_runs(RESULTS), key=lambda r: r["finished"])}
+
+
 @pytest.mark.parametrize("name", sorted(registry.VISION_METHODS))
-def test_vision_entry_builds_with_the_parameters_it_claims(one_layer_vit, name):
+def test_vision_entry_builds_with_the_parameters_its_runs_measured(one_layer_vit, name):
+    """Built on one ViT layer, six times its adapter parameters are what the latest committed
+    run measured on the six-layer ViT (an entry not trained yet: some parameters)."""
     entry = registry.get(name)
     model, aux_loss_fn, record = entry.build(copy.deepcopy(one_layer_vit))
     json.dumps(record)
@@ -133,8 +143,10 @@ def test_vision_entry_builds_with_the_parameters_it_claims(one_layer_vit, name):
     adapter = sum(p.numel() for p in model.parameters() if p.requires_grad) - head
     if entry.family == "full":
         assert adapter == sum(p.numel() for p in one_layer_vit.parameters()) - head
+    elif name in MEASURED:
+        assert LAYERS * adapter == MEASURED[name]
     else:
-        assert LAYERS * adapter == entry.adapter_params
+        assert adapter > 0
     x = torch.randn(2, 1, 28, 28)
     out = model(pixel_values=x).logits
     assert out.shape == (2, 4)

@@ -3,18 +3,18 @@
 Each method is one JSON file ``benchmarks/configs/<name>.json`` (in the spirit of peft's
 ``method_comparison/``, where each experiment is a folder of JSON files)::
 
-    {"family": "lora", "label": "peft LoRA r=8", "adapter_params": 73728,
-     "config": {"r": 8}}
+    {"family": "lora", "label": "peft LoRA r=8", "config": {"r": 8}}
 
 * ``family``: a key of :data:`FAMILIES`, the one function that builds that kind of method;
 * ``label``: what tables and plots call it;
-* ``adapter_params``: trainable parameters on all-MiniLM-L6-v2 with the head excluded (a
-  claim the tests check by building the method); for the vision entries
-  (``benchmarks/configs/vision/``, names starting ``vision-``) on the vision benchmark's ViT
-  (:mod:`benchmarks.vision_model`);
 * ``config``: keyword arguments of the family's config class (``target_modules`` defaults
   to :data:`~benchmarks.constants.TARGETS`);
 * ``experts`` (mixtures only): the names of the methods mixed.
+
+The vision entries (``benchmarks/configs/vision/``, names starting ``vision-``) adapt the
+vision benchmark's ViT (:mod:`benchmarks.vision.model`).  A file holds inputs only: a
+method's parameter count is measured when it runs and recorded in the results
+(``adapter_params`` of each run, head excluded).
 
 Benchmarks pick methods by name (``--methods lora-r8 hamming-12-b3``) and each keeps its own
 protocol (which names, learning rates, steps).  ``build(name, model)`` returns ``(model to
@@ -49,7 +49,6 @@ class Entry:
     family: str
     label: str
     config: dict = field(default_factory=dict)
-    adapter_params: Optional[int] = None
     experts: tuple = ()
 
     @property
@@ -242,14 +241,17 @@ GROUPS = {"lora": "peft", "oft": "peft", "boft": "peft", "hra": "peft", "road": 
 def load(path: Path) -> Entry:
     """One config file as an :class:`Entry`; unknown keys or families are errors."""
     data = json.loads(Path(path).read_text())
-    unknown = set(data) - {"family", "label", "config", "adapter_params", "experts"}
+    unknown = set(data) - {"family", "label", "config", "experts"}
     if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        measured = (" (adapter_params is measured when the method runs and recorded in the "
+                    "results, not written into its config)" if "adapter_params" in unknown
+                    else "")
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid: config, experts, "
+                         f"family, label{measured}")
     if data.get("family") not in FAMILIES:
         raise ValueError(f"{path}: family {data.get('family')!r}; valid: {sorted(FAMILIES)}")
     return Entry(name=Path(path).stem, family=data["family"], label=data["label"],
-                 config=data.get("config", {}), adapter_params=data.get("adapter_params"),
-                 experts=tuple(data.get("experts", ())))
+                 config=data.get("config", {}), experts=tuple(data.get("experts", ())))
 
 
 #: name -> Entry, every file of ``benchmarks/configs/``.

@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 # The newest releases of everything but torch, rebuilt by every `make test-latest`.
 LATEST := .venv-latest
 
-.PHONY: demo test test-latest lock verify data docs bench bench-quick clean
+.PHONY: demo test test-latest lock verify data docs bench bench-quick bench-results bench-views clean
 
 # pip and the build backend come from the lock too, and the package is built with them
 # (--no-build-isolation): nothing in the environment is whatever is newest that day.
@@ -63,6 +63,25 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.physics --threads 1 --tag threads1
 	$(PY) -m benchmarks.speed --threads 1
 	$(PY) -m benchmarks.tradeoff --threads 1
+
+# The run records follow the experiments: a new or changed input of a benchmark (a row's
+# benchmarks/<benchmark>/experiments/<family>/<name>/training_params.json, the defaults, a
+# registry config) reruns it, and a rerun trains only the runs its records lack.
+RESULTS      := benchmarks/results
+TRADEOFF_IN  := $(shell find benchmarks/tradeoff/experiments -name '*.json') $(wildcard benchmarks/configs/*.json)
+VISION_IN    := $(shell find benchmarks/vision/experiments -name '*.json') $(wildcard benchmarks/configs/vision/*.json)
+$(RESULTS)/tradeoff_runs.jsonl: $(TRADEOFF_IN) | $(STAMP)
+	$(PY) -m benchmarks.tradeoff --threads 1
+	touch $@
+$(RESULTS)/vision.csv: $(VISION_IN) | $(STAMP)
+	$(PY) -m benchmarks.vision
+	touch $@
+bench-results: $(RESULTS)/tradeoff_runs.jsonl $(RESULTS)/vision.csv
+
+# Per-experiment views of the run records, benchmarks/<benchmark>/results/<family>--<name>.json
+# (derived, ignored by git; benchmarks/common/views.py says what they hold).
+bench-views: $(STAMP)
+	$(PY) -m benchmarks.common.views
 
 # Smoke runs of the same code paths (minutes), written to benchmarks/results/quick/ (ignored).
 bench-quick: $(STAMP)

@@ -246,3 +246,28 @@ def test_training_params_reject_unknown_keys_and_per_row_protocol(tmp_path):
         experiments.training_params(tmp_path, "lora-r8")
     with pytest.raises(FileNotFoundError, match="lora-r1"):
         experiments.training_params(tmp_path, "lora-r1")
+
+
+def test_views_are_derived_per_experiment(tmp_path):
+    """``benchmarks.common.views``: one ``<family>--<name>.json`` per row, its training
+    parameters, its runs and the sweep's summary, from a run record it only reads."""
+    from benchmarks.common import views
+    lrs = tradeoff_methods.METHODS["lora-r8"].lrs
+    runs = [{"method": "lora-r8", "lr": lr, "seed": 0, "steps": 100, "batch_size": 32,
+             "val_accuracy": 0.6 if lr == 1e-2 else 0.5, "test_accuracy": 0.55,
+             "adapter_params": 7, "head_params": 3, "median_seconds_per_step": 0.1,
+             "config": {}} for lr in lrs]
+    runs += [dict(runs[0], lr=1e-2, seed=seed, test_accuracy=acc, val_accuracy=None)
+             for seed, acc in ((1, 0.65), (2, 0.6))]
+    record = tmp_path / "tradeoff_runs.jsonl"
+    record.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    before = record.read_text()
+    paths = views.write("tradeoff", results=tmp_path, out=tmp_path / "views")
+    assert len(paths) == len(tradeoff_methods.METHODS) and record.read_text() == before
+    view = json.loads((tmp_path / "views" / "lora--lora-r8.json").read_text())
+    assert view["training_params"]["lrs"] == list(lrs)
+    (task,) = view["tasks"].values()
+    assert len(task["runs"]) == len(lrs) + 2
+    assert task["summary"]["chosen_lr"] == 1e-2 and task["summary"]["n_seeds"] == 3
+    assert task["summary"]["test_acc_mean"] == pytest.approx((0.55 + 0.65 + 0.6) / 3)
+    assert json.loads((tmp_path / "views" / "head--head.json").read_text())["tasks"] == {}

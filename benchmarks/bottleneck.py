@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .physics import Bottleneck
+from .physics.run import Bottleneck
 
 PLACEMENTS = ("input", "parallel")
 #: The attribute under which each adapter is registered on its target module.

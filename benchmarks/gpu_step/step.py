@@ -49,8 +49,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .common.constants import RESULTS
-from .common.reporting import write_csv
+from ..common.constants import RESULTS
+from ..common.reporting import write_csv
 
 SIZES = {
     "llm": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
@@ -106,7 +106,7 @@ def attach(method: str, model: nn.Module, targets: list[str]) -> nn.Module:
     if method == "lora-r16":
         from peft import get_peft_model
 
-        from .common.registry import lora_config  # the benchmarks' one LoRA definition
+        from ..common.registry import lora_config  # the benchmarks' one LoRA definition
 
         return get_peft_model(model, lora_config(16, target_modules=targets,
                                                  modules_to_save=None))

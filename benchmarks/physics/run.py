@@ -51,9 +51,9 @@ from tqdm import tqdm
 
 import physics
 
-from .common.constants import results_dir
-from .common.reporting import write_csv
-from .common.timing import Timings, interleaved
+from ..common.constants import results_dir
+from ..common.reporting import write_csv
+from ..common.timing import Timings, interleaved
 DIM, RANK, BATCH, DEPTH = 384, 8, 32, 4
 LAYOUTS = {"vit-197-cls-14x14": dict(tokens=197, grid="auto", extra_tokens=1),
            "seq-128": dict(tokens=128, grid="sequence", extra_tokens=0)}

@@ -33,10 +33,10 @@ import torch
 
 from qiadapters.op_count import count_train_step
 
-from .common.constants import RESULTS
-from .common.reporting import write_csv
-from .mixed_batch import minilm_architecture
-from .speed.minilm import attach, minilm_batch, trainable_count
+from ..common.constants import RESULTS
+from ..common.reporting import write_csv
+from ..mixed_batch import minilm_architecture
+from ..speed.minilm import attach, minilm_batch, trainable_count
 
 #: (registry name, the targets it runs on: None = both target sets)
 #: ``hamming-12-bs128`` is the library's default layout on MiniLM (3 blocks of 128 on the

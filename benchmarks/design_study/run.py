@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .common import registry
-from .common.constants import RESULTS
-from .common.summary import summarize
-from .tradeoff.methods import METHODS as TEXT_METHODS
-from .common.sweep import MAX_EXTEND, load_runs
-from .vision.methods import METHODS as VISION_METHODS
-from .vision.tables import load_all_runs, over_tasks, per_task
+from ..common import registry
+from ..common.constants import RESULTS
+from ..common.summary import summarize
+from ..tradeoff.methods import METHODS as TEXT_METHODS
+from ..common.sweep import MAX_EXTEND, load_runs
+from ..vision.methods import METHODS as VISION_METHODS
+from ..vision.tables import load_all_runs, over_tasks, per_task
 
 #: The peers the study must meet (peft's methods built for tiny budgets that it names).
 PEERS = ("road", "fourierft")
@@ -80,8 +80,8 @@ def text_rows(folder: Path = RESULTS, seeds=(0, 1, 2)) -> list[dict]:
 
 
 def vision_rows(folder: Path = RESULTS, seeds=(0, 1, 2)) -> list[dict]:
-    from .vision.run import BATCH_SIZE, STEPS
-    from .vision.data import TASKS
+    from ..vision.run import BATCH_SIZE, STEPS
+    from ..vision.data import TASKS
     methods = [VISION_METHODS[n] for n in VISION_ROWS]
     table = per_task(load_all_runs(folder), list(TASKS), methods, seeds, STEPS, BATCH_SIZE,
                      MAX_EXTEND)

@@ -36,10 +36,10 @@ from tqdm import tqdm
 
 import qiadapters as qa
 
-from .common.constants import results_dir
-from .paper import minors_compound
-from .common.reporting import write_csv
-from .common.timing import interleaved
+from ..common.constants import results_dir
+from ..paper import minors_compound
+from ..common.reporting import write_csv
+from ..common.timing import interleaved
 
 SIZES = [(8, 2), (11, 3), (13, 2), (13, 3), (22, 2), (44, 2), (64, 2)]
 PENNYLANE_SIZES = [(8, 2), (10, 2), (11, 3)]

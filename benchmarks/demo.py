@@ -9,7 +9,7 @@ classes) twice with the same budget, seed, data order and fresh classification h
 2. ``lora-r8``: Hugging Face ``peft`` LoRA r=8 on ``query``/``value`` (``lora_alpha = r``,
    the registry's one LoRA convention);
 
-(both registry entries, :mod:`benchmarks.registry`; ``--methods`` takes any registry names),
+(both registry entries, :mod:`benchmarks.common.registry`; ``--methods`` takes any registry names),
 then prints trainable adapter parameters, head parameters, held-out test accuracy and
 seconds per step, saves each qiadapters adapter with ``save_pretrained`` and reloads it onto
 a fresh copy of the model to show the reloaded model scores the same.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from .common import registry
+from .common import cli, registry
 from .common.registry import head_parameters
 from .common.constants import REPO_ROOT
 from .data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
@@ -63,8 +63,7 @@ DEFAULT_LRS = {"hamming-default": 1e-2, "lora-r8": 5e-3}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__, prog="python -m benchmarks.demo")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per method")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="split, head init and data order")

@@ -4,7 +4,7 @@ MiniLM training step, one fresh process per row.
     python -m benchmarks.fold_route                 # results/fold_route.csv (~3 min)
     python -m benchmarks.fold_route --batch 8 --seq 64 --steps 10 --threads 1
 
-Each row (method, route, targets) runs in its own process (:mod:`benchmarks.speed_memory`'s
+Each row (method, route, targets) runs in its own process (:mod:`benchmarks.speed.memory`'s
 method: ``VmHWM`` after a reset, ``MALLOC_MMAP_THRESHOLD_=65536`` so RSS follows live
 tensors): all-MiniLM-L6-v2 (its weights), the classifier trained, AdamW; the peak memory
 growth of two steps over the built model, then ``--steps`` more steps timed by the process's

@@ -4,7 +4,7 @@
 
 For each (n, k, tokens), 3 blocks: forward + backward of the block route (build ``C_k(U)``
 from ``U`` and apply it) and of the mode-wise route (:mod:`qiadapters.circuits.modewise`),
-interleaved (:func:`benchmarks.timing.interleaved`, median ms), with the estimates of
+interleaved (:func:`benchmarks.common.timing.interleaved`, median ms), with the estimates of
 :mod:`qiadapters.circuits.route_cost` and whether its choice was the faster route.  Use it
 to check or refit the constants of a device type (:data:`~qiadapters.circuits.route_cost.COSTS`).
 """

@@ -4,7 +4,7 @@
     python -m benchmarks.circuits --quick                   # a smaller smoke run, results/quick/
 
 For each (n, k) and r blocks, ``--threads`` threads, medians of interleaved timings after
-warm-up (:func:`benchmarks.timing.interleaved`):
+warm-up (:func:`benchmarks.common.timing.interleaved`):
 
 * ``ours_matrix``: all r weight-k blocks from r weight-1 orthogonal matrices
   (``compound``, the route the Cayley adapters use), forward and forward+backward;

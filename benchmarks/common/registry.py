@@ -8,7 +8,7 @@ Each method is one JSON file ``benchmarks/configs/<name>.json`` (in the spirit o
 * ``family``: a key of :data:`FAMILIES`, the one function that builds that kind of method;
 * ``label``: what tables and plots call it;
 * ``config``: keyword arguments of the family's config class (``target_modules`` defaults
-  to :data:`~benchmarks.constants.TARGETS`);
+  to :data:`~benchmarks.common.constants.TARGETS`);
 * ``experts`` (mixtures only): the names of the methods mixed.
 
 The vision entries (``benchmarks/configs/vision/``, names starting ``vision-``) adapt the

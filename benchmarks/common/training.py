@@ -177,7 +177,7 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     (averaged) gradient norm. ``eval_every`` records validation accuracy during training.
     ``progress``: a tqdm bar on rank 0 when stderr is a terminal, otherwise a printed line
     every tenth of the run; False for silence.  ``adapter_lr_scale``: every trainable
-    parameter outside the classification head (:data:`~benchmarks.constants.HEAD`) trains at
+    parameter outside the classification head (:data:`~benchmarks.common.constants.HEAD`) trains at
     ``lr * adapter_lr_scale``, the head at ``lr`` (one lr for all when 1).
 
     Runs under ``torchrun`` with DDP on gloo: the process group is joined from the

@@ -9,7 +9,7 @@ one kernel launch.
 
 MiniLM's architecture (all-MiniLM-L6-v2's BERT config, random weights: the op count does
 not depend on them), train mode with dropout off (:data:`DROPOUT`), one sequence of 32
-tokens, 26 labels; each registry method (:mod:`benchmarks.registry`) on every linear layer
+tokens, 26 labels; each registry method (:mod:`benchmarks.common.registry`) on every linear layer
 below the head (peft's ``"all-linear"``: the encoder's 36 and the pooler's) and on
 ``query``/``value``; the head (``classifier``) is trained by every method, and ``head``
 trains it alone. The Hamming adapters choose their routes as on CUDA (:func:`routes_as`).

@@ -24,7 +24,7 @@ backward and AdamW on the adapters, for a stack of 4 residual blocks, batch 32, 
 Each PhysicsAdapter (rank 8, all three priors, every router) is timed against a plain
 bottleneck adapter of the same rank (down, GELU, up) built on the same input, both trained by
 AdamW (the fused CPU kernel where available); A and B steps alternate after warm-up
-(:func:`benchmarks.timing.interleaved`, the order reversed every other round), and the
+(:func:`benchmarks.common.timing.interleaved`, the order reversed every other round), and the
 medians of wall time and process CPU time, their ratios and the median per-pair ratio are
 reported.  A short profile of
 the PhysicsAdapter step and a transform micro-benchmark (cached basis matmul vs an FFT-based

@@ -1,10 +1,10 @@
 """What each of the step's speed-ups gives: the same Hamming model timed with them on and off.
 
-    python -m benchmarks.speed_ablation --threads 2            # the committed run (~6 min)
-    python -m benchmarks.speed_ablation --cases "query,value 8x32" --rounds 5
-    python -m benchmarks.speed_ablation --device cuda          # on a GPU (results/cuda/)
+    python -m benchmarks.speed.ablation --threads 2            # the committed run (~6 min)
+    python -m benchmarks.speed.ablation --cases "query,value 8x32" --rounds 5
+    python -m benchmarks.speed.ablation --device cuda          # on a GPU (results/cuda/)
 
-Per case of the speed targets (:data:`benchmarks.speed_minilm.CASES`), one model per method
+Per case of the speed targets (:data:`benchmarks.speed.minilm.CASES`), one model per method
 (``hamming-12-b3`` on query/value, ``hamming-12-bs128`` -- the default layout since 0.3.0 --
 on all-linear), timed interleaved with peft LoRA r=8 and OFT in four variants:
 

@@ -1,7 +1,7 @@
 """Where a MiniLM training step goes: torch.profiler self time split by what it computes.
 
-    python -m benchmarks.speed_breakdown --targets query,value --batch 8 --seq 32
-    python -m benchmarks.speed_breakdown --targets all-linear --batch 8 --seq 32
+    python -m benchmarks.speed.breakdown --targets query,value --batch 8 --seq 32
+    python -m benchmarks.speed.breakdown --targets all-linear --batch 8 --seq 32
 
 Forward ops are assigned to the innermost of these ranges (record_function, added around
 the library's functions for the profile only): ``build Q`` (the weight-1 blocks: Cayley

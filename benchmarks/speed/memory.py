@@ -1,7 +1,7 @@
 """Peak memory of one method's training step, measured in a fresh process.
 
-    python -m benchmarks.speed_memory hamming-12-b3 [--steps 2] [--targets all-linear]
-    python -m benchmarks.speed_memory --recompute [--quick] [--threads 2]
+    python -m benchmarks.speed.memory hamming-12-b3 [--steps 2] [--targets all-linear]
+    python -m benchmarks.speed.memory --recompute [--quick] [--threads 2]
 
 The first prints one JSON line (``python -m benchmarks.speed --only memory`` runs it once per
 method, ``--only targets`` once per method and case).  ``--recompute`` is the study of

@@ -1,6 +1,6 @@
 """The MiniLM training step the speed benchmark times, and which registry methods it times.
 
-Methods are registry entries (:mod:`benchmarks.registry`, one JSON file each): every one
+Methods are registry entries (:mod:`benchmarks.common.registry`, one JSON file each): every one
 freezes the base, attaches on ``query``/``value`` (or the targets a case names, e.g.
 ``"all-linear"``) and leaves the classification head trainable; :func:`attach` returns the
 model and the record of what actually ran (JSON text, for the CSV's ``config`` column).

@@ -1,7 +1,7 @@
 """Scaling part of the speed benchmark: a stack of frozen ``nn.Linear(d, d)`` layers.
 
 Contenders per ``(d, tokens)``, each a fresh stack of 4 frozen layers with the same weights,
-each configured by its registry entry (:mod:`benchmarks.registry`):
+each configured by its registry entry (:mod:`benchmarks.common.registry`):
 
 * ``hamming-12-b3``: every layer wrapped by ``qiadapters.HammingAdapter(linear, orders=(1, 2),
   blocks=3)``;

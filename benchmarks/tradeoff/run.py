@@ -3,7 +3,7 @@
 all-MiniLM-L6-v2 (``AutoModelForSequenceClassification``, fresh 26-way head, trainable and
 counted separately for every method) on WordNet noun glosses (seeded stratified split
 8,000 / 2,000 / 2,000, max length 32). Every method (a row of :data:`METHODS`) gets the same
-protocol (the methods themselves are registry entries, :mod:`benchmarks.registry`):
+protocol (the methods themselves are registry entries, :mod:`benchmarks.common.registry`):
 
 1. learning-rate sweep: one run per lr of its grid at seed 0, scored on VALIDATION (the test
    accuracy of the same run is recorded too, but never looked at for the choice); while the
@@ -12,7 +12,7 @@ protocol (the methods themselves are registry entries, :mod:`benchmarks.registry
    sweep run itself), and the row reports mean / std of TEST accuracy over the seeds.
 
 Same steps, batch, AdamW (no weight decay), linear warm-up + cosine for every method
-(:func:`benchmarks.training.train`). A seed sets the head's initialisation, the data order
+(:func:`benchmarks.common.training.train`). A seed sets the head's initialisation, the data order
 and dropout; the split is always the seed-0 split.
 
 Resumable: every finished training run is one JSON line in ``tradeoff_runs.jsonl``; a rerun

@@ -1,8 +1,8 @@
 """What each physics prior does to a real feature map: ``docs/images/vision/priors.png``.
 
-    python -m benchmarks.vision_figures        # needs Fashion-MNIST and the checkpoint, ~5 s
+    python -m benchmarks.vision.figures        # needs Fashion-MNIST and the checkpoint, ~5 s
 
-For a few Fashion-MNIST test images, the pretrained ViT (:mod:`benchmarks.vision_model`) is
+For a few Fashion-MNIST test images, the pretrained ViT (:mod:`benchmarks.vision.model`) is
 run up to its first attention block; the block's input (after ``layernorm_before``) is what
 an adapter placed before attention reads: 49 patch tokens on the 7x7 grid plus CLS, 128
 channels.  One channel (the one varying most over that image's grid) is shown before and

@@ -2,7 +2,7 @@
 
 ``transformers.ViTForImageClassification`` built from :data:`VIT` (28x28 one-channel images,
 4-pixel patches: a 7x7 grid of 49 patch tokens plus CLS; width 128, depth 6, 4 heads, MLP
-256; 805k parameters).  :mod:`benchmarks.vision_pretrain` trains it on Fashion-MNIST's
+256; 805k parameters).  :mod:`benchmarks.vision.pretrain` trains it on Fashion-MNIST's
 60,000 training images and writes :data:`CHECKPOINT` (safetensors, float32, about 3 MB) and
 its SHA-256 in :data:`CHECKPOINT_SHA256`; every vision run starts from those weights, with a
 fresh head for the task.
@@ -49,7 +49,7 @@ def check_checkpoint(path: Path = CHECKPOINT, digest: Path = CHECKPOINT_SHA256) 
     """``path`` when it exists and matches the committed SHA-256, else a clear error."""
     if not Path(path).is_file():
         raise CheckpointError(f"{path} not found; make it with `python -m "
-                              f"benchmarks.vision_pretrain` (about 15 minutes on 2 cores)")
+                              f"benchmarks.vision.pretrain` (about 15 minutes on 2 cores)")
     expected = Path(digest).read_text().split()[0] if Path(digest).is_file() else None
     if expected is not None and sha256(path) != expected:
         raise CheckpointError(f"{path} does not match {digest.name} (SHA-256 {expected}); "

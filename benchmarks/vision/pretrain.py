@@ -1,11 +1,11 @@
 """Pretrain the vision benchmark's ViT on Fashion-MNIST's 60,000 training images.
 
-    python -m benchmarks.vision_pretrain            # writes benchmarks/checkpoints/, ~15 min
+    python -m benchmarks.vision.pretrain            # writes benchmarks/checkpoints/, ~15 min
 
-:data:`benchmarks.vision_model.VIT` from ``torch.manual_seed(0)``, plain supervised
+:data:`benchmarks.vision.model.VIT` from ``torch.manual_seed(0)``, plain supervised
 classification of the 10 items: AdamW (lr 1e-3, weight decay 0.05), batch 128, linear
 warm-up over 5% of the steps then cosine, ``--epochs`` (2) passes over the data in seeded order
-(:func:`benchmarks.training.train`), no augmentation.  Writes
+(:func:`benchmarks.common.training.train`), no augmentation.  Writes
 
 * ``vit-fashion-mnist.safetensors``: the weights (float32, head included);
 * ``vit-fashion-mnist.sha256``: its SHA-256 (every vision run checks it);
@@ -17,7 +17,6 @@ on what the backbone was trained on.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,14 +25,14 @@ import time
 
 import torch
 
+from ..common import cli
 from ..common.training import evaluate, train
 from .data import fashion_mnist, normalise
 from .model import CHECKPOINT, CHECKPOINT_SHA256, VIT, build_vit, sha256
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.vision_pretrain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__, prog="python -m benchmarks.vision.pretrain")
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from .common import cli
 from .common.constants import RESULTS
 from .common.reporting import write_csv
 
@@ -72,7 +73,7 @@ def worker(method: str, route: str | None, targets: str, batch: int, seq: int,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)

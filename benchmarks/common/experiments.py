@@ -65,3 +65,17 @@ def training_params(folder: Path, name: str) -> dict:
 def names(folder: Path) -> list[str]:
     """Every experiment of ``folder`` (the names of its ``<family>/<name>`` folders)."""
     return sorted(p.parent.name for p in Path(folder).glob(f"*/*/{PARAMS}"))
+
+
+def table(folder: Path, rows) -> dict:
+    """``name -> Method`` for the registry names ``rows``, in order: each row's lr grid and
+    adapter-lr scale from its ``training_params.json`` under ``folder``, its experts those
+    of its registry experts that are rows too."""
+    from .methods import method
+
+    rows = tuple(rows)
+    out = {}
+    for name in rows:
+        params = training_params(folder, name)
+        out[name] = method(name, params["lrs"], params.get("adapter_lr_scale", 1.0), rows)
+    return out

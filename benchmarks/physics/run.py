@@ -35,7 +35,6 @@ Writes ``benchmarks/results/physics.json`` (everything), ``physics.csv`` (the ti
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -51,6 +50,7 @@ from tqdm import tqdm
 
 import physics
 
+from ..common import cli
 from ..common.constants import results_dir
 from ..common.reporting import write_csv
 from ..common.timing import Timings, interleaved
@@ -321,14 +321,12 @@ def plot(acc: dict, speed_rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = cli.quick_parser(__doc__, "few reps, for a smoke test", threads=2)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--reps-adapter", type=int, default=15)
     parser.add_argument("--reps-blocks", type=int, default=7)
     parser.add_argument("--routers", default="token,sample,global")
     parser.add_argument("--settings", default="adapter-only,blocks")
-    parser.add_argument("--quick", action="store_true", help="few reps, for a smoke test")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default benchmarks/results; results/quick with "
                              "--quick)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..common import experiments
-from ..common.methods import Method, family_available, method
+from ..common.methods import Method, family_available
 
 #: The inputs: default and per-row training parameters.
 EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
@@ -61,13 +61,8 @@ ROWS = (
 )
 
 
-def _method(name: str) -> Method:
-    params = experiments.training_params(EXPERIMENTS, name)
-    return method(name, params["lrs"], params.get("adapter_lr_scale", 1.0), rows=ROWS)
-
-
 #: name -> Method, in :data:`ROWS` order.
-METHODS: dict[str, Method] = {name: _method(name) for name in ROWS}
+METHODS: dict[str, Method] = experiments.table(EXPERIMENTS, ROWS)
 
 #: ``--quick``: a smoke check of every code path that matters, well under 10 minutes.
 QUICK = {"methods": ("head", "lora-r8", "hamming-12-b3"), "lrs": (2e-3, 1e-2),

@@ -14,14 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..common import experiments
-from ..common.methods import Method, method
+from ..common.methods import Method
 
 #: The inputs: default and per-row training parameters.
 EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
-#: What every row trains with (steps, batch size, warm-up, seeds, the additive adapters' grid).
+#: What every row trains with: steps, batch size, warm-up, seeds, and the grid of adapters
+#: acting additively (LoRA, bottleneck, physics, mixture).
 DEFAULTS = experiments.defaults(EXPERIMENTS)
-#: Adapters acting additively (LoRA, bottleneck, physics, mixture): the default grid.
-ADAPTER_LRS = tuple(DEFAULTS["lrs"])
 
 #: Registry names in training order: the references first, then the families.
 ROWS = (
@@ -45,13 +44,8 @@ ROWS = (
 )
 
 
-def _method(name: str) -> Method:
-    params = experiments.training_params(EXPERIMENTS, name)
-    return method(name, params["lrs"], params.get("adapter_lr_scale", 1.0), rows=ROWS)
-
-
 #: name -> Method, in :data:`ROWS` order.
-METHODS: dict[str, Method] = {name: _method(name) for name in ROWS}
+METHODS: dict[str, Method] = experiments.table(EXPERIMENTS, ROWS)
 
 #: ``--quick``: every method on two tasks, one lr (the middle of its grid), two seeds, few
 #: steps, a 200-image test split -- a smoke check of every code path in a few minutes.

@@ -122,10 +122,9 @@ def run_recompute(args) -> None:
     import torch
 
     from ..common.constants import results_dir
-    from ..common.timing import interleaved
     from ..data import load_minilm
     from .minilm import case_name
-    from .sections import _contenders, _ms, _write_csv, case_memory
+    from .sections import _write_csv, case_row, time_case
 
     torch.set_num_threads(args.threads)
     lora, plain, recompute = RECOMPUTE_METHODS
@@ -134,13 +133,10 @@ def run_recompute(args) -> None:
     rows = []
     for targets, batch, seq in cases:
         case = case_name(targets, batch, seq)
-        fns, infos, counts = _contenders(args, base, RECOMPUTE_METHODS, targets, batch, seq)
-        t = interleaved(fns, reps=3 if args.quick else 20, warmup=1, alternate=True, desc=case)
-        del fns
-        memory = case_memory(args, base, RECOMPUTE_METHODS, targets, batch, seq)
+        t, infos, counts, memory = time_case(args, base, RECOMPUTE_METHODS, case, targets,
+                                             batch, seq, RECOMPUTE_METHODS)
         for name in RECOMPUTE_METHODS:
-            rows.append({"case": case, "method": name, "config": infos[name],
-                         "trainable": counts[name], "median_ms": _ms(t.median(name)),
+            rows.append({**case_row(case, name, infos, counts, t),
                          "ratio_vs_lora": round(t.paired_ratio(name, lora), 4),
                          "ratio_vs_bs32": round(t.paired_ratio(name, plain), 4),
                          "peak_growth_mib": round(memory[name], 1),

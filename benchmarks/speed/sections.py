@@ -84,14 +84,11 @@ def run_targets(args, out) -> None:
     # --quick: the small batch only (the large one's all-linear steps take seconds each)
     for targets, batch_size, seq in [c for c in CASES if not args.quick or c[1] <= 8]:
         names, case = case_methods(targets), case_name(targets, batch_size, seq)
-        fns, infos, counts = _contenders(args, base, names, targets, batch_size, seq)
-        t = interleaved(fns, reps=3 if args.quick else 20, warmup=1, alternate=True, desc=case)
-        del fns
         measured = names if not args.quick else [DEFAULT, REFERENCE]
-        memory = case_memory(args, base, measured, targets, batch_size, seq)
+        t, infos, counts, memory = time_case(args, base, names, case, targets, batch_size,
+                                             seq, measured)
         for name in names:
-            rows.append({"case": case, "method": name, "config": infos[name],
-                         "trainable": counts[name], "median_ms": _ms(t.median(name)),
+            rows.append({**case_row(case, name, infos, counts, t),
                          "ratio_vs_lora": round(t.paired_ratio(name, REFERENCE), 4),
                          "ratio_vs_oft": round(t.paired_ratio(name, OFT), 4),
                          "peak_growth_mib": round(memory[name], 1) if name in memory else "",
@@ -100,6 +97,22 @@ def run_targets(args, out) -> None:
                          "rounds": t.rounds(name), "threads": t.threads,
                          "device": args.device})
     _write_csv(out("speed_targets", "csv"), rows)
+
+
+def time_case(args, base, names, case: str, targets, batch_size: int, seq: int, measured):
+    """One case of ``names``: their steps interleaved (3 rounds with ``--quick``, else 20),
+    then the peak memory growth of ``measured``; ``(timings, configs, trainable counts,
+    memory growth in MiB)``."""
+    fns, infos, counts = _contenders(args, base, names, targets, batch_size, seq)
+    t = interleaved(fns, reps=3 if args.quick else 20, warmup=1, alternate=True, desc=case)
+    del fns  # the timed models go before the memory of each is measured alone
+    return t, infos, counts, case_memory(args, base, measured, targets, batch_size, seq)
+
+
+def case_row(case: str, name: str, infos: dict, counts: dict, t) -> dict:
+    """The columns every row of a timed case starts with."""
+    return {"case": case, "method": name, "config": infos[name], "trainable": counts[name],
+            "median_ms": _ms(t.median(name))}
 
 
 def run_fixed(args, out) -> None:

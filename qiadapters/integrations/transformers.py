@@ -30,7 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..model import io
 from ..model.adapter_model import AdapterModel
-from ..model.selection import check_live
+from ..model.live import check_live
 
 __all__ = ["AdapterCheckpointCallback", "AdapterCheckpoints", "AdapterTrainer",
            "load_adapter_weights"]

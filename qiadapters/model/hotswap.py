@@ -18,7 +18,7 @@ import torch
 
 from ..adapters.config import AdapterConfig
 from . import io
-from .selection import check_live
+from .live import check_live
 
 __all__ = ["hotswap_adapter", "layout_difference"]
 

@@ -229,32 +229,3 @@ def check_patterns(config: AdapterConfig, names: list[str]) -> None:
                                  f" (a key matches the end of a module name, as peft's "
                                  f"rank_pattern)")
 
-
-def check_live(model: nn.Module, adapter_name: str, record: dict | None,
-               directory: str) -> None:
-    """The layouts in the ``record`` saved in ``directory`` are those of adapter
-    ``adapter_name``'s live layers (tensors copied into a live adapter must mean the same map
-    there); ValueError naming the config file, the layer and the field otherwise."""
-    import os
-
-    from ..adapters.config import CONFIG_NAME
-    from .injection import adapter_layers
-    where = os.path.join(os.fspath(directory), CONFIG_NAME)
-    live = dict(adapter_layers(model))
-    for path, entry in (record or {}).items():
-        layer = live.get(path)
-        if layer is None or adapter_name not in layer.adapter_names:
-            continue  # the tensor names tell
-        have = layout_record(layer, adapter_name)
-        saved = [("", entry["layout"], have.get("layout"))] if "layout" in entry else []
-        saved += [(f" expert {i}", e, h) for i, (e, h) in enumerate(zip(
-            entry.get("experts") or [], have.get("experts") or [])) if e is not None]
-        for what, recorded, ours in saved:
-            for field in recorded:
-                if ours is None or recorded[field] != ours.get(field):
-                    value = None if ours is None else ours.get(field)
-                    raise ValueError(f"{where!r}: 'layers' record of layer {path!r}{what} says "
-                                     f"{field}={recorded[field]!r}, adapter {adapter_name!r} "
-                                     f"here has {field}={value!r}: its tensors would mean "
-                                     f"another map; load it with from_pretrained / "
-                                     f"load_adapter instead")

@@ -98,3 +98,31 @@ def test_fixed_cost_table_and_paired_difference():
     assert md[-1].startswith("| all-linear 1x32 | head |") and "|  |" in md[-1]
     assert speed.SECTIONS.index("fixed") < speed.SECTIONS.index("inference")
     assert "fixed" in speed.DEVICE_SECTIONS
+
+
+def test_a_timed_case_measures_memory_after_the_steps_and_rows_start_alike(monkeypatch):
+    """``sections.time_case`` (the targets section and the recompute study): every method's
+    step timed interleaved (3 rounds with --quick), then the memory of the ones named."""
+    import argparse
+
+    from benchmarks.speed import sections
+
+    calls = []
+
+    def contenders(args, base, names, targets, batch, seq):
+        return ({n: (lambda n=n: calls.append(n)) for n in names}, {n: f"cfg {n}" for n in names},
+                {n: i for i, n in enumerate(names)})
+
+    def memory(args, base, measured, targets, batch, seq):
+        calls.append("memory")
+        return {n: 2.0 for n in measured}
+
+    monkeypatch.setattr(sections, "_contenders", contenders)
+    monkeypatch.setattr(sections, "case_memory", memory)
+    t, infos, counts, grown = sections.time_case(argparse.Namespace(quick=True), None,
+                                                 ["a", "b"], "case", ("query",), 8, 32, ["a"])
+    assert calls[-1] == "memory" and calls.count("memory") == 1 and calls.count("a") == 4
+    assert grown == {"a": 2.0} and t.rounds("b") == 3
+    row = sections.case_row("case", "b", infos, counts, t)
+    assert list(row) == ["case", "method", "config", "trainable", "median_ms"]
+    assert (row["config"], row["trainable"]) == ("cfg b", 1)

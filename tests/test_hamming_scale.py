@@ -5,6 +5,8 @@ written out), the identity at initialisation, exact merges (and unmerges) on bot
 batched build against the per-layer one, the contract checks, and save / load in the current
 format (with files without a scale written exactly as before)."""
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -15,6 +17,9 @@ from qiadapters import AdapterModel, HammingAdapter, HammingConfig, get_adapter_
 from qiadapters.adapters.hamming import batched
 from qiadapters.testing import assert_valid_adapter, perturb
 from qiadapters.tiny_models import tiny_bert, tiny_mlp
+
+sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
+from testing_utils import saved_only_when_on  # noqa: E402
 
 
 def _reference(layer: HammingAdapter, x: torch.Tensor) -> torch.Tensor:
@@ -115,25 +120,8 @@ def test_the_contract(side):
 
 
 def test_saved_files_record_the_scale_only_when_on(tmp_path):
-    model, inputs = tiny_bert()
-    am = perturb(get_adapter_model(model, HammingConfig(target_modules=["query", "value"],
-                                                        block_size=8, scale=True)))
-    am.eval()
-    with torch.no_grad():
-        ref = am(**inputs).logits
-    am.save_pretrained(tmp_path / "on")
-    config = json.loads((tmp_path / "on" / "adapter_config.json").read_text())
-    assert config["scale"] is True
-    fresh, _ = tiny_bert()
-    loaded = AdapterModel.from_pretrained(fresh, tmp_path / "on").eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, ref, atol=1e-6, rtol=0)
+    loaded = saved_only_when_on(tmp_path, "scale")
     assert any(n.endswith(".scale") for n, _ in loaded.named_parameters())
-
-    plain = get_adapter_model(tiny_bert()[0], HammingConfig(target_modules=["query"],
-                                                            block_size=8))
-    plain.save_pretrained(tmp_path / "off")
-    assert "scale" not in json.loads((tmp_path / "off" / "adapter_config.json").read_text())
 
 
 def test_a_bad_scale_is_refused_naming_it():

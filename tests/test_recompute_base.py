@@ -23,7 +23,7 @@ from qiadapters.testing import assert_valid_adapter, perturb
 from qiadapters.tiny_models import tiny_bert
 
 sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
-from testing_utils import HostSyncs  # noqa: E402
+from testing_utils import HostSyncs, saved_only_when_on  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "saved_by_0.3.2", "hamming")
 
@@ -291,25 +291,9 @@ def test_the_contract():
 
 
 def test_saved_files_record_it_only_when_on(tmp_path):
-    model, inputs = tiny_bert()
-    am = perturb(get_adapter_model(model, HammingConfig(target_modules=["query", "value"],
-                                                        block_size=8, recompute_base=True)))
-    am.eval()
-    with torch.no_grad():
-        ref = am(**inputs).logits
-    am.save_pretrained(tmp_path / "on")
-    assert json.loads((tmp_path / "on" / "adapter_config.json").read_text())["recompute_base"]
-    loaded = AdapterModel.from_pretrained(tiny_bert()[0], tmp_path / "on").eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, ref, atol=1e-6, rtol=0)
+    loaded = saved_only_when_on(tmp_path, "recompute_base")
     layers = [m for m in loaded.modules() if isinstance(m, HammingAdapter)]
     assert len(layers) == 4 and all(m.recompute_base["default"] for m in layers)
-
-    plain = get_adapter_model(tiny_bert()[0], HammingConfig(target_modules=["query"],
-                                                            block_size=8))
-    plain.save_pretrained(tmp_path / "off")
-    assert "recompute_base" not in json.loads((tmp_path / "off" / "adapter_config.json")
-                                              .read_text())
 
 
 def test_a_file_without_the_field_loads_without_it():

@@ -16,7 +16,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from qiadapters.adapters.layer import AdapterLayer
 
-__all__ = ["HOST_SYNC_OPS", "HostSyncs", "exit_worker", "random_orthogonal"]
+__all__ = ["HOST_SYNC_OPS", "HostSyncs", "exit_worker", "random_orthogonal",
+           "saved_only_when_on"]
 
 
 def exit_worker() -> None:
@@ -90,3 +91,31 @@ def triton_kernels_interpretable() -> bool:
     kernel is defined; set it first), or imported under it."""
     module = sys.modules.get("qiadapters.circuits.kernels.pair_minors_triton")
     return module is None or type(module._forward_kernel).__name__ == "InterpretedFunction"
+
+
+def saved_only_when_on(folder, field: str):
+    """A Hamming option that is written to ``adapter_config.json`` only when on: a tiny BERT
+    adapted with ``HammingConfig(**{field: True})`` (blocks of 8, query/value) saves
+    ``field: true`` and reloads onto a fresh model with the same logits (1e-6); one without
+    it saves no such key.  Returns the reloaded model (for the caller's own checks)."""
+    import json
+
+    from qiadapters import AdapterModel, HammingConfig, get_adapter_model
+    from qiadapters.testing import perturb
+    from qiadapters.tiny_models import tiny_bert
+
+    model, inputs = tiny_bert()
+    config = HammingConfig(target_modules=["query", "value"], block_size=8, **{field: True})
+    am = perturb(get_adapter_model(model, config)).eval()
+    with torch.no_grad():
+        ref = am(**inputs).logits
+    am.save_pretrained(folder / "on")
+    assert json.loads((folder / "on" / "adapter_config.json").read_text())[field] is True
+    loaded = AdapterModel.from_pretrained(tiny_bert()[0], folder / "on").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, ref, atol=1e-6, rtol=0)
+    plain = get_adapter_model(tiny_bert()[0], HammingConfig(target_modules=["query"],
+                                                            block_size=8))
+    plain.save_pretrained(folder / "off")
+    assert field not in json.loads((folder / "off" / "adapter_config.json").read_text())
+    return loaded

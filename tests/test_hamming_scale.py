@@ -4,7 +4,6 @@ Against an independent dense reference (the rotation's own dense ``D`` times ``d
 written out), the identity at initialisation, exact merges (and unmerges) on both sides, the
 batched build against the per-layer one, the contract checks, and save / load in the current
 format (with files without a scale written exactly as before)."""
-import json
 import os
 import sys
 
@@ -13,7 +12,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from qiadapters import AdapterModel, HammingAdapter, HammingConfig, get_adapter_model
+from qiadapters import AdapterModel, HammingAdapter, HammingConfig
 from qiadapters.adapters.hamming import batched
 from qiadapters.testing import assert_valid_adapter, perturb
 from qiadapters.tiny_models import tiny_bert, tiny_mlp

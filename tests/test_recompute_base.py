@@ -17,8 +17,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from qiadapters import (AdapterModel, HammingAdapter, HammingConfig, MixtureConfig,
-                        get_adapter_model)
+from qiadapters import AdapterModel, HammingAdapter, HammingConfig, MixtureConfig
 from qiadapters.testing import assert_valid_adapter, perturb
 from qiadapters.tiny_models import tiny_bert
 

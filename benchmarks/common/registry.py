@@ -168,17 +168,23 @@ def _build_adapter(model, entry):
     config.modules_to_save = [HEAD]
     adapted = qiadapters.get_adapter_model(model, config)
     if entry.family == "hamming":
-        # older records have no block_size; the layout rule matters only without either
-        no_layout = config.blocks is None and config.block_size is None
-        record = {k: v for k, v in config.to_dict().items() if k in _HAMMING_RECORD_KEYS
-                  or (k == "block_size" and v is not None)
-                  or (k == "default_layout" and no_layout)}
+        # older records have no block_size
+        record = _without_unused_rule({k: v for k, v in config.to_dict().items()
+                                       if k in _HAMMING_RECORD_KEYS or k == "default_layout"
+                                       or (k == "block_size" and v is not None)})
     else:
         record = json.loads(json.dumps(config.to_dict(), default=str))
-        for expert in record.get("experts", []):  # as above: the rule only where it acts
-            if expert.get("blocks") is not None or expert.get("block_size") is not None:
-                expert.pop("default_layout", None)
+        for expert in record.get("experts", []):
+            _without_unused_rule(expert)
     return adapted, adapted.aux_loss, record
+
+
+def _without_unused_rule(config: dict) -> dict:
+    """A Hamming config dict without ``default_layout`` where ``blocks`` or ``block_size``
+    decide the layout (records made before the rule existed have no such key)."""
+    if config.get("blocks") is not None or config.get("block_size") is not None:
+        config.pop("default_layout", None)
+    return config
 
 
 # --------------------------------------------------------------------------- the rest

@@ -29,7 +29,7 @@ import heapq
 from math import comb
 from typing import Iterable, Iterator, Optional
 
-from ..adapters.hamming import PARAMETRIZATIONS, plan_blocks
+from ..adapters.hamming import DEFAULT_LAYOUT, PARAMETRIZATIONS, plan_blocks
 from ..adapters.hamming.config import check_orders
 from ..circuits import LAYOUTS, max_qubits
 from ..circuits.block_layout import BlockLayout
@@ -112,7 +112,8 @@ def iter_plans(dim: int, budget: int, orders: Iterable[Iterable[int]] = DEFAULT_
     return _rows(dim, budget, order_sets, kinds, scales)
 
 
-def default_layout(dim: int, orders=(1, 2), rule: str = "compact") -> Optional[BlockLayout]:
+def default_layout(dim: int, orders=(1, 2),
+                   rule: str = DEFAULT_LAYOUT) -> Optional[BlockLayout]:
     """The layout ``HammingConfig(orders=orders, default_layout=rule)`` gives a ``dim``-wide
     layer (None where the layer is too narrow for the orders)."""
     try:

@@ -37,6 +37,18 @@ def one_layer_minilm():
 
 
 @pytest.fixture(scope="module")
+def six_layer_minilm():
+    """all-MiniLM-L6-v2's shape at full depth (random weights): the methods whose parameters
+    are shared across layers (:data:`registry.SHARED_PARAMETER_FAMILIES`) are counted here."""
+    config = transformers.BertConfig(vocab_size=64, hidden_size=384,
+                                     num_hidden_layers=MINILM_LAYERS, num_attention_heads=12,
+                                     intermediate_size=1536, max_position_embeddings=32,
+                                     num_labels=26)
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
+
+
+@pytest.fixture(scope="module")
 def committed_tradeoff():
     with open(RESULTS / "tradeoff.csv", newline="") as f:
         return {row["method"]: row for row in csv.DictReader(f)}
@@ -85,15 +97,18 @@ def test_the_committed_runs_measured_most_entries():
 
 
 @pytest.mark.parametrize("name", sorted(registry.METHODS))
-def test_entry_builds_with_the_parameters_its_runs_measured(one_layer_minilm, name):
+def test_entry_builds_with_the_parameters_its_runs_measured(one_layer_minilm, six_layer_minilm,
+                                                           name):
     """Built on one MiniLM layer, six times its adapter parameters are the count the
     committed runs of the method measured on the six-layer model (a method never trained:
-    some parameters, none of them the frozen key projections)."""
+    some parameters, none of them the frozen key projections); a method whose parameters
+    are shared across layers is built on all six."""
     entry = registry.get(name)
     why = registry.family_available(entry)
     if why is not None:
         pytest.skip(why)
-    base = copy.deepcopy(one_layer_minilm)
+    shared = entry.family in registry.SHARED_PARAMETER_FAMILIES
+    base = copy.deepcopy(six_layer_minilm if shared else one_layer_minilm)
     model, aux_loss_fn, record = entry.build(base)
     json.dumps(record)  # records go into CSV / JSONL files as they are
     head = registry.head_parameters(model)
@@ -104,7 +119,7 @@ def test_entry_builds_with_the_parameters_its_runs_measured(one_layer_minilm, na
         assert adapter == sum(p.numel() for p in one_layer_minilm.parameters()) - head
     else:
         if name in MEASURED:
-            assert MINILM_LAYERS * adapter == MEASURED[name]
+            assert (1 if shared else MINILM_LAYERS) * adapter == MEASURED[name]
         assert (adapter > 0) == (entry.family != "head")
         assert not any(n.endswith("attention.self.key.weight") for n, _ in trainable)
     out = model(input_ids=torch.randint(1, 64, (2, 8)))

@@ -83,17 +83,33 @@ def lora_config(r: int, lora_alpha: Optional[int] = None, target_modules=TARGETS
 
 
 #: The peft families other than LoRA, by their config class (peft 0.21).  RoAd, FourierFT,
-#: VeRA and IA3 are peft's methods built for tiny budgets.
+#: VeRA, IA3 and the second group (TinyLoRA to GraLoRA) are peft's methods built for tiny
+#: budgets, the rivals of the trade-off's frontier (``docs/tradeoff.md``).
 _PEFT_CLASSES = {"oft": "OFTConfig", "boft": "BOFTConfig", "hra": "HRAConfig",
                  "road": "RoadConfig", "fourierft": "FourierFTConfig", "vera": "VeraConfig",
-                 "ia3": "IA3Config"}
+                 "ia3": "IA3Config",
+                 "tinylora": "TinyLoraConfig", "unilora": "UniLoraConfig",
+                 "ln_tuning": "LNTuningConfig", "c3a": "C3AConfig", "beft": "BeftConfig",
+                 "waveft": "WaveFTConfig", "vblora": "VBLoRAConfig", "randlora": "RandLoraConfig",
+                 "shira": "ShiraConfig", "psoft": "PsoftConfig", "delora": "DeloraConfig",
+                 "gralora": "GraloraConfig"}
+#: The peft families whose trainable parameters are shared across layers (one vector or
+#: bank for the whole model), or sit outside the layers (LN tuning's embedding norm): their
+#: count is not the layers' count times a per-layer count.
+SHARED_PARAMETER_FAMILIES = frozenset({"unilora", "vblora", "ln_tuning"})
 _PEFT_RECORD_KEYS = {"peft_type", "r", "lora_alpha", "lora_dropout", "target_modules",
                      "oft_block_size", "use_cayley_neumann", "coft", "block_share",
                      "boft_block_size", "boft_block_num", "boft_n_butterfly_factor",
                      "boft_dropout", "module_dropout", "modules_to_save", "variant",
                      "group_size", "n_frequency", "scaling", "random_loc_seed",
                      "vera_dropout", "d_initial", "projection_prng_key",
-                     "feedforward_modules"}
+                     "feedforward_modules",
+                     # the tiny-budget families
+                     "u", "weight_tying", "projection_seed", "theta_d_length", "proj_seed",
+                     "block_size", "wavelet_family", "use_idwt", "num_vectors", "vector_length",
+                     "topk", "randlora_alpha", "sparse", "very_sparse", "mask_type",
+                     "random_seed", "psoft_alpha", "psoft_orth", "psoft_mag_a", "psoft_mag_b",
+                     "delora_lambda", "alpha", "gralora_k", "hybrid_r"}
 
 
 def peft_config(entry: Entry, target_modules=None, modules_to_save=(HEAD,)):
@@ -233,6 +249,7 @@ def _build_paper_dense(model, entry):
 FAMILIES: dict[str, Callable] = {
     "lora": _build_peft, "oft": _build_peft, "boft": _build_peft, "hra": _build_peft,
     "road": _build_peft, "fourierft": _build_peft, "vera": _build_peft, "ia3": _build_peft,
+    **{family: _build_peft for family in _PEFT_CLASSES},
     "hamming": _build_adapter, "physics": _build_adapter, "mixture": _build_adapter,
     "head": _build_head, "full": _build_full, "paper_dense": _build_paper_dense,
     "bottleneck": _build_bottleneck,
@@ -240,6 +257,7 @@ FAMILIES: dict[str, Callable] = {
 #: family -> where it comes from.
 GROUPS = {"lora": "peft", "oft": "peft", "boft": "peft", "hra": "peft", "road": "peft",
           "fourierft": "peft", "vera": "peft", "ia3": "peft",
+          **{family: "peft" for family in _PEFT_CLASSES},
           "hamming": "qiadapters", "physics": "physics", "mixture": "mixture",
           "head": "head", "full": "full", "paper_dense": "paper", "bottleneck": "bottleneck"}
 

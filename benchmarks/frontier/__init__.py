@@ -1,0 +1,1 @@
+"""The tiny-budget frontier: accuracy against parameters and costs (:mod:`.run`)."""

@@ -23,8 +23,13 @@ from .sweep import append_run, load_runs, plan
 def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
               load_model: Callable[[int], nn.Module], steps: int, batch_size: int,
               warmup_frac: float, progress: bool = True,
-              probe_n: Optional[int] = None) -> dict:
+              probe_n: Optional[int] = None, monitor_for: Optional[Callable] = None,
+              monitor_every: Optional[int] = None) -> dict:
     """Build ``method`` on a fresh model (head seeded by ``seed``), train, score; one record.
+
+    ``monitor_for(model)``: None, or a ``monitor(step) -> dict`` for the built model, called
+    during training (:func:`benchmarks.common.training.train`, every ``monitor_every`` steps);
+    its dicts go into the record as ``history`` (left out when there are none).
 
     ``probe_n``: also run the forgetting probe on that many held-out synsets
     (:func:`benchmarks.forgetting.probe`, its fields added to the record); None: no probe. A
@@ -35,10 +40,12 @@ def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
     trainable = count_trainable(model)
     head = head_parameters(model)
     desc = f"{method.name} lr={lr:g} seed={seed}"
+    monitor = None if monitor_for is None else monitor_for(model)
     cpu0 = time.process_time()
     metrics = train(model, data["train"], None, steps=steps, batch_size=batch_size, lr=lr,
                     warmup_frac=warmup_frac, seed=seed, aux_loss_fn=aux_loss_fn,
-                    progress=progress, desc=desc, adapter_lr_scale=method.adapter_lr_scale)
+                    progress=progress, desc=desc, adapter_lr_scale=method.adapter_lr_scale,
+                    monitor=monitor, monitor_every=monitor_every)
     cpu_seconds = time.process_time() - cpu0
     scores = {split: evaluate(model, data[split]) for split in splits_to_score}
     probe = {}
@@ -63,6 +70,7 @@ def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
         # load on a shared machine (with 1 thread it is the single-core cost of a step).
         "cpu_seconds_per_step": cpu_seconds / steps,
         "config": record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **({"history": metrics["history"]} if metrics["history"] else {}),
         **probe,
     }
 

@@ -167,7 +167,8 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
           aux_loss_fn=None, progress: bool = True, weight_decay: float = 0.0,
           max_grad_norm: float | None = None, eval_batch_size: int = 256,
           eval_every: int | None = None, find_unused_parameters: bool = False,
-          desc: str = "train", adapter_lr_scale: float = 1.0) -> dict:
+          desc: str = "train", adapter_lr_scale: float = 1.0, monitor=None,
+          monitor_every: int | None = None) -> dict:
     """Train ``model`` in place for ``steps`` optimiser steps; return metrics.
 
     AdamW over the parameters with ``requires_grad`` (``weight_decay`` 0 by default), linear
@@ -178,7 +179,11 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     ``progress``: a tqdm bar on rank 0 when stderr is a terminal, otherwise a printed line
     every tenth of the run; False for silence.  ``adapter_lr_scale``: every trainable
     parameter outside the classification head (:data:`~benchmarks.common.constants.HEAD`) trains at
-    ``lr * adapter_lr_scale``, the head at ``lr`` (one lr for all when 1).
+    ``lr * adapter_lr_scale``, the head at ``lr`` (one lr for all when 1).  ``monitor(step)``,
+    if given, returns a JSON-able dict describing the model after ``step`` optimiser steps
+    (e.g. its router weights); it is called before the first step, every ``monitor_every``
+    steps (default: a tenth of the run) and after the last, and its dicts are returned in
+    ``history`` as ``{"step": step, **monitor(step)}``.
 
     Runs under ``torchrun`` with DDP on gloo: the process group is joined from the
     environment, ``batch_size`` is the global batch and must divide by the world size.
@@ -188,7 +193,8 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     Returns a dict: ``steps``, ``batch_size``, ``world_size``, ``lr``, ``trainable_params``,
     ``losses`` (per-step cross-entropy averaged over ranks), ``aux_losses``, ``train_loss``
     (mean of the last 10% of steps), ``val_accuracy`` (None without ``val_data``),
-    ``val_history`` (``[(step, accuracy)]``), ``step_times`` (seconds of each step, this
+    ``val_history`` (``[(step, accuracy)]``), ``history`` (the monitor's dicts, ``[]``
+    without one), ``step_times`` (seconds of each step, this
     process), ``seconds_per_step`` (mean), ``median_seconds_per_step``, ``train_seconds``.
     """
     if steps < 1:
@@ -222,7 +228,10 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     bar = tqdm(total=steps, desc=desc, disable=not show_bar, leave=True, dynamic_ncols=True)
     # Without a terminal (logs, CI) a line every tenth of the run replaces the bar.
     log_every = max(1, steps // 10) if progress and is_main_process() and not show_bar else 0
-    losses, aux_losses, step_times, val_history = [], [], [], []
+    losses, aux_losses, step_times, val_history, history = [], [], [], [], []
+    every = max(1, monitor_every or steps // 10)
+    if monitor is not None:
+        history.append({"step": 0, **monitor(0)})
     model.train()
     started = time.perf_counter()
     for step, index in enumerate(global_batches(n, batch_size, steps, seed)):
@@ -252,6 +261,8 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
         if val_data is not None and eval_every and (step + 1) % eval_every == 0 \
                 and step + 1 < steps:
             val_history.append((step + 1, evaluate(model, val_data, eval_batch_size)))
+        if monitor is not None and ((step + 1) % every == 0 or step + 1 == steps):
+            history.append({"step": step + 1, **monitor(step + 1)})
     bar.close()
     train_seconds = time.perf_counter() - started
 
@@ -277,6 +288,7 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
         "train_loss": sum(tail) / len(tail),
         "val_accuracy": val_accuracy,
         "val_history": val_history,
+        "history": history,
         "step_times": step_times,
         "seconds_per_step": sum(step_times) / len(step_times),
         "median_seconds_per_step": sorted_times[len(sorted_times) // 2],

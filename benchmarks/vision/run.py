@@ -35,6 +35,28 @@ not what the report shows).
     python -m benchmarks.vision --quick            # smoke run into results/quick/, ~3 min
     python -m benchmarks.vision --tasks digits --methods vision-lora-r4 --workers 1
     python -m benchmarks.vision --report-only      # rebuild csv / md / png from the runs
+
+**Long (VTAB-1k-length) protocol** (``--epochs``): VTAB-1k trains about 100 epochs on its
+1,000 images; ``--epochs 100`` trains 100 passes over the same 800 training images
+(``steps = round(epochs * 800 / batch_size)`` = 2,500 at batch 32), the same AdamW, warm-up
+10% + cosine, no augmentation, the lr still chosen on validation.  ``--lrs`` replaces every
+chosen row's grid (a long schedule wants smaller rates than the 60-step grids);
+``--backbone 14x14`` trains on the 2-pixel-patch ViT (:data:`benchmarks.vision.model.BACKBONES`;
+the physics rows' grid follows it).  Each run records ``grid``, ``backbone`` and, for routed
+physics adapters, ``history`` (router shares and entropy every ``--monitor-every`` steps,
+:mod:`benchmarks.vision.priors_log`) and ``priors`` (the learned constants, frequency
+responses and the input's power spectrum); runs are keyed by (task, method, lr, seed, steps,
+grid), so a killed sweep resumes where it stopped.  Without ``--results`` such a run writes to
+``benchmarks/results/vision_<backbone>_<steps>steps/``.  Budget of the full long table
+(5 tasks x 8 key rows, ``--seeds 0``, 3 lrs each): 120 runs x 2,500 steps x 0.1-0.16 s of
+one core (7x7; measured on a shared machine) = 8.3-13 core-hours, 4-7 hours over two
+workers; with seeds 1 and 2 at the chosen lr, 5-11 hours.  The 14x14 grid costs ~5x per
+step.
+
+    python -m benchmarks.vision --epochs 100 --seeds 0 --lrs 0.001 0.003 0.01 \
+        --methods vision-bottleneck-input vision-physics-heat-input \
+        vision-physics-wave-input vision-physics-poisson-input vision-physics-moppa-input \
+        vision-lora-r4 vision-oft vision-hamming-12-b3
 """
 from __future__ import annotations
 
@@ -53,6 +75,7 @@ from ..common.runs import train_one
 from ..common.sweep import MAX_EXTEND, append_run, plan
 from .data import TASKS, VisionDataMissingError, load_task
 from .methods import DEFAULTS, METHODS, QUICK, Method, middle_lr
+from .model import get_backbone
 from .tables import load_all_runs, report
 
 #: The protocol of every row (``experiments/default_training_params.json``).
@@ -69,6 +92,32 @@ def _capture(method: Method, holder: dict) -> Method:
     return dataclasses.replace(method, build=build)
 
 
+def on_grid(method: Method, grid) -> Method:
+    """``method`` with its registry config's ``grid`` (physics and mixture rows) set to
+    ``grid``; any other row unchanged."""
+    from ..common import registry
+
+    entry = registry.get(method.name)
+    if "grid" not in entry.config:
+        return method
+    entry = dataclasses.replace(entry, config={**entry.config, "grid": list(grid)})
+    return dataclasses.replace(method, build=entry.build)
+
+
+def steps_for(epochs: float, batch_size: int, n_train: int = 800) -> int:
+    """Optimiser steps of ``epochs`` passes over ``n_train`` images at ``batch_size``."""
+    if not epochs > 0:
+        raise ValueError(f"epochs={epochs!r} is not valid; valid: epochs > 0")
+    return max(1, int(round(epochs * n_train / batch_size)))
+
+
+def on_backbone(runs: list[dict], task: str, grid) -> list[dict]:
+    """The runs of ``task`` on the backbone with ``grid`` (records without a ``grid`` field
+    predate the 14x14 backbone: 7x7)."""
+    return [r for r in runs if r.get("task") == task
+            and tuple(r.get("grid", (7, 7))) == tuple(grid)]
+
+
 def pairs(tasks, methods, worker: int = 0, workers: int = 1) -> list[tuple[str, Method]]:
     """The (task, method) pairs of one worker: enumerated method by method, dealt in turn."""
     every = [(task, method) for method in methods for task in tasks]
@@ -76,12 +125,17 @@ def pairs(tasks, methods, worker: int = 0, workers: int = 1) -> list[tuple[str, 
 
 
 def run_worker(tasks, methods, out: Path, seeds, steps: int, batch_size: int, n_test: int,
-               extend: int, worker: int = 0, workers: int = 1) -> int:
+               extend: int, worker: int = 0, workers: int = 1, backbone: str = "7x7",
+               monitor_every: int | None = None) -> int:
     """Train every missing run of this worker's pairs; one JSON line per run."""
     from tqdm.auto import tqdm
 
     from ..routing import router_weights
     from .model import load_backbone
+    from .priors_log import prior_state, router_monitor
+
+    spec = get_backbone(backbone)
+    methods = [on_grid(m, spec.grid) for m in methods]
 
     runs_path = out / f"vision_runs.w{worker}.jsonl"
     mine = pairs(tasks, methods, worker, workers)
@@ -92,23 +146,29 @@ def run_worker(tasks, methods, out: Path, seeds, steps: int, batch_size: int, n_
             data[task] = load_task(task, n_test=n_test)
         splits, classes = data[task]
         while True:
-            done = [r for r in load_all_runs(out) if r.get("task") == task]
+            done = on_backbone(load_all_runs(out), task, spec.grid)
             nxt = plan(done, method, method.lrs, seeds, steps, batch_size, extend)
             if nxt is None:
                 break
             lr, seed, scored = nxt
             holder: dict = {}
+            probe = {"pixel_values": splits["validation"]["pixel_values"][:64]}
             try:
                 run = train_one(_capture(method, holder), lr, seed, scored, splits,
-                                lambda s: load_backbone(classes, seed=s), steps, batch_size,
-                                WARMUP_FRAC, progress=False)
+                                lambda s: load_backbone(classes, seed=s, backbone=backbone),
+                                steps, batch_size, WARMUP_FRAC, progress=False,
+                                monitor_for=lambda m: router_monitor(m, probe),
+                                monitor_every=monitor_every)
             except Exception as err:
                 print(f"FAILED {task} {method.name} lr={lr:g} seed={seed}: "
                       f"{type(err).__name__}: {err}", flush=True)
                 break
-            probe = {"pixel_values": splits["validation"]["pixel_values"][:64]}
             run.update(task=task, classes=classes, n_test=len(splits["test"]["labels"]),
-                       router=router_weights(holder["model"], probe))
+                       router=router_weights(holder["model"], probe), grid=list(spec.grid),
+                       backbone=backbone)
+            priors = prior_state(holder["model"], probe)
+            if priors:
+                run["priors"] = priors
             append_run(runs_path, run)
             trained += 1
             accs = " ".join(f"{k[:4]} {100 * run[k]:.1f}" for k in ("val_accuracy",
@@ -130,6 +190,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="the first is the sweep seed; default 0 1 2")
     p.add_argument("--steps", type=int, default=None, help=f"optimiser steps ({STEPS})")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="passes over the 800 training images instead of --steps (100: the "
+                        "VTAB-1k-length protocol, 2,500 steps at batch 32)")
+    p.add_argument("--lrs", nargs="+", type=float, default=None,
+                   help="one lr grid for every chosen row (default: each row's own)")
+    p.add_argument("--backbone", default="7x7", choices=["7x7", "14x14"],
+                   help="the pretrained ViT: 4-pixel patches (7x7 grid) or 2-pixel (14x14)")
+    p.add_argument("--monitor-every", type=int, default=None,
+                   help="router shares and entropy every this many steps (default a tenth)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--workers", type=int, default=2,
                    help="worker processes, one torch thread each (default 2)")
@@ -149,16 +218,25 @@ def settings(args) -> dict:
     if unknown:
         raise SystemExit(f"error: unknown methods {unknown}; valid: {list(METHODS)}")
     methods = [METHODS[n] for n in names]
+    if getattr(args, "lrs", None):
+        methods = [dataclasses.replace(m, lrs=tuple(args.lrs)) for m in methods]
     if quick:
         methods = [dataclasses.replace(m, lrs=(middle_lr(m),)) for m in methods]
+    epochs, backbone = getattr(args, "epochs", None), getattr(args, "backbone", "7x7")
+    steps = (steps_for(epochs, args.batch_size) if epochs else
+             args.steps or (QUICK["steps"] if quick else STEPS))
+    out = args.results or results_dir(quick)
+    if args.results is None and (epochs or backbone != "7x7"):
+        out = out / f"vision_{backbone}_{steps}steps"
     return {"tasks": args.tasks or list(QUICK["tasks"] if quick else TASKS),
             "methods": methods,
             "seeds": tuple(args.seeds or (QUICK["seeds"] if quick else SEEDS)),
-            "steps": args.steps or (QUICK["steps"] if quick else STEPS),
+            "steps": steps,
             "batch_size": args.batch_size,
             "n_test": QUICK["n_test"] if quick else 1000,
             "extend": 0 if quick else MAX_EXTEND,
-            "out": args.results or results_dir(quick)}
+            "out": out, "backbone": backbone,
+            "monitor_every": getattr(args, "monitor_every", None)}
 
 
 def _spawn(argv, workers: int) -> int:
@@ -177,7 +255,8 @@ def main(argv=None) -> int:
         worker, workers = (int(x) for x in args.worker.split("/"))
         torch.set_num_threads(1)
         run_worker(s["tasks"], s["methods"], s["out"], s["seeds"], s["steps"],
-                   s["batch_size"], s["n_test"], s["extend"], worker, workers)
+                   s["batch_size"], s["n_test"], s["extend"], worker, workers, s["backbone"],
+                   s["monitor_every"])
         return 0
     if not args.report_only:
         try:

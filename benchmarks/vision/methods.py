@@ -41,6 +41,9 @@ ROWS = (
     # The default layout's sweep: blocks of 16 / 32 / 64 x orders {1,2} / {1,2,3}.
     "vision-hamming-12-bs16", "vision-hamming-12-bs64", "vision-hamming-123-bs16",
     "vision-hamming-123-bs64",
+    # The tiny-budget frontier: peft 0.21's methods made for tiny budgets (the registry's
+    # text entries at more budgets; these two at their smallest).
+    "vision-unilora-d256", "vision-psoft-r8",
 )
 
 

@@ -32,6 +32,10 @@ __all__ = ["MAX_TABLE_ENTRIES", "MAX_RANK_RATIO", "MAX_WIDTH", "MAX_EXPERTS", "u
 
 #: Most integer index-table entries one Hamming block may need (:func:`hamming_table_entries`).
 MAX_TABLE_ENTRIES = 4_000_000
+#: The largest ``n`` whose order-2 tables include the flat gather's
+#: (:class:`~qiadapters.circuits.compound.PairMinorsFlat`, ``4 C(n,2)^2`` entries: 240k at
+#: ``n = 23``; that table grows as ``n^4``, the others as ``n^2``).
+FLAT_PAIR_MAX_N = 23
 #: A physics adapter's ``rank`` is at most this many times its width ``dim``.
 MAX_RANK_RATIO = 4
 #: Widest hidden state a physics adapter may be told to read (``dim``).
@@ -72,7 +76,9 @@ def hamming_table_entries(n: int, orders: Iterable[int], gates: int = 0,
                           gate_tables: bool = False) -> int:
     """Integer index-table entries one block of ``n`` qubits with Hamming weights ``orders``
     needs: the Laplace route's tables of every weight ``2 <= j <= max k < n``
-    (``(2 + 2j) C(n,j)``), the mode-wise route's of every order ``2 <= k < n``
+    (``(2 + 2j) C(n,j)``), the flat order-2 gather's while ``n <=``
+    :data:`FLAT_PAIR_MAX_N` (``4 C(n,2)^2``), the mode-wise
+    route's of every order ``2 <= k < n``
     (``2 k! C(n,k)``) and, for a circuit of ``gates`` gates, its weight-1 tables
     (``gates n``) and, when its higher blocks are simulated gate by gate rather than taken
     as compounds (``gate_tables``), their tables (``2 gates C(n,k)``).  Pure arithmetic on
@@ -80,6 +86,8 @@ def hamming_table_entries(n: int, orders: Iterable[int], gates: int = 0,
     ks = [k for k in orders if 2 <= k < n]
     top = max(ks, default=1)
     total = gates * n + sum((2 + 2 * j) * comb(n, j) for j in range(2, top + 1))
+    if top >= 2 and n <= FLAT_PAIR_MAX_N:
+        total += 4 * comb(n, 2) ** 2
     for k in ks:
         total += 2 * comb(n, k) * (factorial(k) + (gates if gate_tables else 0))
     return total

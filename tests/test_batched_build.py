@@ -87,9 +87,14 @@ def test_batched_equals_per_layer_and_dense(monkeypatch, options):
 def test_one_build_per_group(monkeypatch):
     am = _model(dtype=torch.float32)
     calls = []
-    original = parametrizations.Cayley.orthogonal_of_skew
-    monkeypatch.setattr(parametrizations.Cayley, "orthogonal_of_skew",
-                        staticmethod(lambda S: calls.append(S.shape) or original(S)))
+    original = parametrizations.Cayley.orthogonal
+
+    def spy(self, dtype=None, weight=None):
+        Q = original(self, dtype, weight)
+        calls.append(tuple(Q.shape))
+        return Q
+
+    monkeypatch.setattr(parametrizations.Cayley, "orthogonal", spy)
     _run(am, True, monkeypatch, dtype=torch.float32)
     # widths 48 (a, b: blocks of 24, n = 6) and 24 (c, skipped: blocks of 12, n = 4)
     assert sorted(calls) == [(4, 4, 4), (4, 6, 6)]

@@ -237,26 +237,51 @@ def test_compound_gradcheck(k):
 
 @pytest.mark.parametrize("n", [3, 6, 21])
 def test_pair_minor_routes_agree_with_minors_and_gradcheck(n):
-    from qiadapters.circuits.compound import (PairMinorsByRow, compound_det, compound_tables,
-                                              pair_minors)
+    from qiadapters.circuits.compound import (PairMinorsByRow, PairMinorsFlat, compound_det,
+                                              compound_tables, pair_minors)
 
     U = torch.randn(2, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
-    first, second = compound_tables(n, 2, U.device)
+    first, second, flat = compound_tables(n, 2, U.device)
     ref = compound_det(U, 2)
     torch.testing.assert_close(pair_minors(U, first, second), ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(PairMinorsByRow.apply(U, first, second), ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(PairMinorsFlat.apply(U, flat), ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(qa.compound(U, 2), ref, atol=1e-12, rtol=0)
     if n <= 6:
         Ug = U.clone().requires_grad_()
-        for route in (pair_minors, PairMinorsByRow.apply):
+        for route in (pair_minors, PairMinorsByRow.apply,
+                      lambda u, *_: PairMinorsFlat.apply(u, flat)):
             assert torch.autograd.gradcheck(lambda u: route(u, first, second), (Ug,))
             assert torch.autograd.gradgradcheck(lambda u: route(u, first, second), (Ug,))
-    else:  # the dispatching route at large n: gradient against the determinant route
+    else:  # the dispatching and the flat route at large n: gradients against determinants
         Ug = U.clone().requires_grad_()
         G = torch.randn_like(ref)
-        (g1,) = torch.autograd.grad(qa.compound(Ug, 2), Ug, G)
-        (g2,) = torch.autograd.grad(compound_det(Ug, 2), Ug, G)
-        torch.testing.assert_close(g1, g2, atol=1e-10, rtol=0)
+        (want,) = torch.autograd.grad(compound_det(Ug, 2), Ug, G)
+        for route in (lambda u: qa.compound(u, 2), lambda u: PairMinorsFlat.apply(u, flat)):
+            (got,) = torch.autograd.grad(route(Ug), Ug, G)
+            torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_flat_pair_minors_gradient_kept_regathered_and_in_a_graph(monkeypatch):
+    """The accelerators' route (:class:`PairMinorsFlat`) on a CPU: its gradient with ``G``
+    kept from the forward, gathered again (nothing kept), and in a backward that builds a
+    graph, each against the determinants' (float64, 1e-12)."""
+    import importlib
+
+    compound = importlib.import_module("qiadapters.circuits.compound")
+    n = 7
+    U = torch.randn(5, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    U.requires_grad_()
+    flat = compound.compound_tables(n, 2)[2]
+    G = torch.randn(5, 21, 21, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    (want,) = torch.autograd.grad(compound.compound_det(U, 2), U, G)
+    (kept,) = torch.autograd.grad(compound.PairMinorsFlat.apply(U, flat), U, G)
+    (graph,) = torch.autograd.grad(compound.PairMinorsFlat.apply(U, flat), U, G,
+                                   create_graph=True)
+    monkeypatch.setattr(compound, "SAVED_OPERANDS_MAX_BYTES", 0)
+    (again,) = torch.autograd.grad(compound.PairMinorsFlat.apply(U, flat), U, G)
+    for got in (kept, graph.detach(), again):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
 def _compound_and_grads(U, k, G):

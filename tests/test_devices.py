@@ -14,8 +14,8 @@ from torch import nn
 from qiadapters import HammingAdapter, HammingConfig, Mixture, MixtureConfig, get_adapter_model
 compound = importlib.import_module("qiadapters.circuits.compound")  # the package exports a function of that name
 from qiadapters.circuits import Circuit, cache
-from qiadapters.circuits.compound import (ROW_LOOP_MIN_ENTRIES, PairMinorsByRow, pair_minors,
-                                          row_route, compound_det)
+from qiadapters.circuits.compound import (ROW_LOOP_MIN_ENTRIES, PairMinorsByRow,
+                                          PairMinorsFlat, compound_det, pair_minors, pair_route)
 from qiadapters.circuits.simulate import simulate_block
 from qiadapters.testing import (available_devices, check_identity_at_init, check_merge,
                                 check_training, on_device, perturb, tiny_mlp)
@@ -99,24 +99,32 @@ def test_forward_and_backward_on_the_meta_device(router, top_k):
 
 # ------------------------------------------------------------------ circuits
 def test_order_two_route_rule():
-    """CPU: the row route from ROW_LOOP_MIN_ENTRIES output entries (all blocks together)."""
+    """CPU: the row route from ROW_LOOP_MIN_ENTRIES output entries (all blocks together), the
+    gathers below."""
     for n, blocks in ((6, 3), (15, 3), (15, 36), (22, 1), (40, 1)):
         U = torch.empty(blocks, n, n)
         big = blocks * (n * (n - 1) // 2) ** 2 >= ROW_LOOP_MIN_ENTRIES
-        assert row_route(U) == big and row_route(U.to("meta")) == big
-    assert not row_route(torch.empty(3, 15, 15)) and row_route(torch.empty(36, 15, 15))
+        want = "rows" if big else "gathers"
+        assert pair_route(U) == want and pair_route(U.to("meta")) == want
+    assert pair_route(torch.empty(3, 15, 15)) == "gathers"
+    assert pair_route(torch.empty(36, 15, 15)) == "rows"
 
 
 def test_order_two_route_on_an_accelerator_is_vectorised_within_the_memory_budget(monkeypatch):
     """The rule reads only the device type, the shape and the item size: a stand-in for a
-    CUDA tensor checks it without a GPU."""
+    CUDA tensor checks it without a GPU.  Up to n = 23 one flat gather (its tables grow as
+    n^4), above it the gathers, over the memory budget the rows."""
     n = 64
     U = torch.empty(3, n, n)
     cuda = SimpleNamespace(shape=U.shape, numel=U.numel, element_size=U.element_size,
                            device=SimpleNamespace(type="cuda"))
-    assert row_route(U) and not row_route(cuda)  # 4 x 3 x 2016^2 x 4 B = 195 MB
+    assert pair_route(U) == "rows" and pair_route(cuda) == "gathers"  # 4 x 3 x 2016^2 x 4 B
+    small = torch.empty(3, 23, 23)  # the largest n with the flat gather's tables
+    assert pair_route(SimpleNamespace(shape=small.shape, numel=small.numel,
+                                      element_size=small.element_size,
+                                      device=SimpleNamespace(type="cuda"))) == "flat"
     monkeypatch.setattr(compound, "VECTORISED_MAX_BYTES", 195_000_000)
-    assert row_route(cuda)  # over the budget: the row route
+    assert pair_route(cuda) == "rows"  # over the budget: the row route
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -124,10 +132,10 @@ def test_order_two_route_on_an_accelerator_is_vectorised_within_the_memory_budge
 def test_both_order_two_routes_equal_the_determinants_on_every_device(device, n):
     U = torch.randn(2, n, n, dtype=torch.float64, device=device,
                     generator=torch.Generator(device).manual_seed(n))
-    first, second = compound.compound_tables(n, 2, U.device)
+    first, second, flat = compound.compound_tables(n, 2, U.device)
     ref = compound_det(U, 2)
     for got in (pair_minors(U, first, second), PairMinorsByRow.apply(U, first, second),
-                compound.compound(U, 2)):
+                PairMinorsFlat.apply(U, flat), compound.compound(U, 2)):
         torch.testing.assert_close(got, ref, atol=1e-10, rtol=0)
 
 

@@ -64,7 +64,7 @@ def test_pair_minors_match_eager(interpreted, lead, n):
     """C_2(U) and dU of orthogonal blocks (any leading dims) against :class:`PairMinors`."""
     from qiadapters.circuits.kernels.pair_minors_triton import TritonPairMinors
 
-    first, second = (t.to(DEVICE) for t in pair_tables(n))
+    first, second, _ = (t.to(DEVICE) for t in pair_tables(n))
     r = int(torch.tensor(lead).prod())
     U = random_orthogonal(r, n, seed=n, dtype=torch.float32).reshape(*lead, n, n).to(DEVICE)
     U.requires_grad_(True)
@@ -78,7 +78,7 @@ def test_pair_minors_match_eager(interpreted, lead, n):
 def test_pair_minors_gradcheck_float64(interpreted):
     from qiadapters.circuits.kernels.pair_minors_triton import TritonPairMinors
 
-    first, second = (t.to(DEVICE) for t in pair_tables(3))
+    first, second, _ = (t.to(DEVICE) for t in pair_tables(3))
     U = torch.randn(2, 3, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
     assert torch.autograd.gradcheck(lambda u: TritonPairMinors.apply(u, first, second), (U,))
 

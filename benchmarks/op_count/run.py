@@ -67,7 +67,7 @@ DROPOUT = 0.0
 
 
 class _SeenOn:
-    """What :func:`~qiadapters.circuits.compound.row_route` reads of a tensor, with another
+    """What :func:`~qiadapters.circuits.compound.pair_route` reads of a tensor, with another
     device type."""
 
     def __init__(self, tensor: torch.Tensor, device_type: str):
@@ -79,18 +79,18 @@ class _SeenOn:
 def routes_as(device_type: str):
     """Inside, the Hamming adapters choose their routes as they would on ``device_type``
     (``"cuda"``): the two choices the library makes by device type -- how an order-2
-    compound is built (:func:`~qiadapters.circuits.compound.row_route`) and the route cost
+    compound is built (:func:`~qiadapters.circuits.compound.pair_route`) and the route cost
     model's constants (:func:`~qiadapters.circuits.route_cost.costs_for`) -- are asked for
     that device type; the ops then run on the CPU tensors as usual."""
     compound = importlib.import_module("qiadapters.circuits.compound")  # the package
     route_cost = importlib.import_module("qiadapters.circuits.route_cost")  # exports compound()
-    row_route, costs_for = compound.row_route, route_cost.costs_for
-    compound.row_route = lambda U: row_route(_SeenOn(U, device_type))
+    pair_route, costs_for = compound.pair_route, route_cost.costs_for
+    compound.pair_route = lambda U: pair_route(_SeenOn(U, device_type))
     route_cost.costs_for = lambda _: costs_for(device_type)
     try:
         yield
     finally:
-        compound.row_route, route_cost.costs_for = row_route, costs_for
+        compound.pair_route, route_cost.costs_for = pair_route, costs_for
 
 
 def count_method(name: str, targets, layers: int = 6, tokens: int = TOKENS,

@@ -16,7 +16,9 @@ Routes (all exact, all differentiable, batched over leading dims):
   problems from four gathers of the pairs' columns and rows (:class:`PairMinors`, keeping
   the four for the backward while they are small), for large ones (many blocks, or large
   ``n``) written row pair by row pair straight into the output (:class:`PairMinorsByRow`, no
-  intermediate of the output's size); which one is chosen per device by :func:`row_route`.
+  intermediate of the output's size), and on an accelerator from one gather of the
+  flattened ``U`` (:class:`PairMinorsFlat`: the fewest kernel launches); which one is chosen
+  per device by :func:`pair_route`.
 * ``3 <= k < n``: Laplace expansion along the first row of each row subset
   ``I = (a, I')``: ``det U_{I,J} = sum_j (-1)^j U[a, J_j] det U_{I', J - J_j}``, i.e. ``k``
   gathered products of ``U`` and the (k-1)-th compound, all ``k`` at once in one autograd
@@ -33,7 +35,7 @@ from itertools import combinations
 
 import torch
 
-from .. import checks
+from .. import bounds, checks
 from . import cache, kernels
 from .basis import basis_position, hamming_basis
 
@@ -114,6 +116,55 @@ def pair_minors(U: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> t
     return PairMinors.apply(U, first, second)
 
 
+class PairMinorsFlat(torch.autograd.Function):
+    r"""The same minors as :class:`PairMinors` from one gather of the flattened ``U``: with
+    ``flat`` (:func:`pair_tables`, ``(4 C(n,2)^2,)``) the positions of ``U[a,c]``,
+    ``U[b,d]``, ``U[a,d]``, ``U[b,c]`` in ``U``'s ``n^2`` entries for every pair of pairs,
+
+    .. math:: G = \mathrm{vec}(U)[\,\text{flat}\,] = (G_0, G_1, G_2, G_3), \qquad
+              C_2(U) = G_0 G_1 - G_2 G_3
+
+    (``G: (..., 4, m, m)``, ``m = C(n,2)``, products entrywise): a gather, a product and a
+    fused multiply-subtract.  Backward, with ``dC`` the output's gradient: ``dG = (dC\,G_1,
+    dC\,G_0, -dC\,G_3, -dC\,G_2)`` -- the quadrants of ``G`` swapped in pairs (one
+    ``flip``) times ``dC`` (one product) -- scattered back to ``vec(U)`` by two
+    ``index_add_`` into one zero buffer (the second with ``alpha=-1``): 3 ops forward and 5
+    backward, against 9 and 13 for :class:`PairMinors`.  The route for accelerators, where a
+    step of small blocks is bound by kernel launches; on a CPU its scatter of ``4 m^2``
+    entries onto ``n^2`` runs serially and is slower than :class:`PairMinors`' row and
+    column scatters (:func:`pair_route`).  ``G`` is saved while it takes at most
+    :data:`SAVED_OPERANDS_MAX_BYTES` and gathered again above it, and in a backward that
+    builds a graph (differentiable twice).
+    """
+
+    @staticmethod
+    def forward(ctx, U, flat):
+        G = PairMinorsFlat.gathered(U, flat)
+        keep = G.numel() * G.element_size() <= SAVED_OPERANDS_MAX_BYTES
+        ctx.save_for_backward(U, flat, *((G,) if keep else ()))
+        return torch.addcmul(G[..., 0, :, :] * G[..., 1, :, :], G[..., 2, :, :],
+                             G[..., 3, :, :], value=-1)
+
+    @staticmethod
+    def gathered(U, flat):
+        """``G: (..., 4, m, m)`` of ``U: (..., n, n)``."""
+        n = U.shape[-1]
+        m = n * (n - 1) // 2
+        return U.flatten(-2).index_select(-1, flat).unflatten(-1, (4, m, m))
+
+    @staticmethod
+    def backward(ctx, grad):
+        U, flat, *kept = ctx.saved_tensors
+        G = PairMinorsFlat.gathered(U, flat) if not kept or torch.is_grad_enabled() else kept[0]
+        # (dC G1, dC G0 | dC G3, dC G2): the quadrants swapped within each half
+        dG = (G.unflatten(-3, (2, 2)).flip(-3) * grad[..., None, None, :, :]).flatten(-4)
+        half = dG.shape[-1] // 2
+        dU = U.new_zeros(*U.shape[:-2], U.shape[-1] ** 2)
+        dU.index_add_(-1, flat[:half], dG[..., :half])
+        dU.index_add_(-1, flat[half:], dG[..., half:], alpha=-1)
+        return dU.unflatten(-1, U.shape[-2:]), None
+
+
 class PairMinorsByRow(torch.autograd.Function):
     """The same minors as :class:`PairMinors`, written row pair by row pair into the output.
 
@@ -125,7 +176,7 @@ class PairMinorsByRow(torch.autograd.Function):
     ``dY[a+1:] += G X[a]`` and their mirror images), and only ``U`` is saved.  One
     pass over the output each way where :class:`PairMinors` makes a dozen, for ``O(n)`` kernel
     launches: on CPU the faster route for many blocks or large ``n``, the slower one for a few
-    small blocks (:func:`row_route`).
+    small blocks (:func:`pair_route`).
     """
 
     @staticmethod
@@ -175,27 +226,32 @@ SAVED_OPERANDS_MAX_BYTES = 1 << 26
 #: in ``benchmarks/notes/speed.md``, "Measurements behind the code's constants".
 ROW_LOOP_MIN_ENTRIES = 150_000
 #: On an accelerator, the most bytes the gathered operands of :class:`PairMinors` may take;
-#: above it the row route is used (see :func:`row_route`).
+#: above it the row route is used (see :func:`pair_route`).
 VECTORISED_MAX_BYTES = 1 << 30
 
 
-def row_route(U: torch.Tensor) -> bool:
-    """Whether the second compound of ``U: (..., n, n)`` is written row pair by row pair
-    (:class:`PairMinorsByRow`) rather than gathered (:class:`PairMinors`).  A choice on
-    shapes and the device type only (no data, no sync).
+def pair_route(U: torch.Tensor) -> str:
+    """How the second compound of ``U: (..., n, n)`` is built: ``"rows"``
+    (:class:`PairMinorsByRow`), ``"gathers"`` (:class:`PairMinors`) or ``"flat"``
+    (:class:`PairMinorsFlat`).  A choice on shapes and the device type only (no data, no
+    sync).
 
-    * CPU (and ``meta``): at least :data:`ROW_LOOP_MIN_ENTRIES` output entries, the
-      crossover measured on CPU.
-    * any other device (CUDA, ...): the gathers -- a fixed handful of kernels, where the
-      row route launches ``2 (n - 1)`` in the forward and ``4 (n - 1)`` in the backward --
-      unless their four ``(..., C(n,2), C(n,2))`` operands exceed :data:`VECTORISED_MAX_BYTES`.
+    * CPU (and ``meta``): the row route from :data:`ROW_LOOP_MIN_ENTRIES` output entries on
+      (the crossover measured on CPU), the gathers below.
+    * any other device (CUDA, ...): one flat gather -- 3 kernels forward and 5 backward,
+      where the row route launches ``2 (n - 1)`` and ``4 (n - 1)`` -- for ``n <=``
+      :data:`~qiadapters.bounds.FLAT_PAIR_MAX_N`, the gathers above; the row route when
+      the four ``(..., C(n,2), C(n,2))`` operands would exceed
+      :data:`VECTORISED_MAX_BYTES`.
     """
     n = U.shape[-1]
     m = n * (n - 1) // 2
     entries = (U.numel() // max(n * n, 1)) * m * m
     if U.device.type in ("cpu", "meta"):
-        return entries >= ROW_LOOP_MIN_ENTRIES
-    return 4 * entries * U.element_size() > VECTORISED_MAX_BYTES
+        return "rows" if entries >= ROW_LOOP_MIN_ENTRIES else "gathers"
+    if 4 * entries * U.element_size() > VECTORISED_MAX_BYTES:
+        return "rows"
+    return "flat" if n <= bounds.FLAT_PAIR_MAX_N else "gathers"
 
 
 def _check_square(U: torch.Tensor, arg: str = "U") -> int:
@@ -209,11 +265,20 @@ def _check_square(U: torch.Tensor, arg: str = "U") -> int:
     return U.shape[-1]
 
 
-def pair_tables(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_tables(n: int) -> tuple[torch.Tensor, ...]:
     """Order-2 route tables (builder): the pairs ``(a, b)``, ``a < b``, in lexicographic order
-    as ``first: (C(n,2),)`` = the a's and ``second`` = the b's."""
+    as ``first: (C(n,2),)`` = the a's and ``second`` = the b's; and while ``n <=``
+    :data:`~qiadapters.bounds.FLAT_PAIR_MAX_N`, ``flat: (4 C(n,2)^2,)``: for the pairs
+    ``x = (a, b)``, ``y = (c, d)`` the positions ``a n + c``, ``b n + d``, ``a n + d``,
+    ``b n + c`` in ``U``'s flattened entries, four ``(x, y)``-major slabs
+    (:class:`PairMinorsFlat`)."""
     pairs = torch.tensor(hamming_basis(n, 2), dtype=torch.long).reshape(-1, 2)
-    return pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
+    first, second = pairs[:, 0].contiguous(), pairs[:, 1].contiguous()
+    if n > bounds.FLAT_PAIR_MAX_N:
+        return first, second
+    a, b, c, d = first[:, None], second[:, None], first[None, :], second[None, :]
+    flat = torch.stack([a * n + c, b * n + d, a * n + d, b * n + c]).reshape(-1)
+    return first, second, flat
 
 
 def subset_table(n: int, k: int) -> tuple[torch.Tensor]:
@@ -261,15 +326,18 @@ def _route_tables(U: torch.Tensor, k: int, tables):
 
 
 def compound_pairs(U: torch.Tensor, tables=None) -> torch.Tensor:
-    """Second compound: all 2x2 minors (:class:`PairMinors` / :class:`PairMinorsByRow`,
-    chosen by :func:`row_route`).
+    """Second compound: all 2x2 minors (:class:`PairMinors`, :class:`PairMinorsByRow` or
+    :class:`PairMinorsFlat`, chosen by :func:`pair_route`).
 
     ``tables``: optional ``{2: pair tables}`` (default: from the cache)."""
-    first, second = _route_tables(U, 2, tables)
+    first, second, *flat = _route_tables(U, 2, tables)
     if kernels.use_kernels(U, dtypes=kernels.PAIR_DTYPES) and kernels.pair_minors_supported(U):
         return kernels.pair_minors(U, first, second)  # Triton, on a GPU (kernels/__init__.py)
-    if row_route(U):
+    route = pair_route(U)
+    if route == "rows":
         return PairMinorsByRow.apply(U, first, second)
+    if route == "flat":
+        return PairMinorsFlat.apply(U, *flat)
     return pair_minors(U, first, second)
 
 

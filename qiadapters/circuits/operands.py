@@ -169,25 +169,32 @@ def assemble(blocks: Sequence[torch.Tensor], layout: BlockLayout) -> torch.Tenso
     autograd node whose backward hands each block a view of the gradient (no zero-widened
     copies, no slice assignments recorded by autograd)."""
     ref = blocks[0]
-    pad = torch.eye(layout.pad, dtype=ref.dtype, device=ref.device).expand(ref.shape[0], -1, -1)
+    pad = ref[:, :1, :1].expand(ref.shape[0], layout.pad, layout.pad)  # its shape only
     return AssembleBlocks.apply(*blocks, pad)
 
 
 class AssembleBlocks(torch.autograd.Function):
-    """:func:`assemble` as one autograd node: ``(B_1, B_2, ..., B_last) -> (r, b, b)`` for
-    blocks ``B_k: (r, m_k, m_k)``, on the diagonal from the top left, ``b = sum_k m_k``
-    (the pad's identity comes as the last block).  Tensors only: ``torch.compile`` traces an
-    ``autograd.Function``'s integer arguments as tensors."""
+    """:func:`assemble` as one autograd node: ``(B_1, B_2, ..., B_k, pad) -> (r, b, b)`` for
+    blocks ``B_k: (r, m_k, m_k)``, on the diagonal from the top left, then the identity on
+    the last ``p`` diagonal entries, ``b = sum_k m_k + p``.  ``pad`` says ``p`` by its shape
+    ``(r, p, p)`` (any tensor of that shape, never read: an expanded view costs nothing);
+    the identity is one write into the diagonal, not a built ``eye`` copied in.  Tensors
+    only: ``torch.compile`` traces an ``autograd.Function``'s integer arguments as
+    tensors."""
 
     @staticmethod
     def forward(ctx, *blocks):
-        b = sum(B.shape[-1] for B in blocks)
+        *blocks, pad = blocks
+        p = pad.shape[-1]
+        b = sum(B.shape[-1] for B in blocks) + p
         W = blocks[0].new_zeros(blocks[0].shape[0], b, b)
         start = 0
         for B in blocks:
             m = B.shape[-1]
             W[:, start:start + m, start:start + m] = B
             start += m
+        if p:
+            W[:, start:, start:].diagonal(dim1=-2, dim2=-1).fill_(1)
         ctx.sizes = [B.shape[-1] for B in blocks]
         return W
 
@@ -197,4 +204,4 @@ class AssembleBlocks(torch.autograd.Function):
         for m, needed in zip(ctx.sizes, ctx.needs_input_grad):
             out.append(grad[:, start:start + m, start:start + m] if needed else None)
             start += m
-        return tuple(out)
+        return (*out, None)  # the pad's shape holder gets no gradient

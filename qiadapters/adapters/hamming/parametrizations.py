@@ -40,6 +40,7 @@ from ...circuits.cache import TableBuffers
 from ...circuits.compound import held_compound_tables, hold_compound_tables
 from ...circuits.modewise import mode_tables
 from ...circuits.operands import Compounds, Operands, plan_route, resolve
+from ...circuits.precision import without_autocast
 from ..layer import compute_dtype
 
 
@@ -228,15 +229,42 @@ class Parametrization(nn.Module):
                 f"share_blocks={self.share_blocks}, params={self.n_params}")
 
 
+#: A skew parametrization holds the dense map from its angles to ``vec(S)``
+#: (:func:`skew_map`, ``n(n-1)/2 x n^2`` entries) while it has at most this many entries
+#: (``n <= 16``), and builds ``S`` by scattering the angles above it.
+SKEW_MAP_MAX_ENTRIES = 1 << 15
+
+
+def skew_map(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``E: (n(n-1)/2, n^2)`` with ``vec(S) = w E`` for the skew ``S`` whose strict upper
+    triangle, row by row, is ``w``: ``E[p, i n + j] = 1`` and ``E[p, j n + i] = -1`` for the
+    ``p``-th pair ``i < j``."""
+    rows, cols = torch.triu_indices(n, n, 1)
+    E = torch.zeros(rows.numel(), n * n, dtype=dtype)
+    p = torch.arange(rows.numel())
+    E[p, rows * n + cols] = 1
+    E[p, cols * n + rows] = -1
+    return E
+
+
 class SkewParametrization(Parametrization):
     """A skew-symmetric ``S`` per block from its strict upper triangle (zero init), mapped to
-    an orthogonal ``Q`` by :meth:`orthogonal`; blocks are the compounds ``C_k(Q)``."""
+    an orthogonal ``Q`` by :meth:`orthogonal`; blocks are the compounds ``C_k(Q)``.
+
+    Small blocks (:data:`SKEW_MAP_MAX_ENTRIES`) hold :func:`skew_map` and the identity as
+    non-persistent buffers, so that ``S`` (and ``I + S``) is one matrix product of the angles
+    (one kernel each way) instead of a scatter into zeros and a difference with its
+    transpose."""
 
     def __init__(self, block_layout: BlockLayout, **options):
         super().__init__(block_layout, **options)
         n = block_layout.n
         self.weight = nn.Parameter(torch.zeros(self.copies, n * (n - 1) // 2))
         self.register_buffer("triu", torch.triu_indices(n, n, 1), persistent=False)
+        if n * n * (n * (n - 1) // 2) <= SKEW_MAP_MAX_ENTRIES:
+            dtype = self.weight.dtype
+            self.register_buffer("skew_map", skew_map(n, dtype), persistent=False)
+            self.register_buffer("eye", torch.eye(n, dtype=dtype), persistent=False)
         # the compound routes' index tables, held (not looked up) so that a first forward
         # inside torch.compile(fullgraph=True) finds them, on whatever device the adapter is
         self.compound_tables = TableBuffers()
@@ -254,6 +282,9 @@ class SkewParametrization(Parametrization):
         (c, n(n-1)/2)`` (default: this module's own, ``c = copies``)."""
         n = self.block_layout.n
         w = (self.weight if weight is None else weight).to(dtype)
+        if hasattr(self, "skew_map"):
+            with without_autocast(w):  # the angles exactly, not rounded to half precision
+                return (w @ self.skew_map.to(dtype)).unflatten(-1, (n, n))
         upper = w.new_zeros(w.shape[0], n, n)
         rows = torch.arange(w.shape[0], device=w.device)[:, None]
         upper = upper.index_put((rows, self.triu[0], self.triu[1]), w)
@@ -296,6 +327,26 @@ class Cayley(SkewParametrization):
     """
 
     name = "cayley"
+
+    def orthogonal(self, dtype: torch.dtype | None = None,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+        """With the small blocks' buffers, ``Q = 2 (I + S)^{-1} - I`` (the same ``Q``:
+        ``I - S = 2I - (I + S)``), where ``(I + S)^{-1} = ((I - S)^{-1})^T``: ``I - S`` is one
+        product-and-add of the angles, then a solve against ``2I`` (whose column-major
+        result, transposed, is a row-major ``2 (I + S)^{-1}``) and a difference -- four
+        kernels forward where building ``S`` and both factors takes eight; at ``S = 0`` it is
+        ``I`` exactly."""
+        if not hasattr(self, "skew_map"):
+            return super().orthogonal(dtype, weight)
+        dtype = self.compute_dtype(dtype)
+        n = self.block_layout.n
+        w = (self.weight if weight is None else weight).to(dtype)
+        eye = self.eye.to(dtype)
+        with without_autocast(w):
+            minus = torch.addmm(eye.flatten(), w, self.skew_map.to(dtype), alpha=-1)
+            minus = minus.unflatten(-1, (n, n))  # I - S = (I + S)^T
+            X = torch.linalg.solve_ex(minus, (2 * eye).expand_as(minus), check_errors=False)[0]
+            return X.mT - eye
 
     @staticmethod
     def orthogonal_of_skew(S: torch.Tensor) -> torch.Tensor:

@@ -74,16 +74,20 @@ def figure(picked: list[dict], path: Path, title: str) -> None:
 
     panels = [(row, prior) for row in picked for prior in
               next(iter(row["run"]["priors"].values()))["response"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    cols = min(2, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     cmap = plt.get_cmap("viridis")
-    for ax, (row, prior) in zip(axes[0], panels):
+    for ax, (row, prior) in zip(axes.flat, panels):
         layers = list(row["run"]["priors"].items())
         lam = np.array(layers[0][1]["lam"])
         order = np.argsort(lam, kind="stable")
         for i, (name, rec) in enumerate(layers):
             resp = np.array(rec["response"][prior])
             for ch in range(resp.shape[1]):
-                ax.plot(lam[order], resp[order, ch], "-", lw=0.8, alpha=0.7,
+                ax.plot(lam[order], resp[order, ch], ".-", lw=0.7, ms=2, alpha=0.7,
                         color=cmap(i / max(1, len(layers) - 1)),
                         label=f"layer {name.split('.')[3]}" if ch == 0 else None)
         grid = np.linspace(0, lam.max(), 200)
@@ -101,7 +105,7 @@ def figure(picked: list[dict], path: Path, title: str) -> None:
         twin.set_ylabel("share of input power per mode", color="grey", fontsize=8)
         ax.legend(fontsize=6, loc="lower left")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

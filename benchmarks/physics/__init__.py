@@ -6,4 +6,4 @@ from here (deprecated: import them from :mod:`benchmarks.physics.run`).
 """
 from ..common.alias import folder_exports
 
-__getattr__ = folder_exports(__name__, ("run",))
+__getattr__ = folder_exports(__name__, ("run", "step_time"))

@@ -54,7 +54,7 @@ docs: $(STAMP)
 	$(PY) docs/api.py build/api
 
 data: $(STAMP)
-	$(PY) -c "from benchmarks.data import ensure_wordnet; ensure_wordnet()"
+	$(PY) -c "from benchmarks.common.data import ensure_wordnet; ensure_wordnet()"
 
 # The commands behind benchmarks/results/ (hours on 2 cores; each module's docstring says more).
 bench: $(STAMP)

@@ -9,7 +9,7 @@ import torch
 
 import qiadapters as qa
 
-from ..paper import minors_compound
+from ..common.paper import minors_compound
 from ..common.timing import interleaved
 
 SIZES = [(8, 2), (11, 3), (13, 2), (13, 3), (22, 2), (44, 2), (64, 2)]

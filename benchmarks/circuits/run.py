@@ -9,7 +9,7 @@ warm-up (:func:`benchmarks.common.timing.interleaved`):
 * ``ours_matrix``: all r weight-k blocks from r weight-1 orthogonal matrices
   (``compound``, the route the Cayley adapters use), forward and forward+backward;
 * ``ours_angles``: the same from the pyramid circuit's angles (``Circuit.compile``);
-* ``minors``: the paper's construction (:func:`benchmarks.paper.minors_compound`), every
+* ``minors``: the paper's construction (:func:`benchmarks.common.paper.minors_compound`), every
   k x k minor of Q gathered from ``itertools.combinations`` index lists and passed to
   ``torch.linalg.det`` (batched over all minors at once, the fastest form of that
   construction);

@@ -11,5 +11,10 @@ no harness code.
 * :mod:`~benchmarks.common.timing`: the interleaved timing harness;
 * :mod:`~benchmarks.common.reporting`: CSV files of result rows;
 * :mod:`~benchmarks.common.plotting`: accuracy against adapter parameters;
-* :mod:`~benchmarks.common.cli`: the argparse pieces (``--threads``, ``--quick``, ...).
+* :mod:`~benchmarks.common.cli`: the argparse pieces (``--threads``, ``--quick``, ...);
+* :mod:`~benchmarks.common.data`: WordNet noun glosses and the MiniLM they train;
+* :mod:`~benchmarks.common.forgetting`: the forgetting probe a training run may add;
+* :mod:`~benchmarks.common.routing`: what the routers of a trained model do;
+* :mod:`~benchmarks.common.paper`: the paper's dense construction, a registry method;
+* :mod:`~benchmarks.common.alias`: old module paths kept working after a move.
 """

@@ -237,7 +237,7 @@ def _build_bottleneck(model, entry):
 
 
 def _build_paper_dense(model, entry):
-    from ..paper import replace_linears
+    from .paper import replace_linears
     freeze_all_but_head(model)
     orders, blocks = tuple(entry.config["orders"]), entry.config["blocks"]
     count = replace_linears(model, entry.targets, orders, blocks)

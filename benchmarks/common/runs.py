@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .. import forgetting
+from . import forgetting
 from .methods import Method, family_available
 from .registry import head_parameters
 from .sweep import append_run, load_runs, plan
@@ -32,7 +32,7 @@ def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
     its dicts go into the record as ``history`` (left out when there are none).
 
     ``probe_n``: also run the forgetting probe on that many held-out synsets
-    (:func:`benchmarks.forgetting.probe`, its fields added to the record); None: no probe. A
+    (:func:`benchmarks.common.forgetting.probe`, its fields added to the record); None: no probe. A
     probe that fails records ``probe_error`` instead, so the training run is kept."""
     from .training import count_trainable, evaluate, train
 

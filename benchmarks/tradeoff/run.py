@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from .. import forgetting
+from ..common import forgetting
 from ..common import cli
 from ..common.constants import RESULTS, results_dir
 from ..common.runs import run_all
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         args.probe_n or (forgetting.QUICK_PROBE_N if args.quick else forgetting.PROBE_N))
 
     if not args.report_only:
-        from ..data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
+        from ..common.data import (NUM_CLASSES, WordNetMissingError, ensure_wordnet, load_minilm,
                            load_wordnet_splits, tokenize_splits)
         try:
             ensure_wordnet(install=False)

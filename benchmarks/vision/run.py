@@ -130,7 +130,7 @@ def run_worker(tasks, methods, out: Path, seeds, steps: int, batch_size: int, n_
     """Train every missing run of this worker's pairs; one JSON line per run."""
     from tqdm.auto import tqdm
 
-    from ..routing import router_weights
+    from ..common.routing import router_weights
     from .model import load_backbone
     from .priors_log import prior_state, router_monitor
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RUN = """
 import sys
-import benchmarks.demo as demo
+import benchmarks.demo.run as demo
 from benchmarks.data import NUM_CLASSES, TextSplit
 
 def splits(seed=0):

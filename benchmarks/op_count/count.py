@@ -11,7 +11,7 @@ import torch
 
 from qiadapters.op_count import count_train_step
 
-from ..mixed_batch import minilm_architecture
+from ..common.architecture import minilm_architecture
 from ..speed.minilm import attach, minilm_batch, trainable_count
 
 #: (registry name, the targets it runs on: None = both target sets)

@@ -47,7 +47,7 @@ import torch
 from ..common import cli
 from ..common.constants import results_dir
 from ..common.reporting import write_csv
-from .accuracy import accuracy
+from .convergence import accuracy
 from .figures import plot
 from .step_time import (BATCH, DEPTH, DIM, LAYOUTS, RANK, Bottleneck, Stack,  # noqa: F401
                         frozen_layers, make_adapter, make_optimizer, profile_step, speed,

@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 # The newest releases of everything but torch, rebuilt by every `make test-latest`.
 LATEST := .venv-latest
 
-.PHONY: demo test test-latest lock verify data docs bench bench-quick bench-results bench-views clean
+.PHONY: demo test test-latest lock verify data docs bench bench-quick bench-results bench-views bench-experiments clean
 
 # pip and the build backend come from the lock too, and the package is built with them
 # (--no-build-isolation): nothing in the environment is whatever is newest that day.
@@ -77,6 +77,11 @@ $(RESULTS)/vision.csv: $(VISION_IN) | $(STAMP)
 	$(PY) -m benchmarks.vision
 	touch $@
 bench-results: $(RESULTS)/tradeoff_runs.jsonl $(RESULTS)/vision.csv
+
+# Each row's experiments/<family>/<name>/adapter_config.json, written by its config class from
+# the registry (benchmarks/configs/); tests/test_adapter_configs.py fails when one is stale.
+bench-experiments: $(STAMP)
+	$(PY) -m benchmarks.common.adapter_configs
 
 # Per-experiment views of the run records, benchmarks/<benchmark>/results/<family>--<name>.json
 # (derived, ignored by git; benchmarks/common/views.py says what they hold).

@@ -4,6 +4,8 @@
     benchmarks/<benchmark>/experiments/
         default_training_params.json            what every row trains with
         <family>/<name>/training_params.json    what row <name> changes ({}: nothing)
+        <family>/<name>/adapter_config.json     the row's config, as its class writes it
+                                                (derived: :mod:`benchmarks.common.adapter_configs`)
 
 ``<name>`` is a registry method (:mod:`benchmarks.common.registry`: what the method *is*)
 and ``<family>`` its registry family.  A row's parameters are the defaults with the keys of

@@ -41,17 +41,18 @@ COMMAND = "python -m benchmarks.common.adapter_configs"
 #: benchmark -> its experiments folder.
 BENCHMARKS = {name: REPO_ROOT / "benchmarks" / name / "experiments"
               for name in ("tradeoff", "vision")}
-PEFT_FAMILIES = {"lora", "oft", "boft", "hra", "road", "fourierft", "vera", "ia3"}
-OUR_FAMILIES = {"hamming", "physics", "mixture"}
+#: The registry's groups (:data:`~benchmarks.common.registry.GROUPS`) whose methods are
+#: config objects of qiadapters or physics (peft's group is the other).
+OUR_GROUPS = {"qiadapters", "physics", "mixture"}
 
 
 def config_of(name: str):
     """The config object registry method ``name`` trains with, or None for a row that is
     not an adapter of a config class."""
     entry = registry.get(name)
-    if entry.family in PEFT_FAMILIES:
+    if entry.group == "peft":
         return registry.peft_config(entry)
-    if entry.family in OUR_FAMILIES:
+    if entry.group in OUR_GROUPS:
         config = registry.adapter_config(entry)
         config.modules_to_save = [HEAD]  # as registry.build adapts the model
         return config
@@ -70,7 +71,7 @@ def text_of(config) -> str:
 
 def load(directory: Path, name: str):
     """The config class of method ``name`` reading ``directory/adapter_config.json``."""
-    if registry.get(name).family in PEFT_FAMILIES:
+    if registry.get(name).group == "peft":
         from peft import PeftConfig
         return PeftConfig.from_pretrained(str(directory))
     from qiadapters.adapters.config import AdapterConfig

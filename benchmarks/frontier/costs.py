@@ -64,7 +64,7 @@ def batch(task: str, seed: int = 0) -> dict:
 def load_model(task: str):
     """The benchmark's pretrained backbone with a fresh head (seed 0)."""
     if task == "text":
-        from ..data import load_minilm
+        from ..common.data import load_minilm
         return load_minilm(TEXT_LABELS, seed=0)[0]
     from ..vision.model import load_backbone
     return load_backbone(VISION_LABELS, seed=0)

@@ -35,7 +35,7 @@ import torch
 from qiadapters.adapters.hamming import batched
 from qiadapters.circuits import operands
 
-from ..data import load_minilm
+from ..common.data import load_minilm
 from .minilm import CASES, attach, case_name, minilm_batch, train_step_fn
 from ..common.constants import RESULTS
 from ..common.reporting import write_csv

@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    from ..data import load_minilm
+    from ..common.data import load_minilm
 
     torch.set_num_threads(args.threads)
     targets = args.targets if args.targets == "all-linear" else args.targets.split(",")

@@ -60,7 +60,7 @@ def measure(method: str, steps: int = 2, batch: int = 32, seq: int = 64,
             targets=None) -> dict:
     import torch
 
-    from ..data import load_minilm
+    from ..common.data import load_minilm
     from .minilm import attach, minilm_batch, train_step_fn, trainable_count
 
     torch.set_num_threads(2)
@@ -122,7 +122,7 @@ def run_recompute(args) -> None:
     import torch
 
     from ..common.constants import results_dir
-    from ..data import load_minilm
+    from ..common.data import load_minilm
     from .minilm import case_name
     from .sections import _write_csv, case_row, time_case
 

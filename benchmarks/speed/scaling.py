@@ -30,7 +30,7 @@ import qiadapters as qa
 from qiadapters.circuits.blockdiag import apply_blocks
 
 from ..common import registry
-from ..paper import replace_linears
+from ..common.paper import replace_linears
 from ..common.timing import interleaved
 
 LAYERS = 4

@@ -48,7 +48,7 @@ def _contenders(args, base, names, targets, batch_size: int, seq: int):
 
 # ------------------------------------------------------------------------------- step
 def run_step(args, out) -> None:
-    from ..data import load_minilm
+    from ..common.data import load_minilm
     from .minilm import METHODS, QUICK_METHODS
 
     names = QUICK_METHODS if args.quick else METHODS
@@ -76,7 +76,7 @@ def run_step(args, out) -> None:
 def run_targets(args, out) -> None:
     """Every case of :data:`~benchmarks.speed.minilm.CASES`: its contenders' steps
     interleaved, ratios vs LoRA and OFT, and peak memory growth per method."""
-    from ..data import load_minilm
+    from ..common.data import load_minilm
     from .minilm import CASES, OFT, case_methods, case_name
 
     base, _ = load_minilm(num_labels=26)
@@ -118,7 +118,7 @@ def case_row(case: str, name: str, infos: dict, counts: dict, t) -> dict:
 def run_fixed(args, out) -> None:
     """What each contender adds to the head-only step at one sequence of 32 tokens
     (:data:`~benchmarks.speed.minilm.FIXED_CASES`): the adapters' per-step overhead."""
-    from ..data import load_minilm
+    from ..common.data import load_minilm
     from .minilm import FIXED_CASES, OFT, case_methods, case_name
 
     base, _ = load_minilm(num_labels=26)
@@ -188,7 +188,7 @@ def profile_steps(fns, path: Path, steps: int) -> None:
 
 # ------------------------------------------------------------------------------- inference
 def run_inference(args, out) -> None:
-    from ..data import load_minilm
+    from ..common.data import load_minilm
     from .minilm import attach, minilm_batch
 
     base, _ = load_minilm(num_labels=26)

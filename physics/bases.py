@@ -240,7 +240,7 @@ def _apply(u: torch.Tensor, bnd: Boundary, transpose: bool) -> torch.Tensor:
 
     1D: one GEMM.  2D: separable, the H axis on ``u`` seen as ``(batch, H, W*C)``, then the W
     axis on ``(batch*H, W, C)``: ``O(HW(H+W)C)`` multiply-adds, against ``O((HW)^2 C)`` for one
-    GEMM with the ``(HW, HW)`` Kronecker basis (timings: ``benchmarks/notes/speed.md``,
+    GEMM with the ``(HW, HW)`` Kronecker basis (timings: ``benchmarks/speed/notes.md``,
     "Measurements behind the code's constants").
     """
     nd = _grid_ndim(u)

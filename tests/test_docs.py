@@ -1,7 +1,7 @@
 """The code blocks of the documentation pages run as written.
 
 Every page with a ```python block (README.md, docs/*.md, docs/howto/*.md, the benchmarks' lab
-notes benchmarks/notes/*.md) is found here, and
+notes benchmarks/*/notes.md) is found here, and
 its ```python blocks run in order in one module namespace (later blocks may use names from
 earlier ones; classes defined there pickle like any module's), inside a fresh temporary
 directory (so ``save_pretrained("out/")`` writes there).  Blocks that are not meant to run
@@ -43,9 +43,10 @@ def printed_outputs(page: str) -> list[str | None]:
 
 
 def doc_pages() -> list[pathlib.Path]:
-    """The pages checked here: the README, docs/ and the benchmarks' lab notes."""
+    """The pages checked here: the README, docs/ and the benchmarks' lab notes (a
+    benchmark folder's ``notes.md``)."""
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
-            *sorted((ROOT / "benchmarks" / "notes").glob("*.md"))]
+            *sorted((ROOT / "benchmarks").glob("*/notes.md"))]
 
 
 def pages_with_code() -> list[str]:
@@ -60,7 +61,7 @@ def test_pages_are_found():
     """The discovery above sees the pages whose code is known to matter (a broken regex or a
     moved folder would otherwise silently run nothing)."""
     for page in ("README.md", "docs/architecture.md", "docs/model_api.md", "docs/physics.md",
-                 "docs/howto/plan.md", "docs/speed.md", "benchmarks/notes/speed.md"):
+                 "docs/howto/plan.md", "docs/speed.md", "benchmarks/speed/notes.md"):
         assert page in PAGES
     assert sum(len(python_blocks(p)) for p in PAGES) >= 26
     assert printed_outputs("docs/howto/plan.md")[0].startswith("{'params': 351")

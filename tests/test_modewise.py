@@ -113,7 +113,7 @@ def test_cost_model_is_linear_in_blocks_and_tokens_past_its_fixed_cost(device):
 def test_cost_model_on_cpu_weighs_a_layers_blocks_against_the_fixed_costs():
     """Few tokens on a layer of small blocks: the mode-wise route's fixed cost (about three
     times as many operations as the block route) outweighs building the blocks; with large
-    blocks building still loses (measured in a MiniLM step, ``benchmarks/notes/speed.md``)."""
+    blocks building still loses (measured in a MiniLM step, ``benchmarks/speed/notes.md``)."""
     assert not use_modewise(32, 10, 2, "cpu", blocks=6)    # blocks of 64: build them
     assert not use_modewise(32, 15, 2, "cpu", blocks=3)    # blocks of 128: build them
     assert use_modewise(32, 31, 2, "cpu", blocks=3)        # n = 31 (the FFN's 3 blocks)

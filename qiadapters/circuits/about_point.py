@@ -19,7 +19,7 @@ the forward), plus one ``b x b`` product per block.  What is saved for the backw
 output ``z`` instead of the input ``y``: the layer that follows often keeps ``z`` anyway
 (an activation keeps its input; attention, which keeps reshaped copies of its queries and
 values, does not), while ``y`` would be held for this map alone -- one ``tokens x d`` tensor
-per adapted layer (``benchmarks/notes/speed.md``, "Smaller blocks, made fast").  The
+per adapted layer (``benchmarks/speed/notes.md``, "Smaller blocks, made fast").  The
 backward is written in differentiable operations, so higher-order gradients work.  Exact up
 to the orthogonality of ``D`` (float rounding).
 """

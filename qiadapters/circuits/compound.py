@@ -50,7 +50,7 @@ def take_columns(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``t[..., idx]``: the columns ``idx`` of ``t: (..., rows, cols)`` -> ``(..., rows,
     len(idx))``.  From :data:`FLAT_TAKE_MIN_ENTRIES` output entries on, one ``index_select``
     over the flattened last two axes, which the CPU runs much faster than an ``index_select``
-    along the last axis or advanced indexing (timings: ``benchmarks/notes/speed.md``, "Column
+    along the last axis or advanced indexing (timings: ``benchmarks/speed/notes.md``, "Column
     gathers through the flattened matrix")."""
     rows, cols = t.shape[-2], t.shape[-1]
     lead = t.shape[:-2]
@@ -74,7 +74,7 @@ class PairMinors(torch.autograd.Function):
     no gather: 13 ops instead of 19); larger ones, and a backward that builds a graph
     (``create_graph=True``: differentiable twice), gather them again from ``U``.  Chosen over
     reading the minors off each row pair's ``n x n`` outer product, which was slower on CPU
-    (``benchmarks/notes/speed.md``, "Measurements behind the code's constants"), and over one
+    (``benchmarks/speed/notes.md``, "Measurements behind the code's constants"), and over one
     ``(2 C(n,2))^2`` gather of all four operands as quadrants, which launches fewer ops but
     whose quadrant-strided products and scatters were slower on CPU.
     """
@@ -223,7 +223,7 @@ SAVED_OPERANDS_MAX_BYTES = 1 << 26
 #: written row pair by row pair (:class:`PairMinorsByRow`): the crossover of the two routes'
 #: forward + backward times on CPU lies between 33k entries (3 blocks at n = 15, where the
 #: gathers of :class:`PairMinors` win) and 397k (36 blocks, where the row slabs win); timings
-#: in ``benchmarks/notes/speed.md``, "Measurements behind the code's constants".
+#: in ``benchmarks/speed/notes.md``, "Measurements behind the code's constants".
 ROW_LOOP_MIN_ENTRIES = 150_000
 #: On an accelerator, the most bytes the gathered operands of :class:`PairMinors` may take;
 #: above it the row route is used (see :func:`pair_route`).

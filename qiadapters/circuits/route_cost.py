@@ -38,7 +38,7 @@ CUDA: fitted to the same command with ``--device cuda`` on an H200 (torch 2.11),
 n = 44 and 2048 tokens both routes were launch-bound and the mode-wise route launches more
 kernels, so the block route is chosen at every size measured there; the mode-wise route is
 left for blocks too large to build (n in the hundreds).  The timings behind both fits:
-``benchmarks/notes/speed.md``, "Choosing the route: the cost model".  Rough either way, but
+``benchmarks/speed/notes.md``, "Choosing the route: the cost model".  Rough either way, but
 the routes differ by large factors except near the crossover, where either is fine.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ class RouteCosts:
     launch_mode: float = 0.0   # fixed cost of the mode-wise route
 
 
-#: Fitted constants by device type (``benchmarks/notes/speed.md``, "Choosing the route: the
+#: Fitted constants by device type (``benchmarks/speed/notes.md``, "Choosing the route: the
 #: cost model").
 COSTS: dict[str, RouteCosts] = {
     "cpu": RouteCosts(gamma=0.04, delta=10.0, alpha=2.5, beta=0.25,
@@ -109,7 +109,7 @@ def use_modewise(tokens: int, n: int, k: int, device_type: str = "cpu",
 #: small products per order).  Set between the layouts where whole blocks were measured
 #: faster (17-40 extra multiply-adds per feature: orders {1, 2} in blocks of 32, 64, 128;
 #: {1, 2, 3} in blocks of 48) and slower (75-97: orders {1, 2} in blocks of 341 and 512,
-#: {1, 2, 3} in blocks of 128); timings in ``benchmarks/notes/speed.md``, "Smaller blocks,
+#: {1, 2, 3} in blocks of 128); timings in ``benchmarks/speed/notes.md``, "Smaller blocks,
 #: made fast".
 WHOLE_MAX_EXTRA = 48
 

@@ -56,3 +56,15 @@ def test_every_documented_command_finds_its_module():
         assert spec is not None, f"python -m {command}: no such module"
         if spec.submodule_search_locations is not None:  # a package runs its __main__
             assert importlib.util.find_spec(command + ".__main__") is not None, command
+
+
+def test_an_old_flat_path_warns_that_it_moved(monkeypatch):
+    """A four-line alias (``benchmarks/speed_minilm.py``) is a deprecation alias: importing it
+    warns with the path to import instead, and still gives the moved module itself."""
+    import sys
+
+    monkeypatch.delitem(sys.modules, "benchmarks.speed_minilm", raising=False)
+    with pytest.warns(DeprecationWarning, match=r"benchmarks\.speed_minilm moved to "
+                                                 r"benchmarks\.speed\.minilm"):
+        old = importlib.import_module("benchmarks.speed_minilm")
+    assert old is importlib.import_module("benchmarks.speed.minilm")

@@ -1,4 +1,4 @@
-"""Old module paths kept working after a move (``benchmarks.tradeoff_methods`` ->
+"""Old module paths kept working for one version after a move (``benchmarks.tradeoff_methods`` ->
 ``benchmarks.tradeoff.methods``, a flat module -> a benchmark folder).
 
 An alias module makes its own name *the* moved module (one object in ``sys.modules``), so
@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import runpy
 import sys
+import warnings
 
 
 def alias(name: str, target: str):
@@ -21,6 +22,8 @@ def alias(name: str, target: str):
     if name == "__main__":
         runpy.run_module(target, run_name="__main__", alter_sys=True)
         return None
+    warnings.warn(f"{name} moved to {target}; import that instead (the old path goes in the "
+                  f"next version)", DeprecationWarning, stacklevel=3)
     module = importlib.import_module(target)
     sys.modules[name] = module
     return module

@@ -115,6 +115,21 @@ def test_the_14x14_backbone_has_196_patch_tokens_and_the_priors_follow_its_grid(
     assert vision_run.on_grid(lora, spec.grid) is lora
 
 
+def test_the_committed_14x14_checkpoint_matches_its_digest_and_loads():
+    pytest.importorskip("safetensors")
+    from benchmarks.vision.model import CheckpointError, check_checkpoint, load_backbone, sha256
+
+    spec = BACKBONES["14x14"]
+    if not spec.checkpoint.is_file():
+        pytest.skip("the 14x14 checkpoint is not here")
+    assert spec.checkpoint.stat().st_size < 20 * 2 ** 20
+    assert spec.digest.read_text().split()[0] == sha256(spec.checkpoint)
+    model = load_backbone(num_labels=4, seed=0, backbone="14x14")
+    assert model.vit.embeddings(torch.zeros(1, 1, 28, 28)).shape[1] == spec.tokens == 197
+    with pytest.raises(CheckpointError, match="does not match"):
+        check_checkpoint(spec.checkpoint, BACKBONES["7x7"].digest)
+
+
 def test_the_resized_kernel_sees_the_upsampled_patch():
     w4 = torch.randn(8, 1, 4, 4, dtype=torch.float64)
     p = torch.randn(5, 1, 2, 2, dtype=torch.float64)

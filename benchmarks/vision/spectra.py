@@ -106,7 +106,7 @@ def figure(picked: list[dict], path: Path, title: str) -> None:
         ax.legend(fontsize=6, loc="lower left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

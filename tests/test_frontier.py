@@ -130,3 +130,53 @@ def test_tiny_budget_entries_span_the_budgets():
             per_family.setdefault(e.family, []).append(name)
     assert set(per_family) == TINY
     assert all(len(v) >= 3 for f, v in per_family.items() if f not in {"ln_tuning", "beft"})
+
+
+# ----------------------------------------------------------------------- the paper's ablations
+
+def test_approx_compound_reduces_each_minor():
+    from benchmarks.frontier.ablations import approx_compound
+    from benchmarks.common.paper import minors_compound, subsets
+
+    Q = torch.randn(2, 5, 5, dtype=torch.float64)
+    idx = subsets(5, 2)
+    torch.testing.assert_close(approx_compound(Q, 2, idx, "det"), minors_compound(Q, 2, idx))
+    got_max, got_mean = approx_compound(Q, 2, idx, "max"), approx_compound(Q, 2, idx, "mean")
+    for a, I in enumerate(itertools.combinations(range(5), 2)):
+        for b, J in enumerate(itertools.combinations(range(5), 2)):
+            minor = Q[:, list(I)][:, :, list(J)]
+            torch.testing.assert_close(got_max[:, a, b], minor.amax(dim=(-2, -1)))
+            torch.testing.assert_close(got_mean[:, a, b], minor.mean(dim=(-2, -1)))
+    with pytest.raises(ValueError, match="'det'"):
+        approx_compound(Q, 2, idx, "median")
+
+
+def test_ablation_layer_options():
+    from benchmarks.frontier.ablations import AblationLinear
+    from benchmarks.common.paper import DenseCompoundLinear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(40, 40)
+    ref, one = DenseCompoundLinear(lin, (1, 2), 2), AblationLinear(lin, (1, 2), 2)
+    with torch.no_grad():
+        ref.weight.normal_(0, 0.3)
+        one.weight.copy_(ref.weight[None])
+    torch.testing.assert_close(one.dense(), ref.dense())       # the defaults are the paper's
+    two = AblationLinear(lin, (1, 2), 2, copies=2)
+    with torch.no_grad():
+        two.weight.normal_(0, 0.3)
+    D1, D2 = (AblationLinear(lin, (1, 2), 2) for _ in range(2))
+    with torch.no_grad():
+        D1.weight.copy_(two.weight[:1])
+        D2.weight.copy_(two.weight[1:])
+    torch.testing.assert_close(two.dense(), D1.dense() @ D2.dense())
+    free = AblationLinear(lin, (1, 2), 2, orthogonal=False)
+    n = free.layout.n
+    assert free.weight.shape == (1, 2, n * n)
+    torch.testing.assert_close(free.dense(), torch.eye(40))     # Q = I + 0 at the start
+    with torch.no_grad():
+        free.weight.normal_(0, 0.3)
+    D = free.dense()
+    assert not torch.allclose(D @ D.T, torch.eye(40), atol=1e-3)
+    with pytest.raises(ValueError, match="copies"):
+        AblationLinear(lin, (1, 2), 2, copies=0)

@@ -187,7 +187,8 @@ def _build_adapter(model, entry):
         # older records have no block_size
         record = _without_unused_rule({k: v for k, v in config.to_dict().items()
                                        if k in _HAMMING_RECORD_KEYS or k == "default_layout"
-                                       or (k == "block_size" and v is not None)})
+                                       or (k == "block_size" and v is not None)
+                                       or (k == "share_blocks" and v)})
     else:
         record = json.loads(json.dumps(config.to_dict(), default=str))
         for expert in record.get("experts", []):
@@ -245,6 +246,19 @@ def _build_paper_dense(model, entry):
                          "orders": list(orders), "blocks": blocks, "layers": count}
 
 
+def _build_paper_ablation(model, entry):
+    from ..frontier.ablations import replace_linears
+    freeze_all_but_head(model)
+    options = dict(entry.config)
+    options.pop("target_modules", None)
+    options["orders"] = tuple(options.get("orders", (1, 2)))
+    count = replace_linears(model, entry.targets, **options)
+    return model, None, {"construction": "dense D from minors, ablated "
+                                         "(benchmarks.frontier.ablations)",
+                         **{k: list(v) if isinstance(v, tuple) else v
+                            for k, v in options.items()}, "layers": count}
+
+
 #: family -> builder ``(model, entry) -> (model, aux_loss_fn or None, record)``.
 FAMILIES: dict[str, Callable] = {
     "lora": _build_peft, "oft": _build_peft, "boft": _build_peft, "hra": _build_peft,
@@ -252,6 +266,7 @@ FAMILIES: dict[str, Callable] = {
     **{family: _build_peft for family in _PEFT_CLASSES},
     "hamming": _build_adapter, "physics": _build_adapter, "mixture": _build_adapter,
     "head": _build_head, "full": _build_full, "paper_dense": _build_paper_dense,
+    "paper_ablation": _build_paper_ablation,
     "bottleneck": _build_bottleneck,
 }
 #: family -> where it comes from.
@@ -259,7 +274,7 @@ GROUPS = {"lora": "peft", "oft": "peft", "boft": "peft", "hra": "peft", "road": 
           "fourierft": "peft", "vera": "peft", "ia3": "peft",
           **{family: "peft" for family in _PEFT_CLASSES},
           "hamming": "qiadapters", "physics": "physics", "mixture": "mixture",
-          "head": "head", "full": "full", "paper_dense": "paper", "bottleneck": "bottleneck"}
+          "head": "head", "full": "full", "paper_dense": "paper", "paper_ablation": "paper", "bottleneck": "bottleneck"}
 
 
 def load(path: Path) -> Entry:

@@ -58,6 +58,13 @@ ROWS = (
     # top of the adapter grid (the block-size rows above were best at 2e-2 and 5e-2; the
     # grid grows while its top wins).
     "hamming-12-bs16", "hamming-123-bs16", "hamming-123-bs32", "hamming-123-bs64",
+    # The tiny-budget frontier: peft 0.21's methods made for tiny budgets, smallest first
+    # (docs/tradeoff.md; the registry holds more budgets of each, not trained yet).
+    "unilora-d256", "psoft-r8", "tinylora-r2-u64", "waveft-n40",
+    # Ours at their budgets: {1,2,3} in blocks of 32 on value only (720), the lr rule ...
+    "hamming-123-bs32-value-angle-lr",
+    # ... and at UniLoRA's 256: blocks of 32 sharing their angles within a layer (252).
+    "hamming-12-bs32-shared-angle-lr",
 )
 
 

@@ -61,7 +61,8 @@ def table_md(rows: list[dict]) -> str:
             f"| {r['label']} | {r['adapter_params']:,} | {r['acc']:.2f} ± {r['std']:.2f} | "
             f"{_f(r['s_per_step'], '.3f')} | {_f(r.get('flops_per_step'), '.2f', 1e-9)} | "
             f"{_f(r.get('adapter_flops'), '.2f', 1e-9)} | {build} | "
-            f"{_f(r.get('peak_growth_mib'), '.0f')} | {'**yes**' if r.get('on_frontier') else ''} | "
+            f"{_f(r.get('peak_growth_mib'), '.0f')} | "
+            f"{'**yes**' if r.get('on_frontier') else ''} | "
             f"{'' if gap == math.inf else f'{gap:+.2f}'} |")
     return head + "\n".join(lines) + "\n"
 
@@ -127,16 +128,20 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def measure_missing(rows: list[dict], path: Path, threads: int) -> None:
+def measure_missing(rows: list[dict], path: Path, threads: int,
+                    max_params: float = math.inf) -> None:
+    """Measure the costs of every row lacking them (the head-only rows too, the reference
+    of ``adapter_flops``), text first, then by increasing parameters."""
     from .costs import measure_in_subprocess
 
     have = tables.load_costs(path)
     want = []
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["task"] != "text", r["adapter_params"])):
         kind = "text" if r["task"] == "text" else "vision"
         key = (r["method"], kind)
-        if (r.get("point") or r["method"] in tables.NOT_POINTS) and key not in have \
-                and key not in want and r["method"] not in ("full", "vision-full"):
+        if ((r.get("point") and r["adapter_params"] <= max_params)
+                or r["method"] in ("head", "vision-head")) \
+                and key not in have and key not in want:
             want.append(key)
     for i, (name, kind) in enumerate(want):
         try:
@@ -158,13 +163,15 @@ def main(argv=None) -> int:
     p.add_argument("--costs", action="store_true",
                    help="measure the costs of rows that lack them first")
     p.add_argument("--threads", type=int, default=1, help="torch threads of a cost run")
+    p.add_argument("--max-params", type=float, default=math.inf,
+                   help="--costs: only rows with at most this many adapter parameters")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     out = args.results
     rows = tables.mark(tables.text_rows(out) + tables.vision_rows(out))
     costs_path = out / "frontier_costs.jsonl"
     if args.costs:
-        measure_missing(rows, costs_path, args.threads)
+        measure_missing(rows, costs_path, args.threads, args.max_params)
     rows = tables.with_costs(rows, tables.load_costs(costs_path))
     tables.write_csv(rows, out / "frontier.csv")
     (out / "frontier.md").write_text(markdown(rows))

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = """
 import sys
 import benchmarks.demo.run as demo
-from benchmarks.data import NUM_CLASSES, TextSplit
+from benchmarks.common.data import NUM_CLASSES, TextSplit
 
 def splits(seed=0):
     def split(n, start):

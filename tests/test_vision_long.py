@@ -20,6 +20,7 @@ physics = pytest.importorskip("physics")
 
 from benchmarks.common.training import train  # noqa: E402
 from benchmarks.vision import run as vision_run  # noqa: E402
+from benchmarks.vision import worker as vision_worker  # noqa: E402
 from benchmarks.vision.model import BACKBONES, VIT, build_vit  # noqa: E402
 from benchmarks.vision.priors_log import prior_state, router_summary  # noqa: E402
 from benchmarks.vision.resize import resize_state, sum_pool_kernel  # noqa: E402
@@ -75,9 +76,9 @@ def test_a_killed_sweep_resumes_and_appends(tmp_path, monkeypatch):
     if not CHECKPOINT.is_file():
         pytest.skip("the committed checkpoint is not here")
     splits = {k: _tiny_data(8, seed=i) for i, k in enumerate(("train", "validation", "test"))}
-    monkeypatch.setattr(vision_run, "load_task", lambda task, n_test: (splits, 4))
+    monkeypatch.setattr(vision_worker, "load_task", lambda task, n_test: (splits, 4))
     calls = []
-    monkeypatch.setattr(vision_run, "train_one", _fake_train_one(calls))
+    monkeypatch.setattr(vision_worker, "train_one", _fake_train_one(calls))
     method = dataclasses.replace(vision_run.METHODS["vision-physics-moppa-input"],
                                  lrs=(0.001, 0.003))
     path = tmp_path / "vision_runs.w0.jsonl"

@@ -67,7 +67,7 @@ def parse_stage(text: str) -> tuple[int, tuple | str, bool]:
 def chosen(runs, task: str, method, steps: int, grid, batch_size: int, seed: int):
     """The lr chosen on validation for ``method`` at ``steps`` on the backbone ``grid``
     (None until its sweep is complete)."""
-    from .run import on_backbone
+    from .worker import on_backbone
 
     mine = on_backbone(runs, task, grid)
     lrs = [r["lr"] for r in mine if r["method"] == method and r["steps"] == steps
@@ -100,7 +100,7 @@ def run(args) -> None:
     import dataclasses
 
     from .model import get_backbone
-    from .run import run_worker
+    from .worker import run_worker
 
     grid = get_backbone(args.backbone).grid
     for steps, lrs, extends in (parse_stage(s) for s in args.plan):
@@ -146,7 +146,7 @@ def _seeds_cell(tests: list) -> str:
 def table(runs: list[dict], seed: int = 0) -> list[dict]:
     """One row per (backbone, task, method, steps): the lr chosen on validation and its
     run."""
-    from .run import on_backbone
+    from .worker import on_backbone
 
     keys = sorted({(tuple(r.get("grid", (7, 7))), r["task"], r["method"], r["steps"],
                     r["batch_size"]) for r in runs if r["seed"] == seed})

@@ -4,7 +4,9 @@ against a hand count, and every tiny-budget peer entry's parameters against peft
 import copy
 import itertools
 import math
+import os
 import random
+import sys
 
 import pytest
 import torch
@@ -15,6 +17,9 @@ pytest.importorskip("peft")
 from benchmarks.common import registry  # noqa: E402
 from benchmarks.frontier import costs, pareto  # noqa: E402
 from benchmarks.frontier.tables import mark  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
+from testing_utils import minilm_shaped_bert  # noqa: E402
 
 #: The families the frontier added (peft 0.21's methods made for tiny budgets).
 TINY = {"tinylora", "unilora", "ln_tuning", "c3a", "beft", "waveft", "vblora", "randlora",
@@ -97,11 +102,7 @@ def test_fft_flops_are_5_n_log2_n_per_complex_transform():
 
 @pytest.fixture(scope="module")
 def small_minilm():
-    config = transformers.BertConfig(vocab_size=64, hidden_size=384, num_hidden_layers=2,
-                                     num_attention_heads=12, intermediate_size=1536,
-                                     max_position_embeddings=32, num_labels=26)
-    torch.manual_seed(0)
-    return transformers.BertForSequenceClassification(config)
+    return minilm_shaped_bert(2)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in registry.METHODS.items()

@@ -8,7 +8,9 @@ MiniLM's 6 layers are 6x those of one layer.
 import copy
 import csv
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,9 @@ from benchmarks import (paper, registry, speed_minilm, timing, tradeoff_methods,
 from benchmarks.constants import RESULTS  # noqa: E402
 from benchmarks.demo import DEFAULT_LRS  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)
+from testing_utils import minilm_shaped_bert  # noqa: E402
+
 BENCHMARKS = RESULTS.parent
 MINILM_LAYERS = 6
 CONFIG_FILES = sorted(registry.CONFIGS.glob("*.json"))
@@ -29,23 +34,14 @@ CONFIG_FILES = sorted(registry.CONFIGS.glob("*.json"))
 
 @pytest.fixture(scope="module")
 def one_layer_minilm():
-    config = transformers.BertConfig(vocab_size=64, hidden_size=384, num_hidden_layers=1,
-                                     num_attention_heads=12, intermediate_size=1536,
-                                     max_position_embeddings=32, num_labels=26)
-    torch.manual_seed(0)
-    return transformers.BertForSequenceClassification(config)
+    return minilm_shaped_bert(1)
 
 
 @pytest.fixture(scope="module")
 def six_layer_minilm():
     """all-MiniLM-L6-v2's shape at full depth (random weights): the methods whose parameters
     are shared across layers (:data:`registry.SHARED_PARAMETER_FAMILIES`) are counted here."""
-    config = transformers.BertConfig(vocab_size=64, hidden_size=384,
-                                     num_hidden_layers=MINILM_LAYERS, num_attention_heads=12,
-                                     intermediate_size=1536, max_position_embeddings=32,
-                                     num_labels=26)
-    torch.manual_seed(0)
-    return transformers.BertForSequenceClassification(config)
+    return minilm_shaped_bert(MINILM_LAYERS)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from qiadapters.adapters.layer import AdapterLayer
 
-__all__ = ["HOST_SYNC_OPS", "HostSyncs", "exit_worker", "random_orthogonal",
-           "saved_only_when_on"]
+__all__ = ["HOST_SYNC_OPS", "HostSyncs", "exit_worker", "minilm_shaped_bert",
+           "random_orthogonal", "saved_only_when_on"]
+
+
+def minilm_shaped_bert(layers: int):
+    """A ``BertForSequenceClassification`` with MiniLM's widths (384, 12 heads, FFN 1536, 26
+    labels), ``layers`` layers and a 64-token vocabulary, seeded: what the registry's counts
+    are checked on without loading the real checkpoint."""
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=64, hidden_size=384, num_hidden_layers=layers,
+                                     num_attention_heads=12, intermediate_size=1536,
+                                     max_position_embeddings=32, num_labels=26)
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
 
 
 def exit_worker() -> None:

@@ -2,7 +2,6 @@
 growth and CPU time of MiniLM training steps (:mod:`benchmarks.fold_route.run` says more)."""
 from __future__ import annotations
 
-import gc
 import os
 import time
 
@@ -22,7 +21,7 @@ def worker(method: str, route: str | None, targets: str, batch: int, seq: int,
     import torch
 
     from ..common.data import load_minilm
-    from ..speed.memory import _status_kib, reset_peak
+    from ..speed.memory import peak_growth_kib
     from ..speed.minilm import attach, minilm_batch, train_step_fn, trainable_count
 
     torch.set_num_threads(threads)
@@ -33,12 +32,7 @@ def worker(method: str, route: str | None, targets: str, batch: int, seq: int,
 
         set_route(model, route)
     step = train_step_fn(model, minilm_batch(batch, seq))
-    gc.collect()
-    baseline = _status_kib("VmRSS")
-    reset_peak()
-    for _ in range(2):
-        step()
-    peak = _status_kib("VmHWM")
+    baseline, peak, _ = peak_growth_kib(step, 2)
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(steps):
         step()

@@ -30,7 +30,6 @@ length) or :data:`VISION_BATCH` (the vision ViT, 32 images of 1 x 28 x 28).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
@@ -177,7 +176,7 @@ def build_costs(model, data: dict) -> dict:
 def measure(name: str, task: str, threads: int = 1) -> dict:
     """Every cost of one step of registry method ``name`` (see the module docstring)."""
     from ..common import registry
-    from ..speed.memory import _status_kib, reset_peak
+    from ..speed.memory import peak_growth_kib
 
     torch.set_num_threads(threads)
     model, _, _ = registry.build(name, load_model(task))
@@ -192,12 +191,7 @@ def measure(name: str, task: str, threads: int = 1) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    gc.collect()
-    baseline = _status_kib("VmRSS")
-    reset = reset_peak()
-    for _ in range(MEMORY_STEPS):
-        step()
-    peak = _status_kib("VmHWM")
+    baseline, peak, reset = peak_growth_kib(step, MEMORY_STEPS)
     out = {"method": name, "task": task,
            "adapter_params": sum(p.numel() for p in params) - head,
            "flops_per_step": step_flops(model, data),

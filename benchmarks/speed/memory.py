@@ -56,6 +56,18 @@ def reset_peak() -> bool:
         return False
 
 
+def peak_growth_kib(step, steps: int) -> tuple[int, int, bool]:
+    """``(baseline, peak, reset)``: this process's resident set (KiB) before ``steps`` calls
+    of ``step`` (after a garbage collection) and its high-water mark over them (the mark
+    reset first where the kernel allows it: ``reset``)."""
+    gc.collect()
+    baseline = _status_kib("VmRSS")
+    reset = reset_peak()
+    for _ in range(steps):
+        step()
+    return baseline, _status_kib("VmHWM"), reset
+
+
 def measure(method: str, steps: int = 2, batch: int = 32, seq: int = 64,
             targets=None) -> dict:
     import torch
@@ -67,12 +79,7 @@ def measure(method: str, steps: int = 2, batch: int = 32, seq: int = 64,
     model, _ = load_minilm(num_labels=26)
     model, info = attach(method, model, targets)
     step = train_step_fn(model, minilm_batch(batch, seq))
-    gc.collect()
-    baseline = _status_kib("VmRSS")
-    reset = reset_peak()
-    for _ in range(steps):
-        step()
-    peak = _status_kib("VmHWM")
+    baseline, peak, reset = peak_growth_kib(step, steps)
     gc.collect()
     after = _status_kib("VmRSS")
     mib = 1024.0

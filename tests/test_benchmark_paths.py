@@ -28,6 +28,7 @@ MOVED = {
     "benchmarks.circuits": ("benchmarks.circuits.measure", "run_case"),
     "benchmarks.op_count": ("benchmarks.op_count.count", "count_all"),
     "benchmarks.physics": ("benchmarks.physics.convergence", "accuracy"),
+    "benchmarks.bottleneck": ("benchmarks.physics.bottleneck", "add_bottlenecks"),
     "benchmarks.design_study": ("benchmarks.design_study.compare", "best_under"),
 }
 

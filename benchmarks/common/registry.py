@@ -229,7 +229,7 @@ def _build_full(model, entry):
 
 
 def _build_bottleneck(model, entry):
-    from ..bottleneck import add_bottlenecks
+    from ..physics.bottleneck import add_bottlenecks
     freeze_all_but_head(model)
     names = add_bottlenecks(model, entry.targets, entry.config["rank"], entry.config["placement"])
     return model, None, {"adapter": "down -> GELU -> up, up zero-initialised",

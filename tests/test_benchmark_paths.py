@@ -69,3 +69,34 @@ def test_an_old_flat_path_warns_that_it_moved(monkeypatch):
                                                  r"benchmarks\.speed\.minilm"):
         old = importlib.import_module("benchmarks.speed_minilm")
     assert old is importlib.import_module("benchmarks.speed.minilm")
+
+
+def _deprecated_aliases() -> set[str]:
+    """The flat ``benchmarks/<name>.py`` files that are deprecation aliases."""
+    return {path.stem for path in (ROOT / "benchmarks").glob("*.py")
+            if "alias(__name__" in path.read_text()}
+
+
+def test_nothing_in_the_repository_uses_a_deprecated_path():
+    """The aliases go in the next version: the suite, the docs, the Makefile and the
+    benchmarks themselves already import and run every module by its new path (this file,
+    the aliases and the alias mechanism's own docstring excepted).  Fails naming each use of an old path."""
+    aliases = _deprecated_aliases()
+    assert {"speed_minilm", "tradeoff_methods", "forgetting"} <= aliases
+    names = "|".join(sorted(aliases))
+    dotted = re.compile(rf"\bbenchmarks\.({names})\b")
+    listed = re.compile(r"from benchmarks import \(?([\w\s,]+)\)?")
+    pages = [ROOT / "Makefile", ROOT / "README.md", *(ROOT / "docs").rglob("*.md"),
+             *(ROOT / "benchmarks").rglob("*.md"), *(ROOT / "tests").glob("*.py"),
+             *(p for p in (ROOT / "benchmarks").rglob("*.py") if p.stem not in aliases)]
+    uses = []
+    for page in pages:
+        if page in (Path(__file__).resolve(), ROOT / "benchmarks" / "common" / "alias.py"):
+            continue
+        text = page.read_text()
+        uses += [f"{page.relative_to(ROOT)}: benchmarks.{m.group(1)}"
+                 for m in dotted.finditer(text)]
+        uses += [f"{page.relative_to(ROOT)}: from benchmarks import {name}"
+                 for m in listed.finditer(text)
+                 for name in re.split(r"[\s,]+", m.group(1)) if name in aliases]
+    assert not uses, "old benchmark paths still in use:\n" + "\n".join(uses)

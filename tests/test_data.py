@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 
-from benchmarks import data  # importable via pytest's pythonpath (pyproject)
+from benchmarks.common import data  # importable via pytest's pythonpath (pyproject)
 
 HEADER = [
     "  1 This software and database is being provided to you, the LICENSEE, by  ",

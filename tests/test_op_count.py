@@ -197,7 +197,7 @@ def test_minilm_attention_fused(minilm_counts):
 
 
 def test_benchmark_methods_are_registry_entries():
-    from benchmarks import registry
+    from benchmarks.common import registry
     from benchmarks.op_count import METHODS, REFERENCE
 
     names = [name for name, _ in METHODS]

@@ -1,4 +1,4 @@
-"""benchmarks.registry: every method config loads, builds and has the parameters it claims;
+"""benchmarks.common.registry: every method config loads, builds and has the parameters it claims;
 one LoRA definition; the committed trade-off records are what the registry builds today.
 
 Builds run on a one-layer random BERT of all-MiniLM-L6-v2's width (hidden 384, 12 heads,
@@ -19,9 +19,11 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from benchmarks import (paper, registry, speed_minilm, timing, tradeoff_methods,  # noqa: E402
-                        tradeoff_sweep)
-from benchmarks.constants import RESULTS  # noqa: E402
+from benchmarks.common import paper, registry, timing  # noqa: E402
+from benchmarks.common import sweep as tradeoff_sweep  # noqa: E402
+from benchmarks.common.constants import RESULTS  # noqa: E402
+from benchmarks.speed import minilm as speed_minilm  # noqa: E402
+from benchmarks.tradeoff import methods as tradeoff_methods  # noqa: E402
 from benchmarks.demo import DEFAULT_LRS  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))  # the suite's helpers (testing_utils)

@@ -3,9 +3,10 @@ errors, and the profile breakdown's categories (no timing is run here)."""
 import pytest
 import torch
 
-from benchmarks import speed, speed_minilm
-from benchmarks.speed_breakdown import labelled, split
-from benchmarks.speed_report import _targets
+from benchmarks import speed
+from benchmarks.speed import minilm as speed_minilm
+from benchmarks.speed.breakdown import labelled, split
+from benchmarks.speed.report import _targets
 
 
 def _row(case, method, lora, oft, growth=""):
@@ -63,7 +64,7 @@ def test_breakdown_assigns_forward_and_backward_to_the_adapter_parts():
 
 def test_ablation_switches_are_restored_and_change_the_route(monkeypatch):
     """The ablation's switches turn batching and whole blocks off inside, and back after."""
-    from benchmarks.speed_ablation import switched
+    from benchmarks.speed.ablation import switched
     from qiadapters.adapters.hamming import batched
     from qiadapters.circuits import operands
     from qiadapters.circuits.block_layout import BlockLayout
@@ -80,8 +81,8 @@ def test_ablation_switches_are_restored_and_change_the_route(monkeypatch):
 def test_fixed_cost_table_and_paired_difference():
     """The per-step overhead section: a table (no target) of what each method adds to the
     head-only step, from the median of per-round differences."""
-    from benchmarks.speed_report import _fixed
-    from benchmarks.timing import Timings
+    from benchmarks.speed.report import _fixed
+    from benchmarks.common.timing import Timings
 
     t = Timings({"a": [3.0, 5.0, 4.0], "head": [1.0, 2.0, 1.0]},
                 {"a": [0.0] * 3, "head": [0.0] * 3}, threads=1)

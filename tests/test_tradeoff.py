@@ -13,7 +13,10 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from benchmarks import registry, tradeoff, tradeoff_methods, tradeoff_sweep  # noqa: E402
+from benchmarks import tradeoff  # noqa: E402
+from benchmarks.common import registry  # noqa: E402
+from benchmarks.common import sweep as tradeoff_sweep  # noqa: E402
+from benchmarks.tradeoff import methods as tradeoff_methods  # noqa: E402
 
 NUM_LABELS = 5
 
@@ -201,7 +204,7 @@ def test_resumable_run_and_report(tmp_path, base):
 
 
 def test_the_angles_can_train_at_a_fraction_of_the_head_lr():
-    from benchmarks.training import _lr_groups
+    from benchmarks.common.training import _lr_groups
     from torch import nn
 
     class Model(nn.Module):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.training import (evaluate, global_batches, train,
+from benchmarks.common.training import (evaluate, global_batches, train,
                                  warmup_cosine)
 
 

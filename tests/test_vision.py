@@ -16,11 +16,15 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from benchmarks import registry, vision, vision_data, vision_methods, vision_report  # noqa: E402
-from benchmarks.constants import RESULTS  # noqa: E402
-from benchmarks.routing import router_weights  # noqa: E402
-from benchmarks.training import train  # noqa: E402
-from benchmarks.vision_model import VIT, build_vit  # noqa: E402
+from benchmarks import vision  # noqa: E402
+from benchmarks.common import registry  # noqa: E402
+from benchmarks.common.constants import RESULTS  # noqa: E402
+from benchmarks.common.routing import router_weights  # noqa: E402
+from benchmarks.common.training import train  # noqa: E402
+from benchmarks.vision import data as vision_data  # noqa: E402
+from benchmarks.vision import methods as vision_methods  # noqa: E402
+from benchmarks.vision import tables as vision_report  # noqa: E402
+from benchmarks.vision.model import VIT, build_vit  # noqa: E402
 
 LAYERS = VIT["num_hidden_layers"]
 

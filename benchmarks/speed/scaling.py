@@ -7,7 +7,7 @@ each configured by its registry entry (:mod:`benchmarks.common.registry`):
   blocks=3)``;
 * ``lora-r8``: peft's LoRA (``inject_adapter_in_model``, the registry's ``LoraConfig``) on
   the 4 layers;
-* ``paper-dense-12-b3``: :class:`~benchmarks.paper.DenseCompoundLinear` (dense ``D`` from
+* ``paper-dense-12-b3``: :class:`~benchmarks.common.paper.DenseCompoundLinear` (dense ``D`` from
   minors every step, applied as ``y @ D``) with the same block layout.
 
 One call = forward, ``loss = mean(out^2)``, backward, AdamW step on the adapter parameters,

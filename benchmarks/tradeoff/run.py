@@ -20,7 +20,7 @@ reads it and skips runs already there (keyed by method, lr, seed, steps, batch s
 rebuilds ``tradeoff.csv`` and ``tradeoff.png`` from everything recorded.
 
 After scoring, every run is also probed for what it cost the pretrained encoder (sentence
-similarity on held-out WordNet verb glosses, :mod:`benchmarks.forgetting`; 1,000 synsets, 200
+similarity on held-out WordNet verb glosses, :mod:`benchmarks.common.forgetting`; 1,000 synsets, 200
 in ``--quick``; ``--no-probe`` skips it): the ``probe_*`` fields of the run's record.
 
     python -m benchmarks.tradeoff --threads 1           # the committed files (hours on 2 cores)
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--list", action="store_true", help="print the method table and exit")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-probe", action="store_true",
-                   help="skip the forgetting probe (benchmarks.forgetting) after each run")
+                   help="skip the forgetting probe (benchmarks.common.forgetting) after each run")
     p.add_argument("--probe-n", type=int, default=None,
                    help="held-out verb synsets the probe uses (default 1000; 200 in --quick)")
     p.add_argument("--results", type=Path, default=None,

@@ -14,8 +14,12 @@ def plot(rows, path: Path):
     fig, axes = plt.subplots(1, len(rs), figsize=(5 * len(rs), 4), sharey=True)
     for ax, r in zip(axes if len(rs) > 1 else [axes], rs):
         sub = sorted((row for row in rows if row["r"] == r), key=lambda row: row["block"])
-        for key, style in [("ours_matrix_fb", "o-"), ("ours_angles_fb", "s-"),
-                           ("minors_fb", "^-"), ("ours_matrix_fwd", "o--"), ("floor", "k:")]:
+        for key, style in [("ours_matrix_fb", "o-"), ("ours_kernel_fb", "D-"),
+                           ("ours_angles_fb", "s-"), ("minors_fb", "^-"),
+                           ("ours_matrix_fwd", "o--"), ("autograd_floor_fb", "k--"),
+                           ("floor", "k:")]:
+            if not all(row.get(key) for row in sub):
+                continue
             ax.loglog([row["block"] for row in sub], [row[key] for row in sub], style, label=key)
         ax.set_title(f"r = {r} blocks")
         ax.set_xlabel("block size C(n, k)")

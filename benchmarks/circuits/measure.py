@@ -9,6 +9,8 @@ import torch
 
 import qiadapters as qa
 
+from qiadapters.circuits import kernels
+
 from ..common.paper import minors_compound
 from ..common.timing import interleaved
 
@@ -18,6 +20,24 @@ PENNYLANE_SIZES = [(8, 2), (10, 2), (11, 3)]
 
 def pennylane_block(circuit, theta, k):
     return qa.pennylane.hamming_block(circuit, theta, k)
+
+
+def kernel_built() -> bool:
+    """Whether the compiled CPU kernel of the order-2 compound builds here (built once)."""
+    from qiadapters.circuits.kernels import pair_minors_cpu
+
+    return pair_minors_cpu.load() is not None
+
+
+def with_cpu_kernel(fn):
+    """``fn`` run with the compiled CPU kernel switched on (the switch included in its time)."""
+    def run(x):
+        previous = kernels.set_cpu_mode("on")
+        try:
+            return fn(x)
+        finally:
+            kernels.set_cpu_mode(previous)
+    return run
 
 
 def run_case(n: int, k: int, r: int, budget: float) -> dict:
@@ -53,9 +73,15 @@ def run_case(n: int, k: int, r: int, budget: float) -> dict:
         "minors_fwd": no_grad(lambda q: minors_compound(q, k), Q),
         "minors_fb": fb(lambda q: minors_compound(q, k), Qg),
     }
+    if kernel_built():  # the same compound with the compiled CPU kernel switched on
+        contenders["ours_kernel_fwd"] = no_grad(with_cpu_kernel(lambda q: qa.compound(q, k)), Q)
+        contenders["ours_kernel_fb"] = fb(with_cpu_kernel(lambda q: qa.compound(q, k)), Qg)
     t = interleaved(contenders, reps=7, warmup=2, min_reps=3, budget_s=budget)
     row = dict(n=n, k=k, r=r, block=m, **t.medians(), threads=t.threads)
     torch.testing.assert_close(qa.compound(Q, k), minors_compound(Q, k), atol=1e-4, rtol=0)
+    if "ours_kernel_fb" in contenders:
+        torch.testing.assert_close(with_cpu_kernel(lambda q: qa.compound(q, k))(Q),
+                                   minors_compound(Q, k), atol=1e-4, rtol=0)
     return row
 
 

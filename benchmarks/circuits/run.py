@@ -13,6 +13,9 @@ warm-up (:func:`benchmarks.common.timing.interleaved`):
   k x k minor of Q gathered from ``itertools.combinations`` index lists and passed to
   ``torch.linalg.det`` (batched over all minors at once, the fastest form of that
   construction);
+* ``ours_kernel``: ``ours_matrix`` with the compiled CPU kernel of the order-2 compound
+  switched on (``qiadapters.circuits.kernels.set_cpu_mode("on")``, the switch inside the
+  timed call; k = 3 builds its order-2 minors with it), where the kernel builds;
 * ``pennylane``: ``qml.matrix`` of the circuit and extraction of the weight-k block
   (n <= 12, one block, once: it is far too slow to repeat);
 * ``floor``: writing a new tensor of the output's size (allocation and first touch

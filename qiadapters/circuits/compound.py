@@ -333,6 +333,8 @@ def compound_pairs(U: torch.Tensor, tables=None) -> torch.Tensor:
     first, second, *flat = _route_tables(U, 2, tables)
     if kernels.use_kernels(U, dtypes=kernels.PAIR_DTYPES) and kernels.pair_minors_supported(U):
         return kernels.pair_minors(U, first, second)  # Triton, on a GPU (kernels/__init__.py)
+    if kernels.use_cpu_kernel(U):
+        return kernels.cpu_pair_minors(U, first, second)  # compiled, on CPU, where asked for
     route = pair_route(U)
     if route == "rows":
         return PairMinorsByRow.apply(U, first, second)

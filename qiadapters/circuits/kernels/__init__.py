@@ -20,6 +20,14 @@ device type and the mode (:func:`set_mode`, :func:`using`, or the environment va
 * ``"on"``: every tensor Triton can run on -- CUDA, and CPU under ``TRITON_INTERPRET=1``
   (Triton's interpreter; how the tests check the kernels without a GPU).
 
+**On a CPU**, :mod:`.pair_minors_cpu` is the same order-2 compound as one compiled C++
+operation each way (no Triton: ``torch.utils.cpp_extension``, built on first use), for the
+small blocks whose eager build is bound by per-operation overhead.  Its own switch,
+:func:`set_cpu_mode` or ``QIADAPTERS_CPU_KERNELS``: ``"off"`` (the default: building it
+takes a C++ compiler, ``ninja`` and about a minute, once per machine) or ``"on"``; float32
+and float64, differentiable twice (a backward that builds a graph goes through the eager
+gathers).  Where it cannot be built it warns once and the eager route runs.
+
 Never inside ``torch.compile`` (inductor writes its own kernels for the eager route's
 operations), never for double backward (the kernels' backward is not differentiable), only
 for float32 (the adapters' compute dtype for float32, float16 and bfloat16 bases; the
@@ -30,10 +38,12 @@ The kernels call Triton builtins only, none of ``triton.language``'s own ``@jit`
 (``tl.zeros``: ``tl.full`` instead): where ``triton.language`` was imported before
 ``TRITON_INTERPRET=1`` was set (another library's kernels), the interpreter cannot call them.
 """
-from .dispatch import (MODES, PAIR_DTYPES, available, block_product, block_product_supported,
-                       get_mode, pair_minors, pair_minors_supported, set_mode, use_kernels,
-                       using)
+from .dispatch import (CPU_MODES, MODES, PAIR_DTYPES, available, block_product,
+                       block_product_supported, cpu_pair_minors, get_cpu_mode, get_mode,
+                       pair_minors, pair_minors_supported, set_cpu_mode, set_mode,
+                       use_cpu_kernel, use_kernels, using)
 
-__all__ = ["MODES", "PAIR_DTYPES", "available", "block_product", "block_product_supported",
-           "get_mode", "pair_minors", "pair_minors_supported", "set_mode", "use_kernels",
-           "using"]
+__all__ = ["CPU_MODES", "MODES", "PAIR_DTYPES", "available", "block_product",
+           "block_product_supported", "cpu_pair_minors", "get_cpu_mode", "get_mode",
+           "pair_minors", "pair_minors_supported", "set_cpu_mode", "set_mode", "use_cpu_kernel",
+           "use_kernels", "using"]

@@ -19,7 +19,7 @@ DEFAULT_MODE = "off"
 #: The dtypes the compound kernel takes (the block product: float32 only).
 PAIR_DTYPES = (torch.float32, torch.float64)
 
-_state: dict = {"mode": None, "available": None}
+_state: dict = {"mode": None, "available": None, "cpu_mode": None}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
@@ -117,6 +117,59 @@ def block_product_supported(x: torch.Tensor, B: torch.Tensor,
         return False
     inner = B.shape[2] if transpose else B.shape[1]
     return x.shape[-2] == B.shape[0] and x.shape[-1] == inner
+
+
+#: The modes of :func:`set_cpu_mode` (and of the environment variable ``QIADAPTERS_CPU_KERNELS``).
+CPU_MODES = ("on", "off")
+CPU_ENV = "QIADAPTERS_CPU_KERNELS"
+#: The mode when neither :func:`set_cpu_mode` nor the environment says: off, because the
+#: kernel is compiled on first use (a C++ compiler and about a minute, once).
+DEFAULT_CPU_MODE = "off"
+#: The dtypes the compiled CPU kernel takes.
+CPU_DTYPES = (torch.float32, torch.float64)
+
+
+def get_cpu_mode() -> str:
+    """The CPU kernel's mode: the last :func:`set_cpu_mode`, else ``$QIADAPTERS_CPU_KERNELS``,
+    else :data:`DEFAULT_CPU_MODE`."""
+    if _state["cpu_mode"] is None:
+        mode = os.environ.get(CPU_ENV, DEFAULT_CPU_MODE).strip().lower() or DEFAULT_CPU_MODE
+        if mode not in CPU_MODES:
+            raise ValueError(f"{CPU_ENV}={mode!r} is not a CPU kernel mode; valid: "
+                             f"{', '.join(CPU_MODES)}")
+        _state["cpu_mode"] = mode
+    return _state["cpu_mode"]
+
+
+def set_cpu_mode(mode: str) -> str:
+    """Switch the compiled CPU kernel of the order-2 compound ``"on"`` or ``"off"`` for this
+    process (package docstring); returns the previous mode.  ``"on"`` builds it on the first
+    call that uses it."""
+    if mode not in CPU_MODES:
+        raise ValueError(f"mode={mode!r} is not a CPU kernel mode; valid: {', '.join(CPU_MODES)}")
+    previous = get_cpu_mode()
+    _state["cpu_mode"] = mode
+    return previous
+
+
+def use_cpu_kernel(U: torch.Tensor) -> bool:
+    """Whether the compiled CPU kernel takes ``U``: the CPU mode is on, ``U`` is a plain CPU
+    tensor of a dtype in :data:`CPU_DTYPES`, not inside ``torch.compile``, and the extension
+    builds (tried once).  A choice on the mode, device type and dtype only."""
+    if get_cpu_mode() != "on" or U.device.type != "cpu" or U.dtype not in CPU_DTYPES:
+        return False
+    if type(U) not in _PLAIN or torch.compiler.is_compiling():
+        return False
+    from . import pair_minors_cpu
+
+    return pair_minors_cpu.load() is not None
+
+
+def cpu_pair_minors(U: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """:func:`~qiadapters.circuits.compound.pair_minors` by the compiled CPU kernel."""
+    from . import pair_minors_cpu
+
+    return pair_minors_cpu.pair_minors(U, first, second)
 
 
 #: The largest ``n`` :func:`pair_minors` takes (its backward holds a row tile of ``dU``).

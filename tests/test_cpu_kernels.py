@@ -164,3 +164,24 @@ def test_where_it_cannot_be_built_it_warns_once_and_the_eager_route_runs(monkeyp
         warnings.simplefilter("error")
         out = qa.compound(U, 2)  # no second warning, the eager route
     assert type(out.grad_fn).__name__ == "PairMinorsBackward"
+
+
+def test_many_blocks_split_over_threads(built):
+    """Enough blocks that both loops split into chunks over two threads: still exact."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        U = torch.randn(64, 8, 8, dtype=torch.float64, requires_grad=True)
+        dC = torch.randn(64, 28, 28, dtype=torch.float64)
+        want = _eager(U)
+        want_grad = torch.autograd.grad(want, U, dC)[0]
+        previous = kernels.set_cpu_mode("on")
+        try:
+            got = qa.compound(U, 2)
+            got_grad = torch.autograd.grad(got, U, dC)[0]
+        finally:
+            kernels.set_cpu_mode(previous)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(got_grad, want_grad, atol=1e-12, rtol=0)

@@ -42,6 +42,20 @@ def _eager(U, k=2):
         kernels.set_cpu_mode(previous)
 
 
+def _assert_kernel_is_eager(U, dC):
+    """The kernel's minors and their gradient along ``dC`` are the eager route's (1e-12)."""
+    want = _eager(U)
+    want_grad = torch.autograd.grad(want, U, dC)[0]
+    previous = kernels.set_cpu_mode("on")
+    try:
+        got = qa.compound(U, 2)
+        got_grad = torch.autograd.grad(got, U, dC)[0]
+    finally:
+        kernels.set_cpu_mode(previous)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(got_grad, want_grad, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("n", [3, 4, 5, 8, 9])
 @pytest.mark.parametrize("lead", [(), (2,), (2, 3)])
 def test_forward_is_every_2x2_minor(cpu_on, n, lead):
@@ -61,15 +75,7 @@ def test_gradient_is_the_eager_routes(built, n, blocks, seed):
     U = torch.randn(blocks, n, n, generator=g, dtype=torch.float64, requires_grad=True)
     dC = torch.randn(blocks, n * (n - 1) // 2, n * (n - 1) // 2, generator=g,
                      dtype=torch.float64)
-    want = torch.autograd.grad(_eager(U), U, dC)[0]
-    previous = kernels.set_cpu_mode("on")
-    try:
-        out = qa.compound(U, 2)
-        got = torch.autograd.grad(out, U, dC)[0]
-    finally:
-        kernels.set_cpu_mode(previous)
-    torch.testing.assert_close(out, _eager(U), atol=1e-12, rtol=0)
-    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    _assert_kernel_is_eager(U, dC)
 
 
 def test_float32_matches_float64(cpu_on):
@@ -172,16 +178,6 @@ def test_many_blocks_split_over_threads(built):
     torch.set_num_threads(2)
     try:
         U = torch.randn(64, 8, 8, dtype=torch.float64, requires_grad=True)
-        dC = torch.randn(64, 28, 28, dtype=torch.float64)
-        want = _eager(U)
-        want_grad = torch.autograd.grad(want, U, dC)[0]
-        previous = kernels.set_cpu_mode("on")
-        try:
-            got = qa.compound(U, 2)
-            got_grad = torch.autograd.grad(got, U, dC)[0]
-        finally:
-            kernels.set_cpu_mode(previous)
+        _assert_kernel_is_eager(U, torch.randn(64, 28, 28, dtype=torch.float64))
     finally:
         torch.set_num_threads(threads)
-    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
-    torch.testing.assert_close(got_grad, want_grad, atol=1e-12, rtol=0)

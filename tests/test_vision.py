@@ -163,7 +163,9 @@ def test_vision_entry_builds_with_the_parameters_its_runs_measured(one_layer_vit
     x = torch.randn(2, 1, 28, 28)
     out = model(pixel_values=x).logits
     assert out.shape == (2, 4)
-    if entry.family not in NOT_IDENTITY_AT_INIT:
+    if entry.config.get("init_std"):  # the init study's random start: not the identity
+        assert not torch.allclose(out, base(pixel_values=x).logits, atol=1e-5)
+    elif entry.family not in NOT_IDENTITY_AT_INIT:
         # every other adapter starts as the identity: the pretrained model's logits
         torch.testing.assert_close(out, base(pixel_values=x).logits)
 

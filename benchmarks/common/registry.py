@@ -11,6 +11,13 @@ Each method is one JSON file ``benchmarks/configs/<name>.json`` (in the spirit o
   to :data:`~benchmarks.common.constants.TARGETS`);
 * ``experts`` (mixtures only): the names of the methods mixed.
 
+One key of a Hamming ``config`` is the benchmark's, not the library's: ``init_std`` (default
+0) starts every skew generator's entries (the angles of the Cayley / exp parametrizations)
+from ``N(0, init_std^2)`` instead of zero, drawn from torch's global generator right after
+the model is built (so per seed, reproducibly).  It is the init study's switch: a random start
+is not the identity, so it is measured here and not offered by ``HammingConfig``; the saved
+``adapter_config.json`` of such a row is its zero-init twin's.
+
 The vision entries (``benchmarks/configs/vision/``, names starting ``vision-``) adapt the
 vision benchmark's ViT (:mod:`benchmarks.vision.model`).  A file holds inputs only: a
 method's parameter count is measured when it runs and recorded in the results
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import torch
 from torch import nn
 
 from .constants import HEAD, TARGETS
@@ -160,12 +168,16 @@ def _build_peft(model, entry):
 
 _HAMMING_RECORD_KEYS = {"orders", "blocks", "parametrization", "side", "layout", "gate", "scale",
                         "target_modules", "n_qubits", "recompute_base"}
+#: Keys of a Hamming entry's ``config`` that the benchmark applies itself (module docstring).
+BENCHMARK_KEYS = ("init_std",)
 
 
 def adapter_config(entry: Entry):
     """The qiadapters / physics config object of an entry (no ``modules_to_save``)."""
     kwargs = dict(entry.config, target_modules=entry.targets)
     if entry.family == "hamming":
+        for key in BENCHMARK_KEYS:
+            kwargs.pop(key, None)
         import qiadapters
         return qiadapters.HammingConfig(**dict(kwargs, orders=tuple(kwargs["orders"])))
     if entry.family == "physics":
@@ -189,11 +201,31 @@ def _build_adapter(model, entry):
                                        if k in _HAMMING_RECORD_KEYS or k == "default_layout"
                                        or (k == "block_size" and v is not None)
                                        or (k == "share_blocks" and v)})
+        init_std = entry.config.get("init_std", 0)
+        if init_std:
+            record["init_std"] = random_start(adapted, init_std)
     else:
         record = json.loads(json.dumps(config.to_dict(), default=str))
         for expert in record.get("experts", []):
             _without_unused_rule(expert)
     return adapted, adapted.aux_loss, record
+
+
+def random_start(model: nn.Module, init_std: float) -> float:
+    """Draw every skew generator's entries of ``model``'s Hamming adapters from ``N(0,
+    init_std^2)`` (torch's global generator); returns ``init_std``.  Raises if the model has
+    no such generator (a circuit-angle parametrization, or no Hamming adapter)."""
+    from qiadapters.adapters.hamming.parametrizations import SkewParametrization
+
+    if not (isinstance(init_std, (int, float)) and init_std > 0):
+        raise ValueError(f"init_std={init_std!r}; valid: a number > 0 (0 or absent: zero init)")
+    skews = [m for m in model.modules() if isinstance(m, SkewParametrization)]
+    if not skews:
+        raise ValueError("init_std is set but the model has no Cayley / exp Hamming adapter")
+    with torch.no_grad():
+        for m in skews:
+            m.weight.normal_(0.0, init_std)
+    return float(init_std)
 
 
 def _without_unused_rule(config: dict) -> dict:

@@ -40,7 +40,7 @@ ROWS = (
     # speed-first layouts, against blocks of 128 (= hamming-12-b3 on MiniLM's 384 features).
     "hamming-12-bs64", "hamming-12-bs32",
     # peft's methods built for tiny budgets (registry entries at more budgets: road-1-value,
-    # road-2, fourierft-n300, fourierft-n800, vera-r256 -- not trained yet).
+    # fourierft-n300, fourierft-n800, vera-r256 -- not trained yet; road-2 below).
     "road-1", "fourierft-n100", "ia3",
     # The design study against them: orders {1,2,3} at small n, a learned scale beside the
     # rotation (the scale alone is peft's IA3 on the same layers), all linear layers.
@@ -65,6 +65,11 @@ ROWS = (
     "hamming-123-bs32-value-angle-lr",
     # ... and at UniLoRA's 256: blocks of 32 sharing their angles within a layer (252).
     "hamming-12-bs32-shared-angle-lr",
+    # The init study: the lr-rule row from a small random start (angles ~ N(0, 0.01^2))
+    # instead of zero (the identity).
+    "hamming-12-bs32-angle-lr-init-std01",
+    # RoAd at the design study's 10k cap (road_2).
+    "road-2",
 )
 
 

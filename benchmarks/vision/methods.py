@@ -44,6 +44,9 @@ ROWS = (
     # The tiny-budget frontier: peft 0.21's methods made for tiny budgets (the registry's
     # text entries at more budgets; these two at their smallest).
     "vision-unilora-d256", "vision-psoft-r8",
+    # The init study: blocks of 32 from a small random start (angles ~ N(0, std^2)) instead
+    # of zero (the identity).
+    "vision-hamming-12-bs32-init-std01", "vision-hamming-12-bs32-init-std05",
 )
 
 

@@ -27,7 +27,8 @@ TEXT_ROWS = ("hamming-123-b3", "hamming-123-b8", "hamming-123-bs32", "hamming-12
              "hamming-12-bs32-value-scale", "hamming-123-bs32-scale", "hamming-12-bs32-scale",
              "hamming-123-bs32-all-linear", "hamming-12-bs32-angle-lr",
              "hamming-12-bs32-scale-angle-lr", "hamming-12-bs32-value-scale-angle-lr",
-             "hamming-12-bs32-angle-lr-init-std01", "road-1", "road-1-adapter-lr", "road-2",
+             "hamming-12-bs32-angle-lr-init-std01", "hamming-12-bs32-qkvo-scale-angle-lr",
+             "road-1", "road-1-adapter-lr", "road-2",
              "fourierft-n100",
              "fourierft-n300", "ia3", "vera-r256", "lora-r1", "lora-r2", "oft", "boft",
              "hamming-12-bs16", "hamming-123-bs16", "hamming-123-bs64")

@@ -70,6 +70,9 @@ ROWS = (
     "hamming-12-bs32-angle-lr-init-std01",
     # RoAd at the design study's 10k cap (road_2).
     "road-2",
+    # A Hamming entry between 10k and 20k: the best q/v row (scale, lr rule) on query, key,
+    # value and the attention output (15,264).
+    "hamming-12-bs32-qkvo-scale-angle-lr",
 )
 
 

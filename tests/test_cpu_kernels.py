@@ -106,6 +106,9 @@ def test_chosen_only_when_on_for_its_dtypes(built):
         assert kernels.use_cpu_kernel(U) and kernels.use_cpu_kernel(U.double())
         assert not kernels.use_cpu_kernel(U.bfloat16())
         assert not kernels.use_cpu_kernel(U.to("meta"))
+        # large compounds stay on the eager row slabs: 3 blocks of n = 44 are 2.7M entries
+        assert kernels.use_cpu_kernel(torch.empty(1, 44, 44))
+        assert not kernels.use_cpu_kernel(torch.empty(3, 44, 44))
         out = qa.compound(U.bfloat16().requires_grad_(), 2)  # the eager route
         assert type(out.grad_fn).__name__ == "PairMinorsBackward"
     finally:

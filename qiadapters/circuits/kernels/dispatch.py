@@ -127,6 +127,10 @@ CPU_ENV = "QIADAPTERS_CPU_KERNELS"
 DEFAULT_CPU_MODE = "off"
 #: The dtypes the compiled CPU kernel takes.
 CPU_DTYPES = (torch.float32, torch.float64)
+#: The most output entries (all blocks together) the CPU kernel builds; above it the eager
+#: route's vectorised row slabs are faster (one thread, ``benchmarks/results/circuits.csv``:
+#: the kernel wins up to 895k entries, (n, r) = (44, 1), and loses from 2.7M, (44, 3)).
+CPU_KERNEL_MAX_ENTRIES = 1_000_000
 
 
 def get_cpu_mode() -> str:
@@ -154,9 +158,13 @@ def set_cpu_mode(mode: str) -> str:
 
 def use_cpu_kernel(U: torch.Tensor) -> bool:
     """Whether the compiled CPU kernel takes ``U``: the CPU mode is on, ``U`` is a plain CPU
-    tensor of a dtype in :data:`CPU_DTYPES`, not inside ``torch.compile``, and the extension
-    builds (tried once).  A choice on the mode, device type and dtype only."""
+    tensor of a dtype in :data:`CPU_DTYPES` whose compound has at most
+    :data:`CPU_KERNEL_MAX_ENTRIES` entries, not inside ``torch.compile``, and the extension
+    builds (tried once).  A choice on the mode, shapes, device type and dtype only."""
     if get_cpu_mode() != "on" or U.device.type != "cpu" or U.dtype not in CPU_DTYPES:
+        return False
+    n = U.shape[-1]
+    if U.numel() // max(n * n, 1) * (n * (n - 1) // 2) ** 2 > CPU_KERNEL_MAX_ENTRIES:
         return False
     if type(U) not in _PLAIN or torch.compiler.is_compiling():
         return False

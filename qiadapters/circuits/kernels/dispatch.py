@@ -23,10 +23,9 @@ _state: dict = {"mode": None, "available": None, "cpu_mode": None}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
-def _checked(mode: str, source: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"{source}={mode!r} is not a Triton kernel mode; valid: "
-                         f"{', '.join(MODES)}")
+def _checked(mode: str, source: str, modes=MODES, what: str = "Triton kernel") -> str:
+    if mode not in modes:
+        raise ValueError(f"{source}={mode!r} is not a {what} mode; valid: {', '.join(modes)}")
     return mode
 
 
@@ -138,10 +137,7 @@ def get_cpu_mode() -> str:
     else :data:`DEFAULT_CPU_MODE`."""
     if _state["cpu_mode"] is None:
         mode = os.environ.get(CPU_ENV, DEFAULT_CPU_MODE).strip().lower() or DEFAULT_CPU_MODE
-        if mode not in CPU_MODES:
-            raise ValueError(f"{CPU_ENV}={mode!r} is not a CPU kernel mode; valid: "
-                             f"{', '.join(CPU_MODES)}")
-        _state["cpu_mode"] = mode
+        _state["cpu_mode"] = _checked(mode, CPU_ENV, CPU_MODES, "CPU kernel")
     return _state["cpu_mode"]
 
 
@@ -149,8 +145,7 @@ def set_cpu_mode(mode: str) -> str:
     """Switch the compiled CPU kernel of the order-2 compound ``"on"`` or ``"off"`` for this
     process (package docstring); returns the previous mode.  ``"on"`` builds it on the first
     call that uses it."""
-    if mode not in CPU_MODES:
-        raise ValueError(f"mode={mode!r} is not a CPU kernel mode; valid: {', '.join(CPU_MODES)}")
+    _checked(mode, "mode", CPU_MODES, "CPU kernel")
     previous = get_cpu_mode()
     _state["cpu_mode"] = mode
     return previous

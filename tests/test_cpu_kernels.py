@@ -29,29 +29,22 @@ def built():
 
 @pytest.fixture
 def cpu_on(built):
-    previous = kernels.set_cpu_mode("on")
-    yield
-    kernels.set_cpu_mode(previous)
+    with kernels.using_cpu("on"):
+        yield
 
 
 def _eager(U, k=2):
-    previous = kernels.set_cpu_mode("off")
-    try:
+    with kernels.using_cpu("off"):
         return qa.compound(U, k)
-    finally:
-        kernels.set_cpu_mode(previous)
 
 
 def _assert_kernel_is_eager(U, dC):
     """The kernel's minors and their gradient along ``dC`` are the eager route's (1e-12)."""
     want = _eager(U)
     want_grad = torch.autograd.grad(want, U, dC)[0]
-    previous = kernels.set_cpu_mode("on")
-    try:
+    with kernels.using_cpu("on"):
         got = qa.compound(U, 2)
         got_grad = torch.autograd.grad(got, U, dC)[0]
-    finally:
-        kernels.set_cpu_mode(previous)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
     torch.testing.assert_close(got_grad, want_grad, atol=1e-12, rtol=0)
 
@@ -123,8 +116,7 @@ def test_an_adapter_trains_the_same_with_the_kernel(built, monkeypatch):
     monkeypatch.setattr(kernels, "cpu_pair_minors", lambda *a: calls.append(1) or real(*a))
 
     def step(mode):
-        previous = kernels.set_cpu_mode(mode)
-        try:
+        with kernels.using_cpu(mode):
             torch.manual_seed(0)
             layer = qa.HammingAdapter(torch.nn.Linear(64, 64), orders=(1, 2), block_size=8)
             with torch.no_grad():
@@ -135,8 +127,6 @@ def test_an_adapter_trains_the_same_with_the_kernel(built, monkeypatch):
             y = layer(x)
             y.pow(2).sum().backward()
             return y.detach(), [p.grad.clone() for p in layer.parameters() if p.requires_grad]
-        finally:
-            kernels.set_cpu_mode(previous)
 
     y_off, g_off = step("off")
     assert not calls

@@ -32,11 +32,8 @@ def kernel_built() -> bool:
 def with_cpu_kernel(fn):
     """``fn`` run with the compiled CPU kernel switched on (the switch included in its time)."""
     def run(x):
-        previous = kernels.set_cpu_mode("on")
-        try:
+        with kernels.using_cpu("on"):
             return fn(x)
-        finally:
-            kernels.set_cpu_mode(previous)
     return run
 
 

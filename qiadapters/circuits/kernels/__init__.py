@@ -23,7 +23,7 @@ device type and the mode (:func:`set_mode`, :func:`using`, or the environment va
 **On a CPU**, :mod:`.pair_minors_cpu` is the same order-2 compound as one compiled C++
 operation each way (no Triton: ``torch.utils.cpp_extension``, built on first use), for the
 small blocks whose eager build is bound by per-operation overhead.  Its own switch,
-:func:`set_cpu_mode` or ``QIADAPTERS_CPU_KERNELS``: ``"off"`` (the default: building it
+:func:`set_cpu_mode` (:func:`using_cpu` for a block) or ``QIADAPTERS_CPU_KERNELS``: ``"off"`` (the default: building it
 takes a C++ compiler, ``ninja`` and about a minute, once per machine) or ``"on"``; float32
 and float64, differentiable twice (a backward that builds a graph goes through the eager
 gathers).  Where it cannot be built it warns once and the eager route runs.
@@ -41,9 +41,9 @@ The kernels call Triton builtins only, none of ``triton.language``'s own ``@jit`
 from .dispatch import (CPU_MODES, MODES, PAIR_DTYPES, available, block_product,
                        block_product_supported, cpu_pair_minors, get_cpu_mode, get_mode,
                        pair_minors, pair_minors_supported, set_cpu_mode, set_mode,
-                       use_cpu_kernel, use_kernels, using)
+                       use_cpu_kernel, use_kernels, using, using_cpu)
 
 __all__ = ["CPU_MODES", "MODES", "PAIR_DTYPES", "available", "block_product",
            "block_product_supported", "cpu_pair_minors", "get_cpu_mode", "get_mode",
            "pair_minors", "pair_minors_supported", "set_cpu_mode", "set_mode", "use_cpu_kernel",
-           "use_kernels", "using"]
+           "use_kernels", "using", "using_cpu"]

@@ -151,6 +151,17 @@ def set_cpu_mode(mode: str) -> str:
     return previous
 
 
+@contextmanager
+def using_cpu(mode: str):
+    """``with using_cpu("on"): ...``: the CPU kernel's mode inside the block, the previous
+    one after it."""
+    previous = set_cpu_mode(mode)
+    try:
+        yield
+    finally:
+        _state["cpu_mode"] = previous
+
+
 def use_cpu_kernel(U: torch.Tensor) -> bool:
     """Whether the compiled CPU kernel takes ``U``: the CPU mode is on, ``U`` is a plain CPU
     tensor of a dtype in :data:`CPU_DTYPES` whose compound has at most

@@ -47,13 +47,18 @@ def set_mode(mode: str) -> str:
 
 
 @contextmanager
-def using(mode: str):
-    """``with using("off"): ...``: the mode inside the block, the previous one after it."""
-    previous = set_mode(mode)
+def _scoped(key: str, setter, mode: str):
+    """``setter(mode)`` inside the block, ``_state[key]`` restored to the previous one after."""
+    previous = setter(mode)
     try:
         yield
     finally:
-        _state["mode"] = previous
+        _state[key] = previous
+
+
+def using(mode: str):
+    """``with using("off"): ...``: the mode inside the block, the previous one after it."""
+    return _scoped("mode", set_mode, mode)
 
 
 def available() -> bool:
@@ -151,15 +156,10 @@ def set_cpu_mode(mode: str) -> str:
     return previous
 
 
-@contextmanager
 def using_cpu(mode: str):
     """``with using_cpu("on"): ...``: the CPU kernel's mode inside the block, the previous
     one after it."""
-    previous = set_cpu_mode(mode)
-    try:
-        yield
-    finally:
-        _state["cpu_mode"] = previous
+    return _scoped("cpu_mode", set_cpu_mode, mode)
 
 
 def use_cpu_kernel(U: torch.Tensor) -> bool:

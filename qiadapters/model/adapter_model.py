@@ -292,15 +292,6 @@ class AdapterModel(nn.Module):
         names = self._known(adapter_names)
         return [a for a in self.peft_config if a in names]
 
-    def _check_mergeable(self, names: list[str]) -> None:
-        blocked = [(n, l) for n, l in self.adapter_layers()
-                   if _held(l, names) and l.merge_blocker(_held(l, names)) is not None]
-        if blocked:
-            bad = [f"{n} ({type(l).__name__})" for n, l in blocked]
-            why = "; ".join(f"{n}: {l.merge_blocker(_held(l, names))}" for n, l in blocked[:3])
-            raise TypeError(f"these adapter layers cannot be merged into the base weights: "
-                            f"{bad[:5]} ({why}); use unload() to remove them instead")
-
     def merge_adapter(self, adapter_names: Sequence[str] | None = None,
                       safe_merge: bool = False) -> None:
         """Fold adapters into the base weights (undo with :meth:`unmerge_adapter`).
@@ -314,11 +305,11 @@ class AdapterModel(nn.Module):
             adapter_names, safe_merge = None, adapter_names
         checks.flag("safe_merge", safe_merge, TypeError)
         names = self._merge_names(adapter_names)
-        self._check_mergeable(names)
+        injection.check_mergeable(self.base_model, names)
         injection.record_ties(self.base_model)  # a merge gives tied weights a copy
         for _, layer in self.adapter_layers():
-            if _held(layer, names):
-                layer.merge(_held(layer, names), safe_merge=safe_merge)
+            if injection.held(layer, names):
+                layer.merge(injection.held(layer, names), safe_merge=safe_merge)
 
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter` on every merged layer.  With no layer merged it is a
@@ -334,11 +325,11 @@ class AdapterModel(nn.Module):
     def _unload(self, merge: bool, names: list[str] | None = None) -> nn.Module:
         names = self.active_adapters if names is None else names
         if merge:
-            self._check_mergeable(names)
+            injection.check_mergeable(self.base_model, names)
             injection.record_ties(self.base_model)
         untied = []
         for name, layer in list(self.adapter_layers()):
-            held = _held(layer, names)
+            held = injection.held(layer, names)
             if merge and held and isinstance(layer, ModulesToSave):
                 layer.set_adapter(held)  # unload(merge=True) returns the first one's copy
             elif merge and held and layer.merged_adapters != held:
@@ -368,11 +359,11 @@ class AdapterModel(nn.Module):
         """
         checks.flag("safe_merge", safe_merge, TypeError)
         names = self._merge_names(adapter_names)
-        self._check_mergeable(names)
+        injection.check_mergeable(self.base_model, names)
         injection.record_ties(self.base_model)
         if safe_merge:
             for _, layer in self.adapter_layers():
-                held = _held(layer, names)
+                held = injection.held(layer, names)
                 if held and layer.merged_adapters != held and not isinstance(layer, ModulesToSave):
                     if layer.merged:
                         layer.unmerge()
@@ -403,19 +394,7 @@ class AdapterModel(nn.Module):
             selected_adapters, "selected_adapters")
         for name in names:  # each names a folder inside save_directory: checked first
             injection.check_adapter_name(name)
-        if not isinstance(save_directory, (str, os.PathLike)):
-            raise TypeError(f"save_directory={save_directory!r} must be a path (str or "
-                            f"os.PathLike), got {type(save_directory).__name__}")
-        if os.path.isfile(save_directory):
-            raise FileExistsError(f"save_directory={os.fspath(save_directory)!r} is a file; "
-                                  f"give a folder (it is created if missing)")
-        above = os.path.dirname(os.path.abspath(save_directory))
-        while not os.path.exists(above):  # the nearest existing folder above must be a folder
-            above = os.path.dirname(above)
-        if not os.path.isdir(above):
-            raise NotADirectoryError(f"save_directory={os.fspath(save_directory)!r} cannot be "
-                                     f"created: {above!r} is a file, not a folder; give a "
-                                     f"folder path")
+        io.check_save_directory(save_directory)
         merged = [n for n, l in self.adapter_layers()
                   if l.merged and not isinstance(l, ModulesToSave)]
         if merged:
@@ -502,11 +481,6 @@ class AdapterModel(nn.Module):
             raise
         am.set_adapter(adapter_name)
         return am.train(is_trainable)
-
-
-def _held(layer: AdapterLayer, names: Sequence[str]) -> list[str]:
-    """Those of ``names`` that ``layer`` holds, in the order added to it."""
-    return [a for a in layer.adapter_names if a in set(names)]
 
 
 def get_adapter_model(model: nn.Module, config: AdapterConfig,

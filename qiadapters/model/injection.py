@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -257,3 +257,20 @@ def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:
     for name, module in visible_modules(model):
         if isinstance(module, AdapterLayer):
             yield name, module
+
+
+def held(layer: AdapterLayer, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that ``layer`` holds, in the order added to it."""
+    return [a for a in layer.adapter_names if a in set(names)]
+
+
+def check_mergeable(model: nn.Module, names: list[str]) -> None:
+    """TypeError naming every adapter layer of ``model`` that cannot merge those of ``names``
+    it holds (its ``merge_blocker``), raised before any layer changes."""
+    blocked = [(n, l) for n, l in adapter_layers(model)
+               if held(l, names) and l.merge_blocker(held(l, names)) is not None]
+    if blocked:
+        bad = [f"{n} ({type(l).__name__})" for n, l in blocked]
+        why = "; ".join(f"{n}: {l.merge_blocker(held(l, names))}" for n, l in blocked[:3])
+        raise TypeError(f"these adapter layers cannot be merged into the base weights: "
+                        f"{bad[:5]} ({why}); use unload() to remove them instead")

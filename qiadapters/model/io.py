@@ -242,6 +242,25 @@ def check_directory(directory: str | os.PathLike) -> str:
                             f"wrote (holding {CONFIG_NAME} and {WEIGHTS_NAME})")
 
 
+def check_save_directory(save_directory: str | os.PathLike) -> None:
+    """Refuse a ``save_directory`` that cannot become a folder (TypeError for a non-path,
+    FileExistsError for a file, NotADirectoryError when a file stands where a folder above
+    it would be created), before anything is written."""
+    if not isinstance(save_directory, (str, os.PathLike)):
+        raise TypeError(f"save_directory={save_directory!r} must be a path (str or "
+                        f"os.PathLike), got {type(save_directory).__name__}")
+    if os.path.isfile(save_directory):
+        raise FileExistsError(f"save_directory={os.fspath(save_directory)!r} is a file; "
+                              f"give a folder (it is created if missing)")
+    above = os.path.dirname(os.path.abspath(save_directory))
+    while not os.path.exists(above):  # the nearest existing folder above must be a folder
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise NotADirectoryError(f"save_directory={os.fspath(save_directory)!r} cannot be "
+                                 f"created: {above!r} is a file, not a folder; give a "
+                                 f"folder path")
+
+
 def read_adapter(directory: str | os.PathLike, allow_nonfinite: bool = False
                  ) -> tuple[AdapterConfig, dict[str, torch.Tensor]]:
     """Read a saved adapter of any supported format; every problem with the files raises

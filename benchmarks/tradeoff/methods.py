@@ -40,7 +40,7 @@ ROWS = (
     # speed-first layouts, against blocks of 128 (= hamming-12-b3 on MiniLM's 384 features).
     "hamming-12-bs64", "hamming-12-bs32",
     # peft's methods built for tiny budgets (registry entries at more budgets: road-1-value,
-    # fourierft-n300, fourierft-n800, vera-r256 -- not trained yet; road-2 below).
+    # fourierft-n300, fourierft-n800 -- not trained yet; road-2 below).
     "road-1", "fourierft-n100", "ia3",
     # The design study against them: orders {1,2,3} at small n, a learned scale beside the
     # rotation (the scale alone is peft's IA3 on the same layers), all linear layers.
@@ -73,6 +73,8 @@ ROWS = (
     # A Hamming entry between 10k and 20k: the best q/v row (scale, lr rule) on query, key,
     # value and the attention output (15,264).
     "hamming-12-bs32-qkvo-scale-angle-lr",
+    # VeRA (shared frozen random projections, trained scaling vectors) at 7,680.
+    "vera-r256",
 )
 
 

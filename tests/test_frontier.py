@@ -181,3 +181,19 @@ def test_ablation_layer_options():
     assert not torch.allclose(D @ D.T, torch.eye(40), atol=1e-3)
     with pytest.raises(ValueError, match="copies"):
         AblationLinear(lin, (1, 2), 2, copies=0)
+
+
+def test_goal_lines_count_a_loss_within_one_std_as_the_goal_tolerates():
+    from benchmarks.frontier.run import goal_lines, within_std
+    rows = [{"task": "t", "method": m, "label": m, "group": g, "adapter_params": p, "acc": a,
+             "std": s, "n_seeds": 3}
+            for m, g, p, a, s in [("peer-small", "peft", 500, 70.0, 0.5),
+                                  ("ours-small", "qiadapters", 400, 68.0, 0.4),  # 2 below
+                                  ("peer-big", "peft", 5000, 75.0, 0.7),
+                                  ("ours-big", "qiadapters", 4000, 74.5, 0.2)]]  # 0.5 below
+    lines = goal_lines(mark(rows))
+    assert lines[0].endswith(": 0 of 2; within one std (the goal's tolerance): 1 of 2")
+    assert "loses at 500" in lines[1] and "within one std" not in lines[1]
+    assert "loses at 5,000" in lines[2] and "within one std (0.50 <= 0.70)" in lines[2]
+    assert within_std({"acc": 74.5, "std": 0.8}, {"acc": 75.0, "std": 0.1})  # ours' std counts
+    assert not within_std(None, {"acc": 1.0, "std": 5.0})

@@ -201,6 +201,8 @@ def test_resumable_run_and_report(tmp_path, base):
     assert table[1]["adapter_params"] == str(rows[1]["adapter_params"])
     assert outputs[1].stat().st_size > 0
     assert "incomplete or missing rows: none" in outputs[2].read_text()
+    # The paper's claim is against LoRA r=8: a report without that row has no such section.
+    assert "The paper's claim" not in outputs[2].read_text()
 
 
 def test_the_angles_can_train_at_a_fraction_of_the_head_lr():

@@ -41,14 +41,18 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                 "(the paper's claim: a point left of and above both)",
                 color="tab:red", fontsize=7, ha="left", va="bottom", transform=ax.transAxes)
     present = {r["family"] for r in rows if r["adapter_params"] > 0}
-    handles = [matplotlib.lines.Line2D([], [], color=c, marker="s" if f == "peft" else "o",
-                                       ls="", label=f) for f, c in colors.items() if f in present]
+    handles = [matplotlib.lines.Line2D([], [], color=colors.get(f, "tab:orange"),
+                                       marker="s" if f == "peft" else "o", ls="", label=f)
+               for f in [*[f for f in colors if f in present], *sorted(present - set(colors))]]
     ax.legend(handles=handles, loc="lower right", fontsize=8, title="family",
               title_fontsize=8)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10))
     ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    xs = [r["adapter_params"] for r in rows if r["adapter_params"] > 0]
+    narrow = bool(xs) and max(xs) < 10 * min(xs)  # no power of ten may fall inside: label more
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.EngFormatter(sep="") if narrow
+                                 else matplotlib.ticker.NullFormatter())
     ax.set_xlabel("trainable adapter parameters (head excluded, log scale)")
     ax.set_ylabel("test accuracy % (mean ± std over seeds)")
     ax.set_title(title, fontsize=10)

@@ -17,6 +17,7 @@ Each is one option of :class:`AblationLinear` (all at the reference ``{1,2}``, 3
   other (``ablation-product-2``).
 
     python -m benchmarks.frontier.ablations --threads 1       # results/ablations.{csv,md,png}
+    python -m benchmarks.frontier.ablations --threads 1 --lrs 0.005 0.01 0.02   # the committed run
     python -m benchmarks.frontier.ablations --quick           # smoke run, results/quick/
 
 Each row gets the trade-off's protocol (lr grid at seed 0 chosen on validation, extended
@@ -126,13 +127,16 @@ def main(argv=None) -> int:
                    help="smoke run: 15 steps, one lr, seeds 0 1, results/quick/")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--methods", nargs="+", default=list(ROWS), choices=ROWS)
+    p.add_argument("--lrs", nargs="+", type=float, default=None,
+                   help=f"the lr grid at seed 0 (default: the trade-off's, {ADAPTER_LRS}); "
+                        f"it still grows upward while its top wins")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--results", type=Path, default=None)
     args = p.parse_args(argv)
     out = args.results or results_dir(args.quick)
     seeds = (0, 1) if args.quick else tuple(DEFAULTS["seeds"])
     steps = 15 if args.quick else DEFAULTS["steps"]
-    lrs = (0.01,) if args.quick else ADAPTER_LRS
+    lrs = (0.01,) if args.quick else tuple(args.lrs or ADAPTER_LRS)
     extend = 0 if args.quick else MAX_EXTEND
     methods = [method(name, lrs) for name in args.methods]
     runs_path = out / "ablations_runs.jsonl"

@@ -44,6 +44,8 @@ ROWS = (
     # The tiny-budget frontier: peft 0.21's methods made for tiny budgets (the registry's
     # text entries at more budgets; these two at their smallest).
     "vision-unilora-d256", "vision-psoft-r8", "vision-tinylora-r2-u64", "vision-waveft-n40",
+    # ... and the three strongest of them at a second budget.
+    "vision-waveft-n300", "vision-psoft-r32", "vision-unilora-d2048",
     # Ours at UniLoRA's budget: blocks of 32 sharing their angles within a layer (252).
     "vision-hamming-12-bs32-shared-angle-lr",
     # The init study: blocks of 32 from a small random start (angles ~ N(0, std^2)) instead

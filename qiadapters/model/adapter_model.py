@@ -308,8 +308,8 @@ class AdapterModel(nn.Module):
         injection.check_mergeable(self.base_model, names)
         injection.record_ties(self.base_model)  # a merge gives tied weights a copy
         for _, layer in self.adapter_layers():
-            if injection.held(layer, names):
-                layer.merge(injection.held(layer, names), safe_merge=safe_merge)
+            if held := injection.held(layer, names):
+                layer.merge(held, safe_merge=safe_merge)
 
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter` on every merged layer.  With no layer merged it is a

@@ -267,10 +267,11 @@ def held(layer: AdapterLayer, names: Sequence[str]) -> list[str]:
 def check_mergeable(model: nn.Module, names: list[str]) -> None:
     """TypeError naming every adapter layer of ``model`` that cannot merge those of ``names``
     it holds (its ``merge_blocker``), raised before any layer changes."""
-    blocked = [(n, l) for n, l in adapter_layers(model)
-               if held(l, names) and l.merge_blocker(held(l, names)) is not None]
+    blockers = ((n, l, held(l, names)) for n, l in adapter_layers(model))
+    blocked = [(n, l, why) for n, l, mine in blockers
+               if mine and (why := l.merge_blocker(mine)) is not None]
     if blocked:
-        bad = [f"{n} ({type(l).__name__})" for n, l in blocked]
-        why = "; ".join(f"{n}: {l.merge_blocker(held(l, names))}" for n, l in blocked[:3])
+        bad = [f"{n} ({type(l).__name__})" for n, l, _ in blocked]
+        why = "; ".join(f"{n}: {reason}" for n, _, reason in blocked[:3])
         raise TypeError(f"these adapter layers cannot be merged into the base weights: "
                         f"{bad[:5]} ({why}); use unload() to remove them instead")

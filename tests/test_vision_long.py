@@ -245,3 +245,45 @@ def test_schedule_stages_parse_and_the_lr_chosen_at_a_length_is_the_best_on_vali
     assert chosen(runs, "rotation", "m", 1000, (7, 7), 32, 0) == 0.003
     assert chosen(runs, "rotation", "m", 1000, (14, 14), 32, 0) == 0.01
     assert chosen(runs, "rotation", "m", 300, (7, 7), 32, 0) is None
+
+
+# ------------------------------------------------------------------ per-row lr grids
+
+def _run(method, task, lr, val, seed=0, steps=5):
+    return {"method": method, "task": task, "lr": lr, "seed": seed, "steps": steps,
+            "batch_size": 4, "val_accuracy": val, "test_accuracy": val, "label": method,
+            "family": "x", "adapter_params": 1, "head_params": 1,
+            "median_seconds_per_step": 0.0, "cpu_seconds_per_step": 0.0, "config": {}}
+
+
+def test_the_report_rebuilds_each_row_on_the_grid_it_was_swept_on(tmp_path, monkeypatch):
+    """Two commands with different ``--lrs`` into one folder: the report chooses each row's
+    lr on its own recorded grid (a single report-wide grid would drop one of them)."""
+    from benchmarks.common import sweep
+    from benchmarks.vision import tables
+
+    lora, oft = (vision_run.METHODS[n] for n in ("vision-lora-r4", "vision-oft"))
+    # what the two commands' parents record before their workers start
+    monkeypatch.setattr(vision_run, "_spawn", lambda argv, workers: 0)
+    monkeypatch.setattr(vision_run, "report", lambda *a, **k: None)
+    for lrs, name in ((["0.01", "0.03"], lora.name), (["0.003", "0.01"], oft.name)):
+        assert vision_run.main(["--epochs", "100", "--tasks", "rotation", "--seeds", "0",
+                                "--results", str(tmp_path), "--methods", name,
+                                "--lrs", *lrs]) == 0
+    grids = sweep.load_grids(tmp_path)
+    assert grids == {lora.name: {"rotation": [0.01, 0.03]},
+                     oft.name: {"rotation": [0.003, 0.01]}}
+    runs = [_run(lora.name, "rotation", 0.01, 0.6), _run(lora.name, "rotation", 0.03, 0.7),
+            _run(lora.name, "rotation", 0.075, 0.65),       # the grid grew once: 0.03 won
+            _run(oft.name, "rotation", 0.003, 0.8), _run(oft.name, "rotation", 0.01, 0.5)]
+    table = tables.per_task(runs, ["rotation"], [lora, oft], (0,), 5, 4, 2, grids)
+    rows = table["rotation"]
+    assert rows[lora.name]["chosen_lr"] == 0.03 and rows[lora.name]["edge"] == ""
+    assert rows[oft.name]["chosen_lr"] == 0.003 and rows[oft.name]["edge"] == "low"
+    # without the record, one report-wide grid (0.01, 0.03) cannot rebuild the OFT row
+    lone = [dataclasses.replace(m, lrs=(0.01, 0.03)) for m in (lora, oft)]
+    assert oft.name not in tables.per_task(runs, ["rotation"], lone, (0,), 5, 4, 2)["rotation"]
+    # a later sweep of the same (method, task) replaces its entry; other tasks are kept
+    sweep.record_grids(tmp_path, [dataclasses.replace(oft, lrs=(0.001,))], ["rotation", "mnist"])
+    assert sweep.load_grids(tmp_path)[oft.name] == {"rotation": [0.001], "mnist": [0.001]}
+    assert sweep.load_grids(tmp_path)[lora.name] == {"rotation": [0.01, 0.03]}

@@ -8,6 +8,7 @@ run at the chosen lr (:func:`plan`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -41,6 +42,42 @@ def load_runs(path: Path) -> list[dict]:
 
 def record_key(run: dict) -> tuple:
     return run_key(run["method"], run["lr"], run["seed"], run["steps"], run["batch_size"])
+
+
+# ------------------------------------------------------------------- the grids a folder swept
+
+#: The file of a results folder that names the base lr grid each (method, task) was swept on.
+GRIDS_FILE = "lr_grids.json"
+
+
+def record_grids(folder: Path, methods, tasks) -> None:
+    """Remember, in ``folder/lr_grids.json``, the base grid (``method.lrs``) on which each of
+    ``methods`` is swept for each of ``tasks`` by the command about to run.
+
+    A folder's report rebuilds every row from its runs, and which lr it chose depends on the
+    grid: a row swept on ``--lrs 0.003 0.01`` beside rows swept on ``0.01 0.03`` keeps its
+    own grid in the report instead of the report's one.  A later command that sweeps the same
+    (method, task) again replaces its entry, as it replaces what :func:`plan` trains.
+    """
+    path = Path(folder) / GRIDS_FILE
+    grids = load_grids(folder)
+    for method in methods:
+        for task in tasks:
+            grids.setdefault(method.name, {})[task] = [float(f"{lr:.6g}") for lr in method.lrs]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(grids, indent=1, sort_keys=True) + "\n")
+
+
+def load_grids(folder: Path) -> dict:
+    """``{method: {task: [lr, ...]}}`` recorded by :func:`record_grids`; ``{}`` if none."""
+    path = Path(folder) / GRIDS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def with_recorded_grid(method: Method, grids: dict, task: str) -> Method:
+    """``method`` with the base grid recorded for ``task`` in ``grids``, else unchanged."""
+    lrs = grids.get(method.name, {}).get(task)
+    return dataclasses.replace(method, lrs=tuple(lrs)) if lrs else method
 
 
 def append_run(path: Path, run: dict) -> None:

@@ -40,7 +40,9 @@ not what the report shows).
 1,000 images; ``--epochs 100`` trains 100 passes over the same 800 training images
 (``steps = round(epochs * 800 / batch_size)`` = 2,500 at batch 32), the same AdamW, warm-up
 10% + cosine, no augmentation, the lr still chosen on validation.  ``--lrs`` replaces every
-chosen row's grid (a long schedule wants smaller rates than the 60-step grids);
+chosen row's grid (a long schedule wants smaller rates than the 60-step grids), and the
+folder's ``lr_grids.json`` remembers the grid each (method, task) was swept on, so the report
+rebuilds each row on its own grid after commands with different ``--lrs``;
 ``--backbone 14x14`` trains on the 2-pixel-patch ViT (:data:`benchmarks.vision.model.BACKBONES`;
 the physics rows' grid follows it).  Each run records ``grid``, ``backbone`` and, for routed
 physics adapters, ``history`` (router shares and entropy every ``--monitor-every`` steps,
@@ -71,7 +73,7 @@ import torch
 
 from ..common import cli
 from ..common.constants import results_dir
-from ..common.sweep import MAX_EXTEND
+from ..common.sweep import MAX_EXTEND, record_grids
 from .data import TASKS, VisionDataMissingError
 from .methods import METHODS, QUICK, middle_lr
 from .tables import report
@@ -164,6 +166,7 @@ def main(argv=None) -> int:
         except VisionDataMissingError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        record_grids(s["out"], s["methods"], s["tasks"])
         started = time.perf_counter()
         rc = _spawn(argv, args.workers)
         print(f"workers finished (exit {rc}) in {time.perf_counter() - started:.0f} s",

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..common.plotting import plot
 from ..common.summary import summarize
-from ..common.sweep import load_runs, record_key, run_key, sweep_grid
+from ..common.sweep import (load_grids, load_runs, record_key, run_key, sweep_grid,
+                            with_recorded_grid)
 
 CSV_FIELDS = ("task", "method", "label", "family", "seed", "lr", "test_accuracy",
               "val_accuracy_at_lr", "lr_at_grid_edge", "val_acc_sweep", "adapter_params",
@@ -43,10 +44,14 @@ def _edge(chosen: float, grid: tuple, extend: int, base: tuple) -> str:
     return ""
 
 
-def per_task(runs, tasks, methods, seeds, steps, batch_size, extend) -> dict:
-    """``{task: {method name: summary row + "runs" (the chosen runs) + "edge"}}``."""
-    out = {}
+def per_task(runs, tasks, methods, seeds, steps, batch_size, extend, grids=None) -> dict:
+    """``{task: {method name: summary row + "runs" (the chosen runs) + "edge"}}``.
+
+    A row's lr grid on a task is the one recorded for it in ``grids``
+    (:func:`benchmarks.common.sweep.record_grids`), else its own ``lrs``."""
+    out, every = {}, methods
     for task in tasks:
+        methods = [with_recorded_grid(m, grids or {}, task) for m in every]
         mine = [r for r in runs if r.get("task") == task]
         done = {record_key(r): r for r in mine}
         rows = {}
@@ -144,7 +149,7 @@ def markdown(table: dict, mean_rows: list[dict], methods, title: str) -> str:
 def report(out: Path, tasks, methods, seeds, steps: int, batch_size: int, extend: int) -> dict:
     """Write ``vision.csv``, ``vision_table.md`` and ``vision.png`` into ``out``."""
     runs = load_all_runs(out)
-    table = per_task(runs, tasks, methods, seeds, steps, batch_size, extend)
+    table = per_task(runs, tasks, methods, seeds, steps, batch_size, extend, load_grids(out))
     write_csv(table, out / "vision.csv")
     mean_rows = over_tasks(table, methods, seeds)
     n_tasks = f"{len(tasks)} task{'s' if len(tasks) > 1 else ''}"

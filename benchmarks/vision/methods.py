@@ -51,6 +51,8 @@ ROWS = (
     # The init study: blocks of 32 from a small random start (angles ~ N(0, std^2)) instead
     # of zero (the identity).
     "vision-hamming-12-bs32-init-std01", "vision-hamming-12-bs32-init-std05",
+    # The rest of the frontier's named peers: circulant blocks (C3A) and the LayerNorms alone.
+    "vision-c3a-b64", "vision-ln-tuning",
 )
 
 

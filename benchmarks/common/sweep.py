@@ -65,7 +65,9 @@ def record_grids(folder: Path, methods, tasks) -> None:
         for task in tasks:
             grids.setdefault(method.name, {})[task] = [float(f"{lr:.6g}") for lr in method.lrs]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(grids, indent=1, sort_keys=True) + "\n")
+    rows = ",\n".join(f" {json.dumps(name)}: {json.dumps(grids[name], sort_keys=True)}"
+                      for name in sorted(grids))                  # one line per method
+    path.write_text("{\n" + rows + "\n}\n")
 
 
 def load_grids(folder: Path) -> dict:

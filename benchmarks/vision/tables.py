@@ -49,14 +49,14 @@ def per_task(runs, tasks, methods, seeds, steps, batch_size, extend, grids=None)
 
     A row's lr grid on a task is the one recorded for it in ``grids``
     (:func:`benchmarks.common.sweep.record_grids`), else its own ``lrs``."""
-    out, every = {}, methods
+    out = {}
     for task in tasks:
-        methods = [with_recorded_grid(m, grids or {}, task) for m in every]
+        on_grid = [with_recorded_grid(m, grids or {}, task) for m in methods]
         mine = [r for r in runs if r.get("task") == task]
         done = {record_key(r): r for r in mine}
         rows = {}
-        for row in summarize(mine, methods, seeds, steps, batch_size, extend=extend):
-            method = next(m for m in methods if m.name == row["method"])
+        for row in summarize(mine, on_grid, seeds, steps, batch_size, extend=extend):
+            method = next(m for m in on_grid if m.name == row["method"])
             grid = sweep_grid(mine, method.name, method.lrs, steps, batch_size, seeds[0], extend)
             row["runs"] = [done[k] for k in (run_key(method.name, row["chosen_lr"], s, steps,
                                                      batch_size) for s in seeds) if k in done]

@@ -57,12 +57,19 @@ def test_method_table_protocol():
             "hamming-123-b8", "hamming-12-b3-expm", "hamming-12-b3-circuit"} <= set(names)
 
 
+#: Rows whose shape divides MiniLM's width (384) but not this test's 64-wide encoder; peft
+#: refuses them there.  tests/test_registry.py builds every entry on a one-layer MiniLM.
+NEEDS_MINILM_WIDTH = {"c3a-b384": "a circulant block of 384", "vblora-r2-v16": "vectors of 128"}
+
+
 @pytest.mark.parametrize("name", list(tradeoff_methods.METHODS))
 def test_every_method_builds_and_counts_head_separately(base, name):
     method = tradeoff_methods.METHODS[name]
     why = tradeoff_methods.family_available(method)
     if why is not None:
         pytest.skip(why)
+    if name in NEEDS_MINILM_WIDTH:
+        pytest.skip(f"{NEEDS_MINILM_WIDTH[name]} does not divide the test encoder's width 64")
     model, aux_loss_fn, record = method.build(copy.deepcopy(base))
     json.dumps(record)  # the record goes into the jsonl as is
     head = registry.head_parameters(model)

@@ -75,6 +75,12 @@ ROWS = (
     "hamming-12-bs32-qkvo-scale-angle-lr",
     # VeRA (shared frozen random projections, trained scaling vectors) at 7,680.
     "vera-r256",
+    # The tiny-budget frontier at a second budget (UniLoRA, PSOFT, TinyLoRA, WaveFT, VeRA,
+    # FourierFT's third), and peft's other tiny-budget families below 5k: VB-LoRA, C3A, BEFT.
+    "unilora-d2048", "psoft-r32", "vblora-r1-v8", "tinylora-r16-u256", "waveft-n300",
+    "fourierft-n300", "c3a-b384", "beft", "vera-r16", "vblora-r2-v16",
+    # Ours at UniLoRA d=2048's budget: {1,2,3} in blocks of 16 with the lr rule (1,728).
+    "hamming-123-bs16-angle-lr",
 )
 
 

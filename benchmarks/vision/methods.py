@@ -53,6 +53,12 @@ ROWS = (
     "vision-hamming-12-bs32-init-std01", "vision-hamming-12-bs32-init-std05",
     # The rest of the frontier's named peers: circulant blocks (C3A) and the LayerNorms alone.
     "vision-c3a-b64", "vision-ln-tuning",
+    # peft's other tiny-budget families on the ViT (the biases alone, a shared vector bank,
+    # and LoRA r=1's count: random bases, a sparse mask, a decoupled scale, granular blocks),
+    # and a second and third budget of VeRA, C3A and TinyLoRA.
+    "vision-beft", "vision-vblora-r1-v8", "vision-vblora-r2-v16", "vision-randlora-r128",
+    "vision-shira-r1", "vision-delora-r1", "vision-gralora-r1",
+    "vision-vera-r16", "vision-c3a-b128", "vision-c3a-b32", "vision-tinylora-r16-u256",
 )
 
 

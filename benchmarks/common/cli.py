@@ -8,6 +8,7 @@ follows from it, and ``--deadline HH:MM``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import time
 from pathlib import Path
 from typing import Optional
@@ -47,10 +48,21 @@ def start(args: argparse.Namespace) -> Path:
     return out
 
 
-def deadline(text: Optional[str]) -> Optional[float]:
-    """``HH:MM`` local time today as ``time.time()`` seconds (None stays None)."""
+def deadline(text: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """The next ``HH:MM`` local time after ``now`` (default: the current time) as
+    ``time.time()`` seconds: today's when it is still ahead, else tomorrow's, so that a
+    night run started at 22:30 with ``--deadline 00:50`` stops at 00:50 and does not start
+    past its deadline.  None stays None; anything but ``HH:MM`` (00-23, 00-59) is a
+    ``ValueError`` that names the value."""
     if text is None:
         return None
-    hh, mm = (int(x) for x in text.split(":"))
-    now = time.localtime()
-    return time.mktime(now[:3] + (hh, mm, 0) + now[6:])
+    parts = text.split(":")
+    if (len(parts) != 2 or not all(p.isdigit() for p in parts)
+            or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60)):
+        raise ValueError(f"deadline: {text!r} is not a time HH:MM (00:00 to 23:59)")
+    now = time.time() if now is None else now
+    day = datetime.datetime.fromtimestamp(now)
+    at = day.replace(hour=int(parts[0]), minute=int(parts[1]), second=0, microsecond=0)
+    if at.timestamp() <= now:
+        at += datetime.timedelta(days=1)
+    return at.timestamp()

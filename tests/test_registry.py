@@ -94,18 +94,26 @@ def test_the_committed_runs_measured_most_entries():
     assert len(set(MEASURED) & set(registry.METHODS)) >= 30
 
 
+def on_every_layer(entry) -> bool:
+    """Whether ``entry`` is built on all six layers: its parameters are shared across layers
+    (their count does not scale with depth), or it selects layers by index (MiniLM's
+    ``layers_to_transform``, which a one-layer model does not have)."""
+    return (entry.family in registry.SHARED_PARAMETER_FAMILIES
+            or "layers_to_transform" in entry.config)
+
+
 @pytest.mark.parametrize("name", sorted(registry.METHODS))
 def test_entry_builds_with_the_parameters_its_runs_measured(one_layer_minilm, six_layer_minilm,
                                                            name):
     """Built on one MiniLM layer, six times its adapter parameters are the count the
     committed runs of the method measured on the six-layer model (a method never trained:
     some parameters, none of them the frozen key projections); a method whose parameters
-    are shared across layers is built on all six."""
+    are shared across layers, or that selects layers by index, is built on all six."""
     entry = registry.get(name)
     why = registry.family_available(entry)
     if why is not None:
         pytest.skip(why)
-    shared = entry.family in registry.SHARED_PARAMETER_FAMILIES
+    shared = on_every_layer(entry)
     base = copy.deepcopy(six_layer_minilm if shared else one_layer_minilm)
     model, aux_loss_fn, record = entry.build(base)
     json.dumps(record)  # records go into CSV / JSONL files as they are
@@ -139,6 +147,7 @@ def test_one_lora_definition():
 
 
 def test_committed_tradeoff_rows_are_what_the_registry_builds(one_layer_minilm,
+                                                              six_layer_minilm,
                                                               committed_tradeoff):
     """Each row of results/tradeoff.csv: same adapter parameters and the same recorded
     configuration (BOFT's peft warning text names a machine's cache path: left out)."""
@@ -149,7 +158,8 @@ def test_committed_tradeoff_rows_are_what_the_registry_builds(one_layer_minilm,
         assert entry.group == row["family"] and entry.label == row["label"], name
         if registry.family_available(entry) is not None:
             continue
-        record = entry.build(copy.deepcopy(one_layer_minilm))[2]
+        base = six_layer_minilm if on_every_layer(entry) else one_layer_minilm
+        record = entry.build(copy.deepcopy(base))[2]
         committed = json.loads(row["config"])
         if name == "boft":
             committed.pop("peft_warnings"), record.pop("peft_warnings")

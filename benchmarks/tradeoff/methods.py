@@ -81,6 +81,19 @@ ROWS = (
     "fourierft-n300", "c3a-b384", "beft", "vera-r16", "vblora-r2-v16",
     # Ours at UniLoRA d=2048's budget: {1,2,3} in blocks of 16 with the lr rule (1,728).
     "hamming-123-bs16-angle-lr",
+    # peft's tiny-budget families at LoRA r=1's count (9.2k-10k): SHiRA, RandLoRA, DeLoRA,
+    # LN tuning; FourierFT's third budget (GraLoRA: below, with the lr rule).
+    "shira-r1", "randlora-r384", "delora-r1", "ln-tuning", "fourierft-n800",
+    # The learned scale on the best row at 1,728 (6,336): aimed where RoAd and BEFT lead.
+    "hamming-123-bs16-scale-angle-lr",
+    # ... and on the top four of six layers (4,224), to fit under 4,608.
+    "hamming-123-bs16-scale-angle-lr-top4",
+    # The lr rule for the peers the head's rate breaks (they chose the bottom of the shared
+    # grid, below or near the head alone): the adapter slower than the head (DeLoRA x 0.04,
+    # RandLoRA x 0.1, GraLoRA x 0.01: each row's file says why).
+    "delora-r1-adapter-lr", "randlora-r384-adapter-lr", "gralora-r1-adapter-lr",
+    # Every family towards 100k: a third budget of the families with two rows.
+    "c3a-b128", "tinylora-r32-u1024", "waveft-n2000", "unilora-d16384",
 )
 
 

@@ -59,6 +59,11 @@ ROWS = (
     "vision-beft", "vision-vblora-r1-v8", "vision-vblora-r2-v16", "vision-randlora-r128",
     "vision-shira-r1", "vision-delora-r1", "vision-gralora-r1",
     "vision-vera-r16", "vision-c3a-b128", "vision-c3a-b32", "vision-tinylora-r16-u256",
+    # Every family towards 100k: the second budget of the families with one row and the
+    # third of those with two, smallest first.
+    "vision-shira-r2", "vision-delora-r2", "vision-vblora-r4-v32", "vision-randlora-r32",
+    "vision-gralora-r4", "vision-tinylora-r32-u1024", "vision-vera-r1024",
+    "vision-unilora-d16384", "vision-waveft-n2000", "vision-shira-r8", "vision-delora-r8",
 )
 
 

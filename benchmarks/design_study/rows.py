@@ -30,7 +30,8 @@ TEXT_ROWS = ("hamming-123-b3", "hamming-123-b8", "hamming-123-bs32", "hamming-12
              "hamming-12-bs32-angle-lr-init-std01", "hamming-12-bs32-qkvo-scale-angle-lr",
              "road-1", "road-1-adapter-lr", "road-2",
              "fourierft-n100",
-             "fourierft-n300", "fourierft-n800", "ia3", "vera-r256", "lora-r1", "lora-r2", "oft", "boft",
+             "fourierft-n300", "fourierft-n800", "ia3", "vera-r256", "lora-r1", "lora-r2",
+             "oft", "boft",
              "hamming-12-bs16", "hamming-123-bs16", "hamming-123-bs64",
              "hamming-123-bs16-angle-lr", "hamming-123-bs16-scale-angle-lr",
              "hamming-123-bs16-scale-angle-lr-top4")

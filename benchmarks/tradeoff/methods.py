@@ -93,7 +93,9 @@ ROWS = (
     # RandLoRA x 0.1, GraLoRA x 0.01: each row's file says why).
     "delora-r1-adapter-lr", "randlora-r384-adapter-lr", "gralora-r1-adapter-lr",
     # Every family towards 100k: a third budget of the families with two rows.
-    "c3a-b128", "tinylora-r32-u1024", "waveft-n2000", "unilora-d16384",
+    "c3a-b128", "tinylora-r32-u1024", "waveft-n2000", "unilora-d16384", "vblora-r4-v32",
+    # SHiRA at LoRA r=8's scale; VeRA's and RoAd's third budgets.
+    "shira-r8", "vera-r1024", "road-4",
 )
 
 

@@ -113,8 +113,8 @@ def test_entry_builds_with_the_parameters_its_runs_measured(one_layer_minilm, si
     why = registry.family_available(entry)
     if why is not None:
         pytest.skip(why)
-    shared = on_every_layer(entry)
-    base = copy.deepcopy(six_layer_minilm if shared else one_layer_minilm)
+    whole = on_every_layer(entry)
+    base = copy.deepcopy(six_layer_minilm if whole else one_layer_minilm)
     model, aux_loss_fn, record = entry.build(base)
     json.dumps(record)  # records go into CSV / JSONL files as they are
     head = registry.head_parameters(model)
@@ -125,7 +125,7 @@ def test_entry_builds_with_the_parameters_its_runs_measured(one_layer_minilm, si
         assert adapter == sum(p.numel() for p in one_layer_minilm.parameters()) - head
     else:
         if name in MEASURED:
-            assert (1 if shared else MINILM_LAYERS) * adapter == MEASURED[name]
+            assert (1 if whole else MINILM_LAYERS) * adapter == MEASURED[name]
         assert (adapter > 0) == (entry.family != "head")
         assert not any(n.endswith("attention.self.key.weight") for n, _ in trainable)
     out = model(input_ids=torch.randint(1, 64, (2, 8)))

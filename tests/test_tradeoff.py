@@ -57,14 +57,10 @@ def test_method_table_protocol():
             "hamming-123-b8", "hamming-12-b3-expm", "hamming-12-b3-circuit"} <= set(names)
 
 
-#: Rows whose shape divides MiniLM's width (384) but not this test's 64-wide encoder, or
-#: exceeds it; peft refuses them there.  tests/test_registry.py builds every entry on a
-#: one-layer MiniLM.
+#: Rows whose shape divides MiniLM's width (384) but not this test's 64-wide encoder; peft
+#: refuses them there.  tests/test_registry.py builds every entry on a one-layer MiniLM.
 NEEDS_MINILM_WIDTH = {"c3a-b384": "a circulant block of 384", "vblora-r2-v16": "vectors of 128",
-                      "c3a-b128": "a circulant block of 128", "vblora-r4-v32": "vectors of 128",
-                      "psoft-r128": "a subspace of 128"}
-#: Rows that select MiniLM's layers by index (this test's encoder has two layers).
-NEEDS_MINILM_DEPTH = {"hamming-123-bs16-scale-angle-lr-top4": "layers 2-5 of six"}
+                      "c3a-b128": "a circulant block of 128", "vblora-r4-v32": "vectors of 128"}
 
 
 @pytest.mark.parametrize("name", list(tradeoff_methods.METHODS))
@@ -75,8 +71,10 @@ def test_every_method_builds_and_counts_head_separately(base, name):
         pytest.skip(why)
     if name in NEEDS_MINILM_WIDTH:
         pytest.skip(f"{NEEDS_MINILM_WIDTH[name]} does not fit the test encoder's width 64")
-    if name in NEEDS_MINILM_DEPTH:
-        pytest.skip(f"{NEEDS_MINILM_DEPTH[name]}: the test encoder has two layers")
+    layers = registry.get(name).config.get("layers_to_transform") or []
+    if max(layers, default=-1) >= base.config.num_hidden_layers:
+        pytest.skip(f"layers_to_transform={layers} selects MiniLM layers the test encoder "
+                    f"({base.config.num_hidden_layers} layers) does not have")
     model, aux_loss_fn, record = method.build(copy.deepcopy(base))
     json.dumps(record)  # the record goes into the jsonl as is
     head = registry.head_parameters(model)

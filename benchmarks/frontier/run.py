@@ -8,6 +8,9 @@ training step's FLOPs, the build of its weight-side matrices and its peak memory
 (:mod:`benchmarks.frontier.costs`, one fresh process per row) into
 ``frontier_costs.jsonl``.  Then it writes, beside the other results:
 
+``--init-drift`` measures, for every row lacking it, how far the method moves the pretrained
+model before training (:mod:`benchmarks.frontier.init_drift`) into ``frontier_init.jsonl``.
+
 * ``frontier.csv``: every row per task (text; the five vision tasks and their mean), its
   frontier marks (:mod:`.tables`) and costs;
 * ``frontier.md``: the tables and the goal's checks (ours on or above peft's frontier at
@@ -21,6 +24,7 @@ ran: compare them only loosely; FLOPs and parameter counts do not depend on the 
 
     python -m benchmarks.frontier                # tables and plots from what is recorded
     python -m benchmarks.frontier --costs        # measure missing costs first (~10 s a row)
+    python -m benchmarks.frontier --init-drift   # measure missing drifts at init (~2 s a row)
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ import sys
 from pathlib import Path
 
 from ..common.constants import RESULTS
-from . import tables
+from . import init_drift, tables
 from .plots import plot
 
 VISION_TASKS = ["mean", "mnist", "digits", "rotation", "quadrant", "inverted"]
@@ -61,10 +65,22 @@ def table_md(rows: list[dict]) -> str:
             f"| {r['label']} | {r['adapter_params']:,} | {r['acc']:.2f} ± {r['std']:.2f} | "
             f"{_f(r['s_per_step'], '.3f')} | {_f(r.get('flops_per_step'), '.2f', 1e-9)} | "
             f"{_f(r.get('adapter_flops'), '.2f', 1e-9)} | {build} | "
-            f"{_f(r.get('peak_growth_mib'), '.0f')} | "
+            f"{_f(r.get('peak_growth_mib'), '.0f')} | {moved_at_init(r)} | "
             f"{'**yes**' if r.get('on_frontier') else ''} | "
             f"{'' if gap == math.inf else f'{gap:+.2f}'} |")
     return head + "\n".join(lines) + "\n"
+
+
+def moved_at_init(row: dict) -> str:
+    """The ``moved at init`` cell: the drift at initialisation (0: the pretrained model
+    untouched), and ``|dW|/|W|`` where the method has an additive delta that moved."""
+    drift = row.get("init_drift")
+    if drift is None:
+        return ""
+    if drift == 0:
+        return "0"
+    ratio = row.get("init_delta_ratio")
+    return f"{drift:.3g}" + ("" if not ratio else f" (dW {ratio:.2g}x W)")
 
 
 def within_std(mine: dict | None, theirs: dict) -> bool:
@@ -126,7 +142,11 @@ def markdown(rows: list[dict]) -> str:
              "accuracy. `vs peers`: accuracy minus the best peft row with at most as many "
              "parameters. `adapter GFLOP`: the step's FLOPs minus the head-only step's. "
              "`build of D`: the adapter's weight-side matrices from its parameters, forward "
-             "and backward, all layers (merge only: its forward never builds them).\n"]
+             "and backward, all layers (merge only: its forward never builds them). "
+             "`moved at init`: 1 - mean cosine between the pretrained encoder's pooled "
+             "features with the method built in, before any step, and without it, on held-out "
+             "inputs (0: untouched), with the size of its additive delta against the "
+             "adapted weights where that is not 0 (`benchmarks.frontier.init_drift`).\n"]
     for task, title in (("text", "Text: MiniLM, WordNet nouns (trade-off)"),
                         ("mean", "Vision: mean over the five tasks")):
         mine = [r for r in rows if r["task"] == task]
@@ -178,6 +198,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of a cost run")
     p.add_argument("--max-params", type=float, default=math.inf,
                    help="--costs: only rows with at most this many adapter parameters")
+    p.add_argument("--init-drift", action="store_true",
+                   help="measure how far each row lacking it moves the model at init first")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     out = args.results
@@ -186,6 +208,10 @@ def main(argv=None) -> int:
     if args.costs:
         measure_missing(rows, costs_path, args.threads, args.max_params)
     rows = tables.with_costs(rows, tables.load_costs(costs_path))
+    init_path = out / "frontier_init.jsonl"
+    if args.init_drift:
+        init_drift.measure_missing(rows, init_path)
+    rows = tables.with_init_drift(rows, init_drift.load(init_path))
     tables.write_csv(rows, out / "frontier.csv")
     (out / "frontier.md").write_text(markdown(rows))
     for name, tasks in (("text", ["text"]), ("vision", VISION_TASKS)):

@@ -125,10 +125,20 @@ def with_costs(rows: list[dict], costs: dict) -> list[dict]:
     return rows
 
 
+def with_init_drift(rows: list[dict], records: dict) -> list[dict]:
+    """Each row with ``init_drift`` and ``init_delta_ratio`` (:mod:`.init_drift`; None where
+    not measured)."""
+    for r in rows:
+        rec = records.get((r["method"], "text" if r["task"] == "text" else "vision"))
+        r["init_drift"] = None if rec is None else rec["init_drift"]
+        r["init_delta_ratio"] = None if rec is None else rec["init_delta_ratio"]
+    return rows
+
+
 CSV_FIELDS = ["task", "method", "label", "group", "adapter_params", "acc", "std", "n_seeds",
               "lr", "point", "on_frontier", "peer_gap", "ours_at_tenth", "s_per_step",
               "flops_per_step", "adapter_flops", "build_flops", "build_s", "build_in_forward",
-              "peak_growth_mib"]
+              "peak_growth_mib", "init_drift", "init_delta_ratio"]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

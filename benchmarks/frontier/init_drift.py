@@ -1,0 +1,138 @@
+"""How far a method moves the pretrained model before any training step.
+
+An adapter that starts at the identity (LoRA's zero ``B``, Hamming's zero angles, RoAd,
+VeRA...) leaves the pretrained model exactly as it was until it trains; one that starts
+from random values changes it at once.  peft's FourierFT does by default
+(``init_weights=False``: its spectral coefficients ``~ N(0, 1)``, times ``scaling`` 150), and
+on a small model the change is large: its ``Delta W`` is a sum of ``n`` random Fourier modes
+normalised by ``1 / (d_out d_in)``, so its size relative to ``W`` grows as the layer shrinks.
+Two numbers per method, both at initialisation (the model as the benchmark builds it, seed 0):
+
+* ``init_drift``: ``1 - mean_k cos(e_k, e0_k)`` over held-out inputs, where ``e`` is the
+  mean over tokens of the encoder's last hidden state, L2-normalised, with the method built in
+  and ``e0`` without it (the forgetting probe's ``probe_drift``,
+  :func:`benchmarks.common.forgetting.drift`: exactly 0 when nothing moved).  Text: the
+  probe's first :data:`TEXT_N` WordNet verb texts (never trained on); vision: the first
+  :data:`VISION_N` Fashion-MNIST test images (the ViT's own pretraining domain).
+* ``init_delta_ratio``: over the adapted layers that expose ``get_delta_weight`` (peft's
+  tuner layers), ``sum ||Delta W||_F / sum ||W||_F``; ``None`` for methods without one
+  (Hamming rotates, so it has no additive ``Delta W``; its drift says the same).
+
+    python -m benchmarks.frontier --init-drift     # measure rows lacking it, then report
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+#: Held-out inputs per measurement.
+TEXT_N, VISION_N = 100, 256
+#: The global seed a method is built under (peft's random inits draw from it).
+BUILD_SEED = 0
+
+
+def mean_pooled(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, T, H)`` hidden states -> ``(B, H)`` unit vectors: the mean over the tokens
+    (``mask`` (B, T): the real ones), L2-normalised."""
+    from ..common.forgetting import mean_pool
+
+    if mask is None:
+        mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+    return mean_pool(hidden.float(), mask)
+
+
+def vision_inputs(n: int = VISION_N) -> torch.Tensor:
+    """``(n, 1, 28, 28)``: the first ``n`` Fashion-MNIST test images, normalised as in
+    pretraining."""
+    from ..vision.data import fashion_mnist, normalise
+
+    images, _ = fashion_mnist("test")
+    return normalise(images[:n])
+
+
+def vision_embed(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """``(N, H)`` unit embeddings of the ViT's last hidden state (eval, no grad)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(pixel_values=pixels, output_hidden_states=True)
+    finally:
+        model.train(was_training)
+    return mean_pooled(out.hidden_states[-1])
+
+
+def delta_ratio(model: nn.Module) -> float | None:
+    """``sum ||Delta W||_F / sum ||W||_F`` over the peft tuner layers of ``model`` that have
+    ``get_delta_weight`` (their active adapters), or ``None`` when there are none."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    delta = base = 0.0
+    found = False
+    with torch.no_grad():
+        for m in model.modules():
+            if not (isinstance(m, BaseTunerLayer) and hasattr(m, "get_delta_weight")):
+                continue
+            weight = m.get_base_layer().weight
+            for name in m.active_adapters:
+                d = m.get_delta_weight(name)
+                if d is None or d.shape != weight.shape:
+                    continue
+                delta += float(d.float().norm())
+                base += float(weight.float().norm())
+                found = True
+    return delta / base if found and base > 0 else None
+
+
+def measure(name: str, task: str) -> dict:
+    """``init_drift`` and ``init_delta_ratio`` of registry method ``name`` on the text or
+    vision backbone (module docstring)."""
+    from ..common import forgetting, registry
+    from .costs import load_model
+
+    if task not in ("text", "vision"):
+        raise ValueError(f"task={task!r}; valid: 'text', 'vision'")
+    if task == "text":
+        texts = forgetting._texts(forgetting.load_probe_pairs(TEXT_N // 2))
+        base = forgetting.embed(load_model(task), texts)
+    else:
+        pixels = vision_inputs()
+        base = vision_embed(load_model(task), pixels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILD_SEED)
+        model, _, _ = registry.build(name, load_model(task))
+    emb = (forgetting.embed(model, texts) if task == "text" else vision_embed(model, pixels))
+    return {"method": name, "task": task, "init_drift": forgetting.drift(emb, base),
+            "init_delta_ratio": delta_ratio(model), "n": len(base)}
+
+
+def load(path: Path) -> dict:
+    """``(method, task kind) -> record`` from ``frontier_init.jsonl`` (the last line of a
+    key wins)."""
+    out = {}
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                out[(r["method"], r["task"])] = r
+    return out
+
+
+def measure_missing(rows: list[dict], path: Path) -> None:
+    """Measure every row lacking a record (text first), appending to ``path``."""
+    have = load(path)
+    want = []
+    for r in sorted(rows, key=lambda r: (r["task"] != "text", r["adapter_params"])):
+        key = (r["method"], "text" if r["task"] == "text" else "vision")
+        if r.get("point") and key not in have and key not in want:
+            want.append(key)
+    for i, (name, kind) in enumerate(want):
+        rec = measure(name, kind)
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        ratio = rec["init_delta_ratio"]
+        print(f"[{i + 1}/{len(want)}] {name} ({kind}): drift at init {rec['init_drift']:.4f}"
+              + ("" if ratio is None else f", |dW|/|W| {ratio:.3f}"), flush=True)

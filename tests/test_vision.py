@@ -128,6 +128,14 @@ def test_every_vision_row_is_a_vision_registry_entry():
                for e in physics_rows)
 
 
+def test_every_vision_row_has_committed_results():
+    """results/vision.csv holds every row of the vision table, and nothing else: a row added
+    to ROWS is trained before it lands, as the trade-off's rows are."""
+    with open(RESULTS / "vision.csv", newline="") as f:
+        committed = {r["method"] for r in csv.DictReader(f)}
+    assert committed == set(vision_methods.ROWS)
+
+
 #: What the latest committed run of each vision method measured: method -> adapter
 #: parameters.  The latest, because the physics rows' ``rotation`` runs were recorded before
 #: the rest, by a version of the priors with 5 more parameters per adapted layer.

@@ -64,6 +64,12 @@ ROWS = (
     "vision-shira-r2", "vision-delora-r2", "vision-vblora-r4-v32", "vision-randlora-r32",
     "vision-gralora-r4", "vision-tinylora-r32-u1024", "vision-vera-r1024",
     "vision-unilora-d16384", "vision-waveft-n2000", "vision-shira-r8", "vision-delora-r8",
+    "vision-gralora-r8", "vision-psoft-r128",
+    # FourierFT n=500 from zero coefficients instead of peft's random start, which moves the
+    # ViT far before any step: what its trained coefficients do alone.
+    "vision-fourierft-n500-zero-init",
+    # RandLoRA's third budget (its count grows as r falls).
+    "vision-randlora-r8",
 )
 
 

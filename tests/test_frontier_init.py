@@ -130,17 +130,19 @@ def test_measure_refuses_an_unknown_task():
         init_drift.measure("lora-r1", "audio")
 
 
-def test_goal_lines_repeat_the_budget_check_against_identity_start_peers():
+def test_goal_lines_repeat_the_budget_check_against_peers_that_start_at_the_model():
     rows = [{"task": "t", "method": m, "label": m, "group": g, "adapter_params": p, "acc": a,
              "std": 0.1, "n_seeds": 3, "init_drift": d}
             for m, g, p, a, d in [("peer-random-start", "peft", 500, 75.0, 0.6),
-                                  ("peer-zero-start", "peft", 600, 69.0, 0.0),
+                                  ("peer-zero-start", "peft", 600, 69.0, 2e-5),
                                   ("ours", "qiadapters", 400, 70.0, 0.0)]]
     lines = run.goal_lines(run.tables.mark(rows))
     assert lines[0].endswith(": 0 of 2; within one std (the goal's tolerance): 0 of 2")
-    extra = [ln for ln in lines if "start at the identity" in ln]
+    extra = [ln for ln in lines if "start at the pretrained model" in ln]
     assert len(extra) == 1 and "peer-random-start" in extra[0] and "peer-zero-start" not in extra[0]
     assert extra[0].endswith(": 1 of 1; within one std: 1 of 1")
     for r in rows:  # nothing measured: no extra line
         r["init_drift"] = None
-    assert not [ln for ln in run.goal_lines(run.tables.mark(rows)) if "identity" in ln]
+    assert not [ln for ln in run.goal_lines(run.tables.mark(rows)) if "pretrained" in ln]
+    assert run.starts_at_pretrained({"init_drift": 0.0})
+    assert not run.starts_at_pretrained({"init_drift": run.INIT_DRIFT_TOL})

@@ -66,8 +66,9 @@ def vision_embed(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def delta_ratio(model: nn.Module) -> float | None:
-    """``sum ||Delta W||_F / sum ||W||_F`` over the peft tuner layers of ``model`` that have
-    ``get_delta_weight`` (their active adapters), or ``None`` when there are none."""
+    """``sum ||Delta W||_F / sum ||W||_F`` over the peft tuner layers of ``model`` whose
+    ``get_delta_weight`` (of an active adapter) returns a tensor of the base weight's shape,
+    or ``None`` when there are none."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     delta = base = 0.0
@@ -79,7 +80,7 @@ def delta_ratio(model: nn.Module) -> float | None:
             weight = m.get_base_layer().weight
             for name in m.active_adapters:
                 d = m.get_delta_weight(name)
-                if d is None or d.shape != weight.shape:
+                if not torch.is_tensor(d) or d.shape != weight.shape:
                     continue
                 delta += float(d.float().norm())
                 base += float(weight.float().norm())

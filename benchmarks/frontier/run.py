@@ -110,10 +110,17 @@ def _budget_check(ours: list[dict], peers: list[dict]) -> tuple[list, list, list
     return budgets, lost, tied
 
 
-def identity_start(row: dict) -> bool:
-    """Whether the row leaves the pretrained model untouched until it trains (its
-    ``init_drift`` measured and 0 up to float noise), as every Hamming row does."""
-    return row.get("init_drift") is not None and row["init_drift"] < 1e-9
+#: A method "starts at the pretrained model" when its drift at init is below this: 1 - cos of
+#: 0.001 (Hamming, LoRA, RoAd, WaveFT: exactly 0; peft's C3A, UniLoRA and VB-LoRA draw small
+#: random starts, 1e-5 to 1e-4; FourierFT's is 0.02-0.16 on MiniLM and up to 0.65 on the ViT).
+INIT_DRIFT_TOL = 1e-3
+
+
+def starts_at_pretrained(row: dict) -> bool:
+    """Whether the row leaves the pretrained model where it was until it trains: its
+    ``init_drift`` measured and below :data:`INIT_DRIFT_TOL` (every zero-start Hamming row
+    has 0)."""
+    return row.get("init_drift") is not None and row["init_drift"] < INIT_DRIFT_TOL
 
 
 def goal_lines(rows: list[dict]) -> list[str]:
@@ -121,8 +128,9 @@ def goal_lines(rows: list[dict]) -> list[str]:
     :data:`~.tables.GOAL_BUDGET` where peft's frontier steps (each peft row's parameter
     count), our best row with at most that many parameters against peft's best; and for
     every peft row, our best with :data:`~.tables.GOAL_FACTOR` x fewer parameters.  Where
-    some peers move the pretrained model before training (``init_drift`` > 0), the first
-    check is repeated against the peers that start at the identity, as ours do."""
+    some peers move the pretrained model before training (``init_drift`` of at least
+    :data:`INIT_DRIFT_TOL`), the first check is repeated against the peers that start at
+    the pretrained model, as ours do."""
     pts = [r for r in rows if r.get("point")]
     ours = [r for r in pts if r["group"] == tables.OURS]
     peers = [r for r in pts if r["group"] == tables.PEERS]
@@ -139,13 +147,15 @@ def goal_lines(rows: list[dict]) -> list[str]:
                           f"{max(mine['std'], theirs['std']):.2f})")
         out.append(f"  - loses at {b:,}: {theirs['label']} {theirs['acc']:.2f} "
                    f"({theirs['adapter_params']:,}); {ours_text}")
-    moved = [r for r in peers if r.get("init_drift") is not None and not identity_start(r)]
+    moved = [r for r in peers
+             if r.get("init_drift") is not None and not starts_at_pretrained(r)]
     if moved:
-        still = [r for r in peers if identity_start(r)]
+        still = [r for r in peers if starts_at_pretrained(r)]
         b2, lost2, tied2 = _budget_check(ours, still)
         names = ", ".join(sorted(r["label"] for r in moved))
-        out.append(f"- the same against the peers that start at the identity (leaving out "
-                   f"those that move the model before training: {names}): "
+        out.append(f"- the same against the peers that start at the pretrained model "
+                   f"(leaving out those that move it before training, drift at init >= "
+                   f"{INIT_DRIFT_TOL:g}: {names}): "
                    f"{len(b2) - len(lost2)} of {len(b2)}; within one std: "
                    f"{len(b2) - len(lost2) + len(tied2)} of {len(b2)}")
     lose = [r for r in peers if r["ours_at_tenth"] < -tables.GOAL_POINTS]

@@ -96,6 +96,12 @@ ROWS = (
     "c3a-b128", "tinylora-r32-u1024", "waveft-n2000", "unilora-d16384", "vblora-r4-v32",
     # SHiRA at LoRA r=8's scale; VeRA's and RoAd's third budgets.
     "shira-r8", "vera-r1024", "road-4",
+    # Every family towards 100k, continued: PSOFT's and C3A's third budgets, FourierFT at
+    # WaveFT n=40's count, and the second budgets of the families that need the lr rule
+    # (each factor scaled from its r=1 / r=384 row by peft's update scale: the row's file).
+    "psoft-r128", "c3a-b64", "fourierft-n40", "randlora-r32-adapter-lr",
+    "gralora-r8-adapter-lr", "delora-r8-adapter-lr", "randlora-r128-adapter-lr",
+    "gralora-r4-adapter-lr", "delora-r2-adapter-lr",
 )
 
 

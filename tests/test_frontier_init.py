@@ -113,7 +113,7 @@ def test_measure_missing_appends_only_what_is_missing(tmp_path, monkeypatch):
             {"task": "text", "method": "head", "adapter_params": 0, "point": False}]
     init_drift.measure_missing(rows, path)
     assert calls == [("vision-fourierft-n500", "vision")]
-    records = init_drift.load(path)
+    records = run.tables.load_records(path)
     assert set(records) == {("lora-r1", "text"), ("vision-fourierft-n500", "vision")}
 
 

@@ -110,21 +110,11 @@ def measure(name: str, task: str) -> dict:
             "init_delta_ratio": delta_ratio(model), "n": len(base)}
 
 
-def load(path: Path) -> dict:
-    """``(method, task kind) -> record`` from ``frontier_init.jsonl`` (the last line of a
-    key wins)."""
-    out = {}
-    if Path(path).is_file():
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                out[(r["method"], r["task"])] = r
-    return out
-
-
 def measure_missing(rows: list[dict], path: Path) -> None:
     """Measure every row lacking a record (text first), appending to ``path``."""
-    have = load(path)
+    from .tables import load_records
+
+    have = load_records(path)
     want = []
     for r in sorted(rows, key=lambda r: (r["task"] != "text", r["adapter_params"])):
         key = (r["method"], "text" if r["task"] == "text" else "vision")

@@ -201,7 +201,7 @@ def measure_missing(rows: list[dict], path: Path, threads: int,
     of ``adapter_flops``), text first, then by increasing parameters."""
     from .costs import measure_in_subprocess
 
-    have = tables.load_costs(path)
+    have = tables.load_records(path)
     want = []
     for r in sorted(rows, key=lambda r: (r["task"] != "text", r["adapter_params"])):
         kind = "text" if r["task"] == "text" else "vision"
@@ -241,11 +241,11 @@ def main(argv=None) -> int:
     costs_path = out / "frontier_costs.jsonl"
     if args.costs:
         measure_missing(rows, costs_path, args.threads, args.max_params)
-    rows = tables.with_costs(rows, tables.load_costs(costs_path))
+    rows = tables.with_costs(rows, tables.load_records(costs_path))
     init_path = out / "frontier_init.jsonl"
     if args.init_drift:
         init_drift.measure_missing(rows, init_path)
-    rows = tables.with_init_drift(rows, init_drift.load(init_path))
+    rows = tables.with_init_drift(rows, tables.load_records(init_path))
     tables.write_csv(rows, out / "frontier.csv")
     (out / "frontier.md").write_text(markdown(rows))
     for name, tasks in (("text", ["text"]), ("vision", VISION_TASKS)):

@@ -72,9 +72,10 @@ def vision_rows(results: Path) -> list[dict]:
     return out
 
 
-def load_costs(path: Path) -> dict:
-    """``(method, task kind) -> costs`` from ``frontier_costs.jsonl`` (the last line of a
-    key wins)."""
+def load_records(path: Path) -> dict:
+    """``(method, task kind) -> record`` from a JSON-lines file of the frontier's
+    measurements (``frontier_costs.jsonl``, ``frontier_init.jsonl``; the last line of a key
+    wins, a missing file is empty)."""
     out = {}
     if Path(path).is_file():
         for line in Path(path).read_text().splitlines():

@@ -22,6 +22,7 @@ Two numbers per method, both at initialisation (the model as the benchmark build
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -34,16 +35,6 @@ TEXT_N, VISION_N = 100, 256
 BUILD_SEED = 0
 
 
-def mean_pooled(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``(B, T, H)`` hidden states -> ``(B, H)`` unit vectors: the mean over the tokens
-    (``mask`` (B, T): the real ones), L2-normalised."""
-    from ..common.forgetting import mean_pool
-
-    if mask is None:
-        mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-    return mean_pool(hidden.float(), mask)
-
-
 def vision_inputs(n: int = VISION_N) -> torch.Tensor:
     """``(n, 1, 28, 28)``: the first ``n`` Fashion-MNIST test images, normalised as in
     pretraining."""
@@ -54,7 +45,10 @@ def vision_inputs(n: int = VISION_N) -> torch.Tensor:
 
 
 def vision_embed(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """``(N, H)`` unit embeddings of the ViT's last hidden state (eval, no grad)."""
+    """``(N, H)`` unit embeddings of the ViT's last hidden state: the mean over its tokens,
+    L2-normalised (eval, no grad)."""
+    from ..common.forgetting import mean_pool
+
     was_training = model.training
     model.eval()
     try:
@@ -62,7 +56,8 @@ def vision_embed(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
             out = model(pixel_values=pixels, output_hidden_states=True)
     finally:
         model.train(was_training)
-    return mean_pooled(out.hidden_states[-1])
+    hidden = out.hidden_states[-1].float()
+    return mean_pool(hidden, torch.ones(hidden.shape[:2]))
 
 
 def delta_ratio(model: nn.Module) -> float | None:
@@ -88,6 +83,20 @@ def delta_ratio(model: nn.Module) -> float | None:
     return delta / base if found and base > 0 else None
 
 
+@functools.lru_cache(maxsize=None)
+def held_out(task: str) -> tuple[object, torch.Tensor]:
+    """``(inputs, embeddings of the pretrained model)`` of a task, once per process: the
+    probe's texts or the Fashion-MNIST images (module docstring)."""
+    from ..common import forgetting
+    from .costs import load_model
+
+    if task == "text":
+        texts = forgetting._texts(forgetting.load_probe_pairs(TEXT_N // 2))
+        return texts, forgetting.embed(load_model(task), texts)
+    pixels = vision_inputs()
+    return pixels, vision_embed(load_model(task), pixels)
+
+
 def measure(name: str, task: str) -> dict:
     """``init_drift`` and ``init_delta_ratio`` of registry method ``name`` on the text or
     vision backbone (module docstring)."""
@@ -96,16 +105,11 @@ def measure(name: str, task: str) -> dict:
 
     if task not in ("text", "vision"):
         raise ValueError(f"task={task!r}; valid: 'text', 'vision'")
-    if task == "text":
-        texts = forgetting._texts(forgetting.load_probe_pairs(TEXT_N // 2))
-        base = forgetting.embed(load_model(task), texts)
-    else:
-        pixels = vision_inputs()
-        base = vision_embed(load_model(task), pixels)
+    inputs, base = held_out(task)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BUILD_SEED)
         model, _, _ = registry.build(name, load_model(task))
-    emb = (forgetting.embed(model, texts) if task == "text" else vision_embed(model, pixels))
+    emb = forgetting.embed(model, inputs) if task == "text" else vision_embed(model, inputs)
     return {"method": name, "task": task, "init_drift": forgetting.drift(emb, base),
             "init_delta_ratio": delta_ratio(model), "n": len(base)}
 

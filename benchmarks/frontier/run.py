@@ -112,7 +112,7 @@ def _budget_check(ours: list[dict], peers: list[dict]) -> tuple[list, list, list
 
 #: A method "starts at the pretrained model" when its drift at init is below this: 1 - cos of
 #: 0.001 (Hamming, LoRA, RoAd, WaveFT: exactly 0; peft's C3A, UniLoRA and VB-LoRA draw small
-#: random starts, 1e-5 to 1e-4; FourierFT's is 0.02-0.16 on MiniLM and up to 0.65 on the ViT).
+#: random starts, 1e-9 to 3e-5; FourierFT's is 0.01-0.16 on MiniLM and up to 0.65 on the ViT).
 INIT_DRIFT_TOL = 1e-3
 
 

@@ -102,6 +102,9 @@ ROWS = (
     "psoft-r128", "c3a-b64", "fourierft-n40", "randlora-r32-adapter-lr",
     "gralora-r8-adapter-lr", "delora-r8-adapter-lr", "randlora-r128-adapter-lr",
     "gralora-r4-adapter-lr", "delora-r2-adapter-lr",
+    # The lr rule's factor one step each way on the best row under 10k (angles and scales at
+    # lr / 2 and lr / 8 instead of lr / 4).
+    "hamming-123-bs16-scale-angle-lr2-top4", "hamming-123-bs16-scale-angle-lr8-top4",
 )
 
 

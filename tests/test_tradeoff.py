@@ -61,7 +61,7 @@ def test_method_table_protocol():
 #: refuses them there.  tests/test_registry.py builds every entry on a one-layer MiniLM.
 NEEDS_MINILM_WIDTH = {"c3a-b384": "a circulant block of 384", "vblora-r2-v16": "vectors of 128",
                       "c3a-b128": "a circulant block of 128", "vblora-r4-v32": "vectors of 128",
-                   "psoft-r128": "a rank of 128 (at most the width)"}
+                      "psoft-r128": "a rank of 128 (at most the width)"}
 
 
 @pytest.mark.parametrize("name", list(tradeoff_methods.METHODS))

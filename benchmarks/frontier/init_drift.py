@@ -116,14 +116,9 @@ def measure(name: str, task: str) -> dict:
 
 def measure_missing(rows: list[dict], path: Path) -> None:
     """Measure every row lacking a record (text first), appending to ``path``."""
-    from .tables import load_records
+    from . import tables
 
-    have = load_records(path)
-    want = []
-    for r in sorted(rows, key=lambda r: (r["task"] != "text", r["adapter_params"])):
-        key = (r["method"], "text" if r["task"] == "text" else "vision")
-        if r.get("point") and key not in have and key not in want:
-            want.append(key)
+    want = tables.missing(rows, tables.load_records(path), lambda r: r.get("point"))
     for i, (name, kind) in enumerate(want):
         rec = measure(name, kind)
         with open(path, "a") as f:

@@ -201,15 +201,9 @@ def measure_missing(rows: list[dict], path: Path, threads: int,
     of ``adapter_flops``), text first, then by increasing parameters."""
     from .costs import measure_in_subprocess
 
-    have = tables.load_records(path)
-    want = []
-    for r in sorted(rows, key=lambda r: (r["task"] != "text", r["adapter_params"])):
-        kind = "text" if r["task"] == "text" else "vision"
-        key = (r["method"], kind)
-        if ((r.get("point") and r["adapter_params"] <= max_params)
-                or r["method"] in ("head", "vision-head")) \
-                and key not in have and key not in want:
-            want.append(key)
+    want = tables.missing(rows, tables.load_records(path),
+                          lambda r: (r.get("point") and r["adapter_params"] <= max_params)
+                          or r["method"] in ("head", "vision-head"))
     for i, (name, kind) in enumerate(want):
         try:
             c = measure_in_subprocess(name, kind, threads)

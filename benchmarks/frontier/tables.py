@@ -72,6 +72,23 @@ def vision_rows(results: Path) -> list[dict]:
     return out
 
 
+def record_key(row: dict) -> tuple[str, str]:
+    """``(method, task kind)``: how a row finds its measurements (``"text"``, or
+    ``"vision"`` for the five vision tasks and their mean, which share one ViT step)."""
+    return row["method"], "text" if row["task"] == "text" else "vision"
+
+
+def missing(rows: list[dict], have: dict, wanted) -> list[tuple[str, str]]:
+    """The :func:`record_key` of every row with ``wanted(row)`` true that ``have`` lacks,
+    each once: text first, then by increasing parameters."""
+    want = []
+    for r in sorted(rows, key=lambda r: (r["task"] != "text", r["adapter_params"])):
+        key = record_key(r)
+        if wanted(r) and key not in have and key not in want:
+            want.append(key)
+    return want
+
+
 def load_records(path: Path) -> dict:
     """``(method, task kind) -> record`` from a JSON-lines file of the frontier's
     measurements (``frontier_costs.jsonl``, ``frontier_init.jsonl``; the last line of a key
@@ -116,8 +133,8 @@ def with_costs(rows: list[dict], costs: dict) -> list[dict]:
     and ``adapter_flops``: its step's FLOPs minus the head-only step's."""
     head = {"text": costs.get(("head", "text")), "vision": costs.get(("vision-head", "vision"))}
     for r in rows:
-        kind = "text" if r["task"] == "text" else "vision"
-        c = costs.get((r["method"], kind))
+        kind = record_key(r)[1]
+        c = costs.get(record_key(r))
         for key in ("flops_per_step", "build_flops", "build_s", "build_in_forward",
                     "peak_growth_mib"):
             r[key] = None if c is None else c[key]
@@ -130,7 +147,7 @@ def with_init_drift(rows: list[dict], records: dict) -> list[dict]:
     """Each row with ``init_drift`` and ``init_delta_ratio`` (:mod:`.init_drift`; None where
     not measured)."""
     for r in rows:
-        rec = records.get((r["method"], "text" if r["task"] == "text" else "vision"))
+        rec = records.get(record_key(r))
         r["init_drift"] = None if rec is None else rec["init_drift"]
         r["init_delta_ratio"] = None if rec is None else rec["init_delta_ratio"]
     return rows

@@ -105,6 +105,9 @@ ROWS = (
     # The lr rule's factor one step each way on the best row under 10k (angles and scales at
     # lr / 2 and lr / 8 instead of lr / 4).
     "hamming-123-bs16-scale-angle-lr2-top4", "hamming-123-bs16-scale-angle-lr8-top4",
+    # Ours under FourierFT n=100's 1,200 once its grid is bracketed: {1,2,3} in blocks of 16
+    # with the lr rule on the top four layers (1,152).
+    "hamming-123-bs16-angle-lr-top4",
 )
 
 

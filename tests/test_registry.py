@@ -22,6 +22,7 @@ pytest.importorskip("peft")
 from benchmarks.common import paper, registry, timing  # noqa: E402
 from benchmarks.common import sweep as tradeoff_sweep  # noqa: E402
 from benchmarks.common.constants import RESULTS  # noqa: E402
+from benchmarks.common.summary import parse_sweep  # noqa: E402
 from benchmarks.speed import minilm as speed_minilm  # noqa: E402
 from benchmarks.tradeoff import methods as tradeoff_methods  # noqa: E402
 from benchmarks.demo import DEFAULT_LRS  # noqa: E402
@@ -165,6 +166,16 @@ def test_committed_tradeoff_rows_are_what_the_registry_builds(one_layer_minilm,
             committed.pop("peft_warnings"), record.pop("peft_warnings")
             committed.pop("ran_boft_R_shapes"), record.pop("ran_boft_R_shapes")
         assert json.loads(json.dumps(record)) == committed, name
+
+
+def test_every_committed_text_row_chose_an_lr_inside_its_sweep(committed_tradeoff):
+    """The protocol's "the lr swept until interior": the lr a row chose on validation is
+    neither the smallest nor the largest it ran (a grid whose top wins grows upward; one whose
+    bottom wins is given a lower value in its ``training_params.json``)."""
+    for name, row in committed_tradeoff.items():
+        lrs = sorted(parse_sweep(row["val_acc_sweep"]))
+        assert len(lrs) >= 3 and lrs[0] < float(row["chosen_lr"]) < lrs[-1], (
+            f"{name} chose lr {row['chosen_lr']} at an edge of its sweep {lrs}")
 
 
 def test_lora_r8_record_is_the_committed_one(one_layer_minilm, committed_tradeoff):

@@ -20,6 +20,7 @@ from benchmarks import vision  # noqa: E402
 from benchmarks.common import registry  # noqa: E402
 from benchmarks.common.constants import RESULTS  # noqa: E402
 from benchmarks.common.routing import router_weights  # noqa: E402
+from benchmarks.common.summary import parse_sweep  # noqa: E402
 from benchmarks.common.training import train  # noqa: E402
 from benchmarks.vision import data as vision_data  # noqa: E402
 from benchmarks.vision import methods as vision_methods  # noqa: E402
@@ -134,6 +135,28 @@ def test_every_vision_row_has_committed_results():
     with open(RESULTS / "vision.csv", newline="") as f:
         committed = {r["method"] for r in csv.DictReader(f)}
     assert committed == set(vision_methods.ROWS)
+
+
+#: A validation score this close to 100% is the task's ceiling (one of the 200 validation
+#: images): a sweep that reaches it at its smallest lr has nothing below it to find.
+CEILING = 99.5
+
+
+def test_every_committed_vision_sweep_chose_an_lr_inside_it():
+    """The protocol's "the lr swept until interior", per task: the lr chosen on validation
+    at seed 0 is neither end of what the sweep ran, unless another lr scored the same (a
+    plateau, not an edge) or the score is the task's ceiling."""
+    with open(RESULTS / "vision.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["seed"] == "0"]
+    assert len(rows) == 5 * len(vision_methods.ROWS)
+    for row in rows:
+        sweep = parse_sweep(row["val_acc_sweep"])
+        lrs, chosen = sorted(sweep), float(row["lr"])
+        others = [acc for lr, acc in sweep.items() if lr != chosen]
+        inside = lrs[0] < chosen < lrs[-1]
+        assert len(lrs) >= 3 and (inside or sweep[chosen] <= max(others)
+                                  or sweep[chosen] >= CEILING), (
+            f"{row['method']} on {row['task']} chose lr {chosen} at an edge of {sweep}")
 
 
 #: What the latest committed run of each vision method measured: method -> adapter

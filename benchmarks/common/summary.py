@@ -46,6 +46,12 @@ def summarize(runs: list[dict], methods: list[Method], seeds, steps: int, batch_
     return rows
 
 
+def parse_sweep(text: str) -> dict[float, float]:
+    """``{lr: validation accuracy %}`` from a row's ``val_acc_sweep`` field (``"0.02:61.45
+    0.05:66.10 ..."``, as :func:`summarize` writes it)."""
+    return {float(lr): float(acc) for lr, acc in (item.split(":") for item in text.split())}
+
+
 def _median_or_nan(values) -> float:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")

@@ -159,6 +159,11 @@ def test_every_committed_vision_sweep_chose_an_lr_inside_it():
             f"{row['method']} on {row['task']} chose lr {chosen} at an edge of {sweep}")
 
 
+#: The ViT's modules outside its six encoder layers that an entry may adapt: the patch
+#: embedding's convolution.
+OUTSIDE_THE_LAYERS = {"projection"}
+
+
 #: What the latest committed run of each vision method measured: method -> adapter
 #: parameters.  The latest, because the physics rows' ``rotation`` runs were recorded before
 #: the rest, by a version of the priors with 5 more parameters per adapted layer.
@@ -176,9 +181,12 @@ NOT_IDENTITY_AT_INIT = {"full", "head", "fourierft", "c3a", "unilora", "vblora"}
 def test_vision_entry_builds_with_the_parameters_its_runs_measured(one_layer_vit, name):
     """Built on one ViT layer, six times its adapter parameters are what the latest committed
     run measured on the six-layer ViT (an entry not trained yet: some parameters); a method
-    whose parameters are shared across layers is built on all six."""
+    whose parameters are shared across layers, or that adapts a module outside them (the
+    patch embedding), is built on all six."""
     entry = registry.get(name)
-    shared = entry.family in registry.SHARED_PARAMETER_FAMILIES
+    targets = entry.config.get("target_modules") or ()
+    targets = {targets} if isinstance(targets, str) else set(targets)
+    shared = entry.family in registry.SHARED_PARAMETER_FAMILIES or targets & OUTSIDE_THE_LAYERS
     base = build_vit(num_labels=4, seed=0) if shared else one_layer_vit
     model, aux_loss_fn, record = entry.build(copy.deepcopy(base))
     json.dumps(record)

@@ -70,6 +70,10 @@ ROWS = (
     "vision-fourierft-n500-zero-init",
     # RandLoRA's third budget (its count grows as r falls).
     "vision-randlora-r8",
+    # The weight-1 blocks by the matrix exponential instead of the Cayley transform.
+    "vision-hamming-12-bs32-expm", "vision-hamming-12-bs32-scale-expm",
+    # The patch embedding adapted with query / value.
+    "vision-hamming-12-bs32-patch", "vision-hamming-12-bs32-scale-patch",
 )
 
 

@@ -108,6 +108,9 @@ ROWS = (
     # Ours under FourierFT n=100's 1,200 once its grid is bracketed: {1,2,3} in blocks of 16
     # with the lr rule on the top four layers (1,152).
     "hamming-123-bs16-angle-lr-top4",
+    # Our recipe (learned scale, the lr rule) towards 100k: every linear layer (about 34k),
+    # and order 1 alone in OFT's blocks of 32 on query/value (76k).
+    "hamming-12-bs32-all-linear-scale-angle-lr", "hamming-1-bs32-scale-angle-lr",
 )
 
 

@@ -111,6 +111,8 @@ ROWS = (
     # Our recipe (learned scale, the lr rule) towards 100k: every linear layer (about 34k),
     # and order 1 alone in OFT's blocks of 32 on query/value (76k).
     "hamming-12-bs32-all-linear-scale-angle-lr", "hamming-1-bs32-scale-angle-lr",
+    # ... on the top four layers (50,688), and in blocks of 16 (39,168).
+    "hamming-1-bs32-scale-angle-lr-top4", "hamming-1-bs16-scale-angle-lr",
 )
 
 

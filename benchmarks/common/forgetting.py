@@ -251,7 +251,9 @@ def drift(emb: torch.Tensor, base: torch.Tensor) -> float:
     return 0.5 * (emb.double() - base.double()).pow(2).sum(1).mean().item()
 
 
-def _texts(pairs) -> tuple[str, ...]:
+def probe_texts(pairs) -> tuple[str, ...]:
+    """The probe's texts of ``pairs``: every definition, then every example (the order the
+    retrieval scores and the drift read them in)."""
     return tuple(p.definition for p in pairs) + tuple(p.example for p in pairs)
 
 
@@ -291,7 +293,7 @@ def base_probe(n: int = PROBE_N, seed: int = PROBE_SEED, device: str | torch.dev
     if key not in _BASE:
         model = base_model if base_model is not None else load_base_encoder()
         model = model.to(device)
-        emb = embed(model, _texts(load_probe_pairs(n, seed)))
+        emb = embed(model, probe_texts(load_probe_pairs(n, seed)))
         _BASE[key] = (emb, *_scores(emb, n))
     return _BASE[key]
 
@@ -305,7 +307,7 @@ def probe(model: nn.Module, n: int = PROBE_N, seed: int = PROBE_SEED) -> dict:
     pairs = load_probe_pairs(n, seed)
     device = next(model.parameters()).device
     base_emb, base_recall1, base_mrr = base_probe(n, seed, device)
-    emb = embed(model, _texts(pairs))
+    emb = embed(model, probe_texts(pairs))
     recall1, mrr = _scores(emb, n)
     return {"probe_recall1": recall1, "probe_mrr": mrr,
             "probe_base_recall1": base_recall1, "probe_base_mrr": base_mrr,

@@ -91,7 +91,7 @@ def held_out(task: str) -> tuple[object, torch.Tensor]:
     from .costs import load_model
 
     if task == "text":
-        texts = forgetting._texts(forgetting.load_probe_pairs(TEXT_N // 2))
+        texts = forgetting.probe_texts(forgetting.load_probe_pairs(TEXT_N // 2))
         return texts, forgetting.embed(load_model(task), texts)
     pixels = vision_inputs()
     return pixels, vision_embed(load_model(task), pixels)

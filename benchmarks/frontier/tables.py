@@ -133,8 +133,8 @@ def with_costs(rows: list[dict], costs: dict) -> list[dict]:
     and ``adapter_flops``: its step's FLOPs minus the head-only step's."""
     head = {"text": costs.get(("head", "text")), "vision": costs.get(("vision-head", "vision"))}
     for r in rows:
-        kind = record_key(r)[1]
-        c = costs.get(record_key(r))
+        key = record_key(r)
+        kind, c = key[1], costs.get(key)
         for key in ("flops_per_step", "build_flops", "build_s", "build_in_forward",
                     "peak_growth_mib"):
             r[key] = None if c is None else c[key]

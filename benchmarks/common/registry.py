@@ -196,10 +196,12 @@ def _build_adapter(model, entry):
     config.modules_to_save = [HEAD]
     adapted = qiadapters.get_adapter_model(model, config)
     if entry.family == "hamming":
-        # older records have no block_size
+        # older records have no block_size; records before 2026-12-07 had no
+        # layers_to_transform (backfilled from the entries that set it)
         record = _without_unused_rule({k: v for k, v in config.to_dict().items()
                                        if k in _HAMMING_RECORD_KEYS or k == "default_layout"
-                                       or (k == "block_size" and v is not None)
+                                       or (k in ("block_size", "layers_to_transform")
+                                           and v is not None)
                                        or (k == "share_blocks" and v)})
         init_std = entry.config.get("init_std", 0)
         if init_std:

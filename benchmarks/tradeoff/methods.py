@@ -113,6 +113,11 @@ ROWS = (
     "hamming-12-bs32-all-linear-scale-angle-lr", "hamming-1-bs32-scale-angle-lr",
     # ... on the top four layers (50,688), and in blocks of 16 (39,168).
     "hamming-1-bs32-scale-angle-lr-top4", "hamming-1-bs16-scale-angle-lr",
+    # The best row under 10k on fewer layers: the top three (3,168, under FourierFT n=300's
+    # 3,600 and a tenth of BOFT's 41,472) and the top two (2,112).
+    "hamming-123-bs16-scale-angle-lr-top3", "hamming-123-bs16-scale-angle-lr-top2",
+    # ... and without the scale (864, 576): a tenth of the peers at 5.8k-10k.
+    "hamming-123-bs16-angle-lr-top3", "hamming-123-bs16-angle-lr-top2",
 )
 
 

@@ -76,6 +76,8 @@ ROWS = (
     "vision-hamming-12-bs32-patch", "vision-hamming-12-bs32-scale-patch",
     # Order 1 alone in OFT's blocks of 32 with the learned scale (25,344): ours above 10k.
     "vision-hamming-1-bs32-scale",
+    # The best q/v row on the input side (OFT's): query and value read rotated inputs.
+    "vision-hamming-12-bs32-scale-input",
 )
 
 

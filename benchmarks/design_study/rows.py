@@ -35,7 +35,9 @@ TEXT_ROWS = ("hamming-123-b3", "hamming-123-b8", "hamming-123-bs32", "hamming-12
              "hamming-12-bs16", "hamming-123-bs16", "hamming-123-bs64",
              "hamming-123-bs16-angle-lr", "hamming-123-bs16-scale-angle-lr",
              "hamming-123-bs16-scale-angle-lr-top4", "hamming-123-bs16-scale-angle-lr2-top4",
-             "hamming-123-bs16-scale-angle-lr8-top4", "hamming-123-bs16-angle-lr-top4")
+             "hamming-123-bs16-scale-angle-lr8-top4", "hamming-123-bs16-angle-lr-top4",
+             "hamming-123-bs16-scale-angle-lr-top3", "hamming-123-bs16-scale-angle-lr-top2",
+             "hamming-123-bs16-angle-lr-top3", "hamming-123-bs16-angle-lr-top2")
 #: The default layout's sweep: (orders, block size) -> the text registry name (the vision
 #: suite's is ``"vision-" + name``).
 DEFAULT_SWEEP = {(orders, size): f"hamming-{''.join(map(str, orders))}-bs{size}"

@@ -238,6 +238,43 @@ def test_the_angles_can_train_at_a_fraction_of_the_head_lr():
     assert {id(p) for p in rest["params"]} == {id(p) for p in model.encoder.parameters()}
 
 
+def test_the_learned_scales_can_train_at_their_own_rate():
+    """``scale_lr_scale``: exactly the Hamming adapters' scale vectors (found by their module,
+    not their name) leave the adapter's group; the row's method carries the factor from its
+    ``training_params.json`` and a model without a learned scale is refused by name."""
+    import qiadapters
+    from benchmarks.common.training import _lr_groups
+    from torch import nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query = nn.Linear(64, 64)
+            self.classifier = nn.Linear(64, 2)
+
+    def built(scale):
+        torch.manual_seed(0)
+        return qiadapters.get_adapter_model(Model(), qiadapters.HammingConfig(
+            target_modules=["query"], orders=(1, 2), block_size=16, scale=scale,
+            modules_to_save=["classifier"]))
+
+    model = built(scale=True)
+    trainable = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+    head, angles, scales = _lr_groups(model, 0.1, 0.25, 3.0)
+    assert (head["lr"], angles["lr"], scales["lr"]) == (0.1, 0.025, pytest.approx(0.3))
+    assert [trainable[id(p)].rsplit(".", 1)[-1] for p in scales["params"]] == ["scale"]
+    assert all("classifier" in trainable[id(p)] for p in head["params"])
+    assert all(not trainable[id(p)].endswith("scale") and "classifier" not in trainable[id(p)]
+               for p in angles["params"])
+    assert sum(len(g["params"]) for g in (head, angles, scales)) == len(trainable)
+    assert len(_lr_groups(model, 0.1, 1.0, 1.0)) == 1  # every rate is lr: one group
+    with pytest.raises(ValueError, match="scale_lr_scale=3.0 is set but the model has no"):
+        _lr_groups(built(scale=False), 0.1, 1.0, 3.0)
+    row = tradeoff_methods.METHODS["hamming-123-bs16-scale-angle-lr-top4-scale-at-lr"]
+    assert (row.adapter_lr_scale, row.scale_lr_scale) == (0.25, 1.0)
+    assert tradeoff_methods.METHODS["hamming-123-bs16-scale-angle-lr-top4"].scale_lr_scale is None
+
+
 def test_every_row_is_an_experiment_folder_and_every_folder_a_row():
     """The inputs (benchmarks/tradeoff/experiments/<family>/<name>/training_params.json) and
     the table's rows name the same methods, each under its registry family."""

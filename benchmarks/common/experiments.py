@@ -13,6 +13,8 @@ its own file replacing theirs (a list such as ``lrs`` is replaced, not merged):
 
 * ``lrs``: the learning-rate grid the sweep starts from (:mod:`benchmarks.common.sweep`);
 * ``adapter_lr_scale``: the adapter trains at ``lr * adapter_lr_scale``, the head at ``lr``;
+* ``scale_lr_scale``: a Hamming adapter's learned scales train at ``lr * scale_lr_scale``
+  (absent: at the adapter's rate);
 * ``note``: why the values are what they are (free text, read by people);
 * defaults only: ``steps``, ``batch_size``, ``warmup_frac``, ``seeds`` (the first is the
   sweep seed): one protocol for every row of a benchmark, so a row cannot change them.
@@ -27,7 +29,7 @@ from . import registry
 DEFAULTS = "default_training_params.json"
 PARAMS = "training_params.json"
 #: The keys a row's training-parameters file may hold ...
-ROW_KEYS = {"lrs", "adapter_lr_scale", "note"}
+ROW_KEYS = {"lrs", "adapter_lr_scale", "scale_lr_scale", "note"}
 #: ... and the defaults' file.
 KEYS = ROW_KEYS | {"steps", "batch_size", "warmup_frac", "seeds"}
 
@@ -79,5 +81,6 @@ def table(folder: Path, rows) -> dict:
     out = {}
     for name in rows:
         params = training_params(folder, name)
-        out[name] = method(name, params["lrs"], params.get("adapter_lr_scale", 1.0), rows)
+        out[name] = method(name, params["lrs"], params.get("adapter_lr_scale", 1.0), rows,
+                           params.get("scale_lr_scale"))
     return out

@@ -30,15 +30,19 @@ class Method:
     experts: tuple = ()
     #: The adapter's parameters train at ``lr * adapter_lr_scale``, the head at ``lr``.
     adapter_lr_scale: float = 1.0
+    #: A Hamming adapter's learned scales train at ``lr * scale_lr_scale`` (None: at the
+    #: adapter's rate).
+    scale_lr_scale: float | None = None
 
 
-def method(name: str, lrs: tuple, adapter_lr_scale: float = 1.0, rows=()) -> Method:
+def method(name: str, lrs: tuple, adapter_lr_scale: float = 1.0, rows=(),
+           scale_lr_scale: float | None = None) -> Method:
     """The registry entry ``name`` as a :class:`Method` with grid ``lrs``; its ``experts``
     are those of the entry's experts that are themselves among ``rows`` (names)."""
     entry, rows = registry.get(name), set(rows)
     alone = tuple(e for e in entry.experts if e in rows)
     return Method(name, entry.group, entry.label, entry.build, tuple(lrs), alone,
-                  adapter_lr_scale)
+                  adapter_lr_scale, scale_lr_scale)
 
 
 def family_available(method: Method):

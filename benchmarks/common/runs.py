@@ -45,6 +45,7 @@ def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
     metrics = train(model, data["train"], None, steps=steps, batch_size=batch_size, lr=lr,
                     warmup_frac=warmup_frac, seed=seed, aux_loss_fn=aux_loss_fn,
                     progress=progress, desc=desc, adapter_lr_scale=method.adapter_lr_scale,
+                    scale_lr_scale=method.scale_lr_scale,
                     monitor=monitor, monitor_every=monitor_every)
     cpu_seconds = time.process_time() - cpu0
     scores = {split: evaluate(model, data[split]) for split in splits_to_score}
@@ -59,6 +60,8 @@ def train_one(method: Method, lr: float, seed: int, splits_to_score, data: dict,
         "method": method.name, "family": method.family, "label": method.label,
         "lr": lr, "seed": seed, "steps": steps, "batch_size": batch_size,
         "adapter_lr_scale": method.adapter_lr_scale,
+        **({"scale_lr_scale": method.scale_lr_scale}
+           if method.scale_lr_scale is not None else {}),
         "warmup_frac": warmup_frac,
         "val_accuracy": scores.get("validation"), "test_accuracy": scores.get("test"),
         "adapter_params": trainable - head, "head_params": head,

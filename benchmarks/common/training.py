@@ -149,16 +149,34 @@ def evaluate(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int = 
     return correct.item() / n
 
 
-def _lr_groups(model: nn.Module, lr: float, adapter_lr_scale: float) -> list:
+def learned_scales(model: nn.Module) -> set[int]:
+    """The ``id`` of every learned scale vector of the Hamming adapters in ``model`` (the
+    ``s`` of ``D diag(s)``; none without ``scale=True``)."""
+    from qiadapters.adapters.hamming.parametrizations import Parametrization
+
+    return {id(m.scale) for m in model.modules()
+            if isinstance(m, Parametrization) and m.scale is not None}
+
+
+def _lr_groups(model: nn.Module, lr: float, adapter_lr_scale: float,
+               scale_lr_scale: float | None = None) -> list:
     """AdamW parameter groups: the head at ``lr``, the other trainable parameters at
-    ``lr * adapter_lr_scale`` (one group when the scale is 1)."""
+    ``lr * adapter_lr_scale``, and, when ``scale_lr_scale`` is given, the Hamming adapters'
+    learned scales (:func:`learned_scales`) at ``lr * scale_lr_scale`` (one group when every
+    rate is ``lr``)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if adapter_lr_scale == 1:
+    scales = learned_scales(model) if scale_lr_scale is not None else set()
+    if scale_lr_scale is not None and not scales:
+        raise ValueError(f"scale_lr_scale={scale_lr_scale!r} is set but the model has no "
+                         "learned scale (a Hamming adapter with scale=True)")
+    if adapter_lr_scale == 1 and scale_lr_scale in (None, 1):
         return [{"params": [p for _, p in named]}]
     head = [p for n, p in named if f".{HEAD}." in f".{n}"]
-    rest = [p for n, p in named if f".{HEAD}." not in f".{n}"]
+    rest = [p for n, p in named if f".{HEAD}." not in f".{n}" and id(p) not in scales]
+    scale = [p for n, p in named if id(p) in scales]
     return [g for g in ({"params": head, "lr": lr},
-                        {"params": rest, "lr": lr * adapter_lr_scale}) if g["params"]]
+                        {"params": rest, "lr": lr * adapter_lr_scale},
+                        {"params": scale, "lr": lr * (scale_lr_scale or 0)}) if g["params"]]
 
 
 def train(model: nn.Module, train_data: dict[str, torch.Tensor],
@@ -167,7 +185,8 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
           aux_loss_fn=None, progress: bool = True, weight_decay: float = 0.0,
           max_grad_norm: float | None = None, eval_batch_size: int = 256,
           eval_every: int | None = None, find_unused_parameters: bool = False,
-          desc: str = "train", adapter_lr_scale: float = 1.0, monitor=None,
+          desc: str = "train", adapter_lr_scale: float = 1.0,
+          scale_lr_scale: float | None = None, monitor=None,
           monitor_every: int | None = None) -> dict:
     """Train ``model`` in place for ``steps`` optimiser steps; return metrics.
 
@@ -179,7 +198,9 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     ``progress``: a tqdm bar on rank 0 when stderr is a terminal, otherwise a printed line
     every tenth of the run; False for silence.  ``adapter_lr_scale``: every trainable
     parameter outside the classification head (:data:`~benchmarks.common.constants.HEAD`) trains at
-    ``lr * adapter_lr_scale``, the head at ``lr`` (one lr for all when 1).  ``monitor(step)``,
+    ``lr * adapter_lr_scale``, the head at ``lr`` (one lr for all when 1);
+    ``scale_lr_scale``: the Hamming adapters' learned scales at ``lr * scale_lr_scale``
+    instead (None: with the rest of the adapter).  ``monitor(step)``,
     if given, returns a JSON-able dict describing the model after ``step`` optimiser steps
     (e.g. its router weights); it is called before the first step, every ``monitor_every``
     steps (default: a tenth of the run) and after the last, and its dicts are returned in
@@ -218,7 +239,8 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
     if world > 1:
         runner = nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=find_unused_parameters)
-    optimizer = torch.optim.AdamW(_lr_groups(model, lr, adapter_lr_scale), lr=lr,
+    optimizer = torch.optim.AdamW(_lr_groups(model, lr, adapter_lr_scale, scale_lr_scale),
+                                  lr=lr,
                                   weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup_frac))
 

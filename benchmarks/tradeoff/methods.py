@@ -118,6 +118,9 @@ ROWS = (
     "hamming-123-bs16-scale-angle-lr-top3", "hamming-123-bs16-scale-angle-lr-top2",
     # ... and without the scale (864, 576): a tenth of the peers at 5.8k-10k.
     "hamming-123-bs16-angle-lr-top3", "hamming-123-bs16-angle-lr-top2",
+    # The lr rule on the angles only, the learned scales at the head's lr (top four, three).
+    "hamming-123-bs16-scale-angle-lr-top4-scale-at-lr",
+    "hamming-123-bs16-scale-angle-lr-top3-scale-at-lr",
 )
 
 

@@ -78,6 +78,8 @@ ROWS = (
     "vision-hamming-1-bs32-scale",
     # The best q/v row on the input side (OFT's): query and value read rotated inputs.
     "vision-hamming-12-bs32-scale-input",
+    # ... with its learned scales faster than its angles (lr x 3, x 10).
+    "vision-hamming-12-bs32-scale-at-3lr", "vision-hamming-12-bs32-scale-at-10lr",
 )
 
 

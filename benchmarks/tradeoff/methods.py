@@ -121,6 +121,8 @@ ROWS = (
     # The lr rule on the angles only, the learned scales at the head's lr (top four, three).
     "hamming-123-bs16-scale-angle-lr-top4-scale-at-lr",
     "hamming-123-bs16-scale-angle-lr-top3-scale-at-lr",
+    # The best row under 10k on the top five layers (5,280).
+    "hamming-123-bs16-scale-angle-lr-top5",
 )
 
 

@@ -80,6 +80,8 @@ ROWS = (
     "vision-hamming-12-bs32-scale-input",
     # ... with its learned scales faster than its angles (lr x 3, x 10).
     "vision-hamming-12-bs32-scale-at-3lr", "vision-hamming-12-bs32-scale-at-10lr",
+    # ... and on the {1,2,3} row with the scale (2,016).
+    "vision-hamming-123-bs32-scale-at-3lr", "vision-hamming-123-bs32-scale-at-10lr",
 )
 
 

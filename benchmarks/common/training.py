@@ -173,10 +173,11 @@ def _lr_groups(model: nn.Module, lr: float, adapter_lr_scale: float,
         return [{"params": [p for _, p in named]}]
     head = [p for n, p in named if f".{HEAD}." in f".{n}"]
     rest = [p for n, p in named if f".{HEAD}." not in f".{n}" and id(p) not in scales]
-    scale = [p for n, p in named if id(p) in scales]
-    return [g for g in ({"params": head, "lr": lr},
-                        {"params": rest, "lr": lr * adapter_lr_scale},
-                        {"params": scale, "lr": lr * (scale_lr_scale or 0)}) if g["params"]]
+    groups = [{"params": head, "lr": lr}, {"params": rest, "lr": lr * adapter_lr_scale}]
+    if scales:
+        groups.append({"params": [p for _, p in named if id(p) in scales],
+                       "lr": lr * scale_lr_scale})
+    return [g for g in groups if g["params"]]
 
 
 def train(model: nn.Module, train_data: dict[str, torch.Tensor],
@@ -240,8 +241,7 @@ def train(model: nn.Module, train_data: dict[str, torch.Tensor],
         runner = nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=find_unused_parameters)
     optimizer = torch.optim.AdamW(_lr_groups(model, lr, adapter_lr_scale, scale_lr_scale),
-                                  lr=lr,
-                                  weight_decay=weight_decay)
+                                  lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup_frac))
 
     from tqdm.auto import tqdm

@@ -82,15 +82,15 @@ def chosen_lr(rows: list[dict], method: str, task: str) -> float:
     raise KeyError(f"{method} on {task} is not in vision.csv: run the suite for it first")
 
 
-def measure(method_name: str, task: str, lr: float) -> dict:
-    """Retrain ``method_name`` on ``task`` at ``lr`` (seed 0) and measure its maps."""
+def measure(method_name: str, task: str, lr: float, splits: dict, classes: int) -> dict:
+    """Retrain ``method_name`` on ``task`` (its ``splits`` and number of ``classes``, as
+    :func:`benchmarks.vision.data.load_task` gives them) at ``lr``, seed 0, and measure its
+    maps."""
     from ..common.runs import train_one
-    from .data import load_task
     from .methods import METHODS
     from .model import load_backbone
     from .worker import BATCH_SIZE, STEPS, WARMUP_FRAC, _capture
 
-    splits, classes = load_task(task, n_test=1000)
     base = adapted_maps(load_backbone(classes, seed=0))
     holder: dict = {}
     run = train_one(_capture(METHODS[method_name], holder), lr, 0, ("validation", "test"),
@@ -108,7 +108,7 @@ def measure(method_name: str, task: str, lr: float) -> dict:
 
 
 def markdown(records: list[dict], command: str) -> str:
-    lines = [f"# How far each method moves the ViT's q/v maps\n",
+    lines = ["# How far each method moves the ViT's q/v maps\n",
              f"`{command}` (seed 0, the task's chosen lr; mean over the twelve maps)\n",
              "`dW = W_eff - W0`; norms are Frobenius norms.\n",
              "| method | task | lr | test % | norm of dW / norm of W0 (max) "
@@ -135,9 +135,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     with open(args.results / "vision.csv") as f:
         rows = list(csv.DictReader(f))
+    from .data import load_task
+
+    splits, classes = load_task(args.task, n_test=1000)
     records = []
     for name in args.methods:
-        record = measure(name, args.task, chosen_lr(rows, name, args.task))
+        record = measure(name, args.task, chosen_lr(rows, name, args.task), splits, classes)
         print(f"{name}: test {100 * record['test_accuracy']:.1f}, ||dW||/||W0|| "
               f"{record['rel_change']:.2f}, eff. rank {record['eff_rank']:.1f}", flush=True)
         records.append(record)

@@ -18,3 +18,4 @@ from .adapters import Mixture, MixtureConfig
 __all__ += ["Mixture", "MixtureConfig"]
 from . import pennylane  # noqa: E402  (reference functions and export; PennyLane loads lazily)
 from . import bounds  # noqa: E402  (size bounds on what a config may build; unbounded())
+from . import optimizers  # noqa: E402  (create_hamming_optimizer: rates per parameter kind)

@@ -122,3 +122,31 @@ def case_op_count_warmup(tmp):
 
     model = _mlp()
     return (lambda: count_train_step(model, {}, None, warmup=-1)), model
+
+
+# ------------------------------------------------------------------ optimizers
+def _optimizer(model, **kwargs):
+    from qiadapters.optimizers import create_hamming_optimizer
+    return (lambda: create_hamming_optimizer(model, torch.optim.AdamW, **kwargs)), model
+
+
+@case
+def case_optimizer_lr(tmp):
+    return _optimizer(get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"])), lr=0)
+
+
+@case
+def case_optimizer_ratio(tmp):
+    return _optimizer(get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"])),
+                      lr=0.1, angle_lr_ratio=float("inf"))
+
+
+@case
+def case_optimizer_scale_without_scale(tmp):
+    return _optimizer(get_adapter_model(_mlp(), HammingConfig(target_modules=["fc1"])),
+                      lr=0.1, scale_lr_ratio=3.0)
+
+
+@case
+def case_optimizer_no_hamming(tmp):
+    return _optimizer(_mlp(), lr=0.1)

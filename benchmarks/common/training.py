@@ -149,23 +149,19 @@ def evaluate(model: nn.Module, data: dict[str, torch.Tensor], batch_size: int = 
     return correct.item() / n
 
 
-def learned_scales(model: nn.Module) -> set[int]:
-    """The ``id`` of every learned scale vector of the Hamming adapters in ``model`` (the
-    ``s`` of ``D diag(s)``; none without ``scale=True``)."""
-    from qiadapters.adapters.hamming.parametrizations import Parametrization
-
-    return {id(m.scale) for m in model.modules()
-            if isinstance(m, Parametrization) and m.scale is not None}
-
-
 def _lr_groups(model: nn.Module, lr: float, adapter_lr_scale: float,
                scale_lr_scale: float | None = None) -> list:
     """AdamW parameter groups: the head at ``lr``, the other trainable parameters at
     ``lr * adapter_lr_scale``, and, when ``scale_lr_scale`` is given, the Hamming adapters'
-    learned scales (:func:`learned_scales`) at ``lr * scale_lr_scale`` (one group when every
-    rate is ``lr``)."""
+    learned scales (:func:`qiadapters.optimizers.hamming_parameters`) at
+    ``lr * scale_lr_scale`` (one group when every rate is ``lr``).  Unlike
+    :func:`qiadapters.optimizers.hamming_param_groups`, ``adapter_lr_scale`` applies to any
+    adapter (peft's too), not only Hamming angles."""
+    from qiadapters.optimizers import hamming_parameters
+
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    scales = learned_scales(model) if scale_lr_scale is not None else set()
+    scales = ({id(p) for p in hamming_parameters(model)[1]} if scale_lr_scale is not None
+              else set())
     if scale_lr_scale is not None and not scales:
         raise ValueError(f"scale_lr_scale={scale_lr_scale!r} is set but the model has no "
                          "learned scale (a Hamming adapter with scale=True)")

@@ -44,7 +44,7 @@ def hamming_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Pa
     return list(angles.values()), list(scales.values())
 
 
-def _ratio(name: str, value) -> float:
+def _positive(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}={value!r} is not valid; valid: a finite number > 0")
@@ -59,10 +59,10 @@ def hamming_param_groups(model: nn.Module, *, lr: float, angle_lr_ratio: float =
     out.  Raises ``ValueError``, naming the argument, for a rate that is not a finite number
     above 0, a model without a trainable Hamming adapter, or a ``scale_lr_ratio`` for a model
     without a learned scale."""
-    lr = _ratio("lr", lr)
-    angle_lr_ratio = _ratio("angle_lr_ratio", angle_lr_ratio)
+    lr = _positive("lr", lr)
+    angle_lr_ratio = _positive("angle_lr_ratio", angle_lr_ratio)
     if scale_lr_ratio is not None:
-        scale_lr_ratio = _ratio("scale_lr_ratio", scale_lr_ratio)
+        scale_lr_ratio = _positive("scale_lr_ratio", scale_lr_ratio)
     angles, scales = hamming_parameters(model)
     if not angles and not scales:
         raise ValueError("model has no trainable Hamming adapter: hamming_param_groups sets "

@@ -68,10 +68,11 @@ def change(w0: torch.Tensor, w: torch.Tensor) -> dict:
     d = (w - w0).double()
     s = torch.linalg.svdvals(d)
     norm0 = w0.double().norm()
-    p = s / s.sum() if s.sum() > 0 else s
-    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    if s.sum() == 0:
+        return {"rel_change": 0.0, "top_sv": 0.0, "eff_rank": 0.0}
+    p = s[s > 0] / s.sum()
     return {"rel_change": float(d.norm() / norm0), "top_sv": float(s[0] / norm0),
-            "eff_rank": float(entropy.exp()) if s.sum() > 0 else 0.0}
+            "eff_rank": float((-(p * p.log()).sum()).exp())}
 
 
 def chosen_lr(rows: list[dict], method: str, task: str) -> float:
@@ -82,16 +83,16 @@ def chosen_lr(rows: list[dict], method: str, task: str) -> float:
     raise KeyError(f"{method} on {task} is not in vision.csv: run the suite for it first")
 
 
-def measure(method_name: str, task: str, lr: float, splits: dict, classes: int) -> dict:
+def measure(method_name: str, task: str, lr: float, splits: dict, classes: int,
+            base: dict[str, torch.Tensor]) -> dict:
     """Retrain ``method_name`` on ``task`` (its ``splits`` and number of ``classes``, as
     :func:`benchmarks.vision.data.load_task` gives them) at ``lr``, seed 0, and measure its
-    maps."""
+    maps against ``base`` (:func:`adapted_maps` of the pretrained backbone)."""
     from ..common.runs import train_one
     from .methods import METHODS
     from .model import load_backbone
     from .worker import BATCH_SIZE, STEPS, WARMUP_FRAC, _capture
 
-    base = adapted_maps(load_backbone(classes, seed=0))
     holder: dict = {}
     run = train_one(_capture(METHODS[method_name], holder), lr, 0, ("validation", "test"),
                     splits, lambda s: load_backbone(classes, seed=s), STEPS, BATCH_SIZE,
@@ -136,11 +137,14 @@ def main(argv=None) -> int:
     with open(args.results / "vision.csv") as f:
         rows = list(csv.DictReader(f))
     from .data import load_task
+    from .model import load_backbone
 
     splits, classes = load_task(args.task, n_test=1000)
+    base = adapted_maps(load_backbone(classes, seed=0))
     records = []
     for name in args.methods:
-        record = measure(name, args.task, chosen_lr(rows, name, args.task), splits, classes)
+        record = measure(name, args.task, chosen_lr(rows, name, args.task), splits, classes,
+                         base)
         print(f"{name}: test {100 * record['test_accuracy']:.1f}, ||dW||/||W0|| "
               f"{record['rel_change']:.2f}, eff. rank {record['eff_rank']:.1f}", flush=True)
         records.append(record)
